@@ -1,0 +1,197 @@
+"""BaseTrainer: the epoch loop, monitoring, early stopping, checkpoints and resume."""
+from abc import ABC, abstractmethod
+
+import torch
+
+from logger import TensorboardWriter
+from trainer.reporting import epoch_block, summary_lines, write_epoch_scalars
+from utils import distributed as dist
+from utils.checkpoint import (
+    atomic_save,
+    check_state_dict_matches,
+    strip_prefixes,
+    unwrap_model,
+)
+from utils.history import append_epoch_row
+from utils.monitor import Monitor
+from utils.seed import get_rng_state, set_rng_state
+from utils.signals import StopSignals, TrainingInterrupted
+
+LATEST, BEST = "model_latest.pth", "model_best.pth"
+
+
+class BaseTrainer(ABC):
+    """Base class for all trainers: subclasses implement `_train_epoch(epoch) -> dict`."""
+
+    def __init__(self, model, criterion, metric_ftns, optimizer, config, lr_scheduler=None,
+                 grad_scaler=None):
+        self.config = config
+        cfg_trainer = config["trainer"]
+        self.logger = config.get_logger("trainer", cfg_trainer.get("verbosity", 2))
+        self.model = model
+        self.raw_model = unwrap_model(model)  # what checkpoints hold: no DDP/compile wrappers
+        self.criterion = criterion
+        self.metric_ftns = metric_ftns
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        self.grad_scaler = grad_scaler  # fp16 only; its scale is part of the checkpoint
+
+        self.epochs = cfg_trainer["epochs"]
+        self.save_period = cfg_trainer.get("save_period", 1)
+        self.keep_last = cfg_trainer.get("keep_last")
+        self.monitor = Monitor(cfg_trainer.get("monitor", "off"), cfg_trainer.get("early_stop", 0))
+        self.start_epoch = 1
+        self.last_epoch = 0
+        self.global_step = 0
+        self.resume_state = None  # mid-epoch state a subclass restores (see _resume_checkpoint)
+        self.stop_signals = StopSignals()
+        self.is_main = dist.is_main_process()
+
+        if config.checkpoint is not None:  # checked before any folder is made
+            self._resume_checkpoint(config.checkpoint)
+        if not config.run_started:
+            config.init_run()
+        self.checkpoint_dir = config.save_dir
+        self.writer = TensorboardWriter(config.log_dir, self.logger,
+                                        cfg_trainer.get("tensorboard", False) and self.is_main)
+
+    @abstractmethod
+    def _train_epoch(self, epoch):
+        """Train one epoch; return a dict of averaged metrics (train and val_)."""
+
+    def train(self):
+        """Full training logic; raises TrainingInterrupted after saving on SIGINT/SIGTERM."""
+        self.stop_signals.install()
+        try:
+            for epoch in range(self.start_epoch, self.epochs + 1):
+                try:
+                    result = self._train_epoch(epoch)
+                except TrainingInterrupted:
+                    self._save_interrupted(epoch)
+                    raise
+                log = {"epoch": epoch, **result}
+                self._report_epoch(log)
+                improved = self.monitor.update(log, epoch)
+                stop = dist.any_rank(self.monitor.should_stop)
+                self._save_epoch(epoch, improved, last=stop or epoch == self.epochs)
+                if stop:
+                    self.logger.info(f"Validation performance didn't improve for {self.monitor.early_stop} "
+                                     "epochs. Training stops.")
+                    break
+        finally:
+            self.stop_signals.restore()
+            self.writer.close()
+        self._report_end()
+
+    def _report_epoch(self, log):
+        for line in epoch_block(log):
+            self.logger.info(line)
+        if self.is_main:
+            append_epoch_row(self.checkpoint_dir / "metrics.csv", log)
+            write_epoch_scalars(self.writer, log)
+        self.last_epoch = log["epoch"]
+
+    def _report_end(self):
+        for line in summary_lines(self.monitor, self.checkpoint_dir, self.config.log_dir, self.last_epoch):
+            self.logger.info(line)
+
+    # ---- checkpoints -------------------------------------------------------
+    def _checkpoint(self, epoch, resume_batch=0, extra=None):
+        """Everything needed to continue exactly, as plain data (weights_only-safe)."""
+        rng_states = dist.all_gather_object(get_rng_state())  # every rank's, collective
+        return {
+            "arch": type(self.raw_model).__name__,
+            "epoch": epoch,
+            "resume_batch": resume_batch,
+            "global_step": self.global_step,
+            "state_dict": strip_prefixes(self.raw_model.state_dict()),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler is not None else None,
+            "grad_scaler": self.grad_scaler.state_dict() if self.grad_scaler is not None else None,
+            "monitor": self.monitor.state_dict(),
+            "monitor_best": float(self.monitor.best),
+            "rng_states": rng_states,
+            "world_size": dist.get_world_size(),
+            "config": self.config.config,
+            **(extra or {}),
+        }
+
+    def _save_epoch(self, epoch, improved, last):
+        state = self._checkpoint(epoch, extra=self._extra_state())
+        if not self.is_main:
+            return
+        self._write(state, LATEST)
+        if epoch % self.save_period == 0 or last:
+            self._write(state, f"checkpoint-epoch{epoch}.pth", announce=True)
+            self._prune_epoch_checkpoints()
+        if improved:
+            self._write(state, BEST)
+            self.logger.info(f"Saving current best: {BEST} ...")
+
+    def _save_interrupted(self, epoch):
+        state = self._checkpoint(epoch - 1, resume_batch=self._batches_done(), extra=self._extra_state())
+        if self.is_main:
+            self._write(state, LATEST)
+            signame = TrainingInterrupted(self.stop_signals.signum)
+            self.logger.warning(f"Stopped by {signame} in epoch {epoch} after {state['resume_batch']} "
+                                f"batches; state saved. Resume with: python train.py -r {self.checkpoint_dir / LATEST}")
+
+    def _write(self, state, filename, announce=False):
+        if announce:
+            self.logger.info(f"Saving checkpoint: {self.checkpoint_dir / filename} ...")
+        atomic_save(state, self.checkpoint_dir / filename)
+
+    def _prune_epoch_checkpoints(self):
+        if not self.keep_last:
+            return
+        found = sorted(self.checkpoint_dir.glob("checkpoint-epoch*.pth"),
+                       key=lambda p: int(p.stem.removeprefix("checkpoint-epoch")))
+        for old in found[:-self.keep_last]:
+            old.unlink(missing_ok=True)
+
+    def _extra_state(self):
+        """Subclass state for the checkpoint (data position, partial metrics)."""
+        return {}
+
+    def _batches_done(self):
+        """Batches of the current epoch already trained (for a mid-epoch checkpoint)."""
+        return 0
+
+    def _resume_checkpoint(self, checkpoint):
+        """Restore model, optimizer, scheduler, scaler, monitor, RNG and position."""
+        resume_path = self.config.resume
+        self.logger.info(f"Loading checkpoint: {resume_path} ...")
+        state_dict = strip_prefixes(checkpoint["state_dict"])
+        check_state_dict_matches(self.raw_model, state_dict, resume_path)
+        if checkpoint["config"]["arch"] != self.config["arch"]:
+            self.logger.warning("Warning: Architecture configuration given in config file is different from "
+                                "that of checkpoint. This may yield an exception while state_dict is being loaded.")
+        self.raw_model.load_state_dict(state_dict)
+        if checkpoint["config"]["optimizer"]["type"] != self.config["optimizer"]["type"]:
+            self.logger.warning("Warning: Optimizer type given in config file is different from that of "
+                                "checkpoint. Optimizer parameters not being resumed.")
+        else:
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if self.lr_scheduler is not None and checkpoint.get("lr_scheduler") is not None:
+            self.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
+        if self.grad_scaler is not None and checkpoint.get("grad_scaler") is not None:
+            self.grad_scaler.load_state_dict(checkpoint["grad_scaler"])
+        if "monitor" in checkpoint:
+            self.monitor.load_state_dict(checkpoint["monitor"])
+        self.start_epoch = checkpoint["epoch"] + 1
+        self.last_epoch = checkpoint["epoch"]
+        self.global_step = checkpoint.get("global_step", 0)
+        self.resume_state = checkpoint
+        self._restore_rng(checkpoint.get("rng_states"))
+        where = f"epoch {self.start_epoch}" + (f", batch {checkpoint['resume_batch'] + 1}"
+                                                if checkpoint.get("resume_batch") else "")
+        self.logger.info(f"Checkpoint loaded. Resume training from {where}")
+
+    def _restore_rng(self, rng_states):
+        if not rng_states:
+            return
+        rank = dist.get_rank()
+        if len(rng_states) == dist.get_world_size():
+            set_rng_state(rng_states[rank])
+        else:  # another number of processes: streams cannot match; keep them distinct per rank
+            torch.manual_seed(int(self.config["seed"]) + rank + 1000 * self.start_epoch)

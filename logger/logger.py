@@ -1,0 +1,31 @@
+"""Logging setup: console plus a rotating info.log in the run's log folder."""
+import json
+import logging
+import logging.config
+from pathlib import Path
+
+DEFAULT_CONFIG = Path(__file__).with_name("logger_config.json")
+
+
+def setup_logging(save_dir, log_config=DEFAULT_CONFIG, default_level=logging.INFO, to_file=True):
+    """Configure the root logger from `log_config`, writing files into `save_dir`.
+
+    With `to_file=False` (ranks other than 0 under torch.distributed, or
+    before a run folder exists) only the console handler is kept, at WARNING
+    for non-zero ranks so that messages are not printed once per process.
+    """
+    log_config = Path(log_config)
+    if not log_config.is_file():
+        logging.basicConfig(level=default_level)
+        logging.getLogger(__name__).warning(f"Warning: logging configuration file {log_config} not found.")
+        return
+    config = json.loads(log_config.read_text())
+    handlers = config["handlers"]
+    for name in list(handlers):
+        if "filename" in handlers[name]:
+            if to_file:
+                handlers[name]["filename"] = str(Path(save_dir) / handlers[name]["filename"])
+            else:
+                del handlers[name]
+                config["root"]["handlers"].remove(name)
+    logging.config.dictConfig(config)

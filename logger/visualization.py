@@ -1,0 +1,70 @@
+"""TensorboardWriter: SummaryWriter calls tagged by mode, created only when used."""
+import importlib
+import logging
+from datetime import datetime
+
+
+class TensorboardWriter:
+    """Wraps torch.utils.tensorboard.SummaryWriter.
+
+    `set_step(step, mode)` sets the global step and the tag suffix
+    ('train' / 'valid'); every add_* call then writes `<tag>/<mode>` at that
+    step. When disabled, every add_* is a no-op. The SummaryWriter (and
+    TensorBoard with it) is imported on the first write, not at start-up.
+    """
+
+    TB_METHODS = {"add_scalar", "add_scalars", "add_image", "add_images", "add_audio",
+                  "add_text", "add_histogram", "add_pr_curve", "add_embedding"}
+    UNTAGGED = {"add_embedding"}
+
+    def __init__(self, log_dir, logger=None, enabled=True):
+        self.log_dir = str(log_dir)
+        self.logger = logger or logging.getLogger("tensorboard")
+        self.enabled = enabled
+        self._writer = None
+        self.step = 0
+        self.mode = ""
+        self.timer = datetime.now()
+
+    @property
+    def writer(self):
+        if self._writer is None and self.enabled:
+            try:
+                tensorboard = importlib.import_module("torch.utils.tensorboard")
+            except ImportError:
+                self.logger.warning("Warning: TensorBoard is not installed (pip install tensorboard); "
+                                    "set trainer.tensorboard to false to silence this.")
+                self.enabled = False
+                return None
+            self._writer = tensorboard.SummaryWriter(self.log_dir)
+        return self._writer
+
+    def set_step(self, step, mode="train"):
+        self.mode = mode
+        self.step = step
+        if step == 0:
+            self.timer = datetime.now()
+
+    def __getattr__(self, name):
+        if name in self.TB_METHODS:
+            return self._tagged(name)
+        raise AttributeError(f"type object '{type(self).__name__}' has no attribute '{name}'")
+
+    def _tagged(self, name):
+        def write(tag, data, *args, **kwargs):
+            writer = self.writer if self.enabled else None
+            if writer is None:
+                return
+            if name not in self.UNTAGGED and self.mode:
+                tag = f"{tag}/{self.mode}"
+            getattr(writer, name)(tag, data, self.step, *args, **kwargs)
+        return write
+
+    def flush(self):
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

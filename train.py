@@ -1,0 +1,135 @@
+"""Train a model from a config: python train.py -c config.json (see README)."""
+import argparse
+import collections
+import sys
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+import data_loader.data_loaders as module_data
+import model.loss as module_loss
+import model.metric as module_metric
+import model.model as module_arch
+from parse_config import ConfigParser
+from trainer.trainer import Trainer
+from utils import distributed as dist
+from utils import prepare_device
+from utils.errors import run_cli
+from utils.lookup import accepts_keyword, find_by_name
+from utils.provenance import collect_provenance
+from utils.seed import seed_everything
+from utils.signals import TrainingInterrupted
+from utils.util import write_json
+
+
+def main(config, device=None):
+    logger = config.get_logger("train")
+    cfg_trainer = config["trainer"]
+    seed_everything(config["seed"], dist.get_rank(), cfg_trainer.get("deterministic", False))
+
+    # setup data_loader instances
+    data_loader = config.init_obj("data_loader", module_data, **_loader_seed(config))
+    valid_data_loader = data_loader.split_validation()
+
+    # build model architecture, then print to console
+    model = config.init_obj("arch", module_arch)
+    logger.info(model)
+
+    # prepare for (multi-device) GPU training
+    device_ids = []
+    if device is None:
+        device, device_ids = prepare_device(config["n_gpu"])
+    model = model.to(device)
+    if cfg_trainer.get("compile", False):
+        model = torch.compile(model)
+    if dist.is_distributed():
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    elif len(device_ids) > 1:
+        model = torch.nn.DataParallel(model, device_ids=device_ids)
+
+    # get function handles of loss and metrics
+    criterion = find_by_name(module_loss, config["loss"], "loss")
+    metrics = [find_by_name(module_metric, met, "metric") for met in config["metrics"]]
+
+    # build optimizer, learning rate scheduler; delete every line containing lr_scheduler to disable it
+    trainable_params = filter(lambda p: p.requires_grad, model.parameters())
+    optimizer = config.init_obj("optimizer", torch.optim, trainable_params, **_fused(config, device))
+    lr_scheduler = config.init_obj("lr_scheduler", torch.optim.lr_scheduler, optimizer) \
+        if config.get("lr_scheduler") else None
+
+    trainer = Trainer(model, criterion, metrics, optimizer,
+                      config=config,
+                      device=device,
+                      data_loader=data_loader,
+                      valid_data_loader=valid_data_loader,
+                      lr_scheduler=lr_scheduler)
+    if dist.is_main_process():
+        write_json(collect_provenance(device), config.save_dir / "provenance.json")
+        if cfg_trainer.get("verbosity", 2) >= 2:
+            logger.debug(f"Resolved config: {config.config}")
+    trainer.train()
+
+
+def _loader_seed(config):
+    """Hand the run's seed to the data loader (split and shuffle), unless the config sets one."""
+    loader_cls = find_by_name(module_data, config["data_loader"]["type"], "data_loader type")
+    if "seed" in config["data_loader"].get("args", {}) or not accepts_keyword(loader_cls, "seed"):
+        return {}
+    return {"seed": config["seed"]}
+
+
+def _fused(config, device):
+    """Fused Adam/AdamW on CUDA: one kernel for the whole step (the config can say otherwise)."""
+    opt = config["optimizer"]
+    if device.type == "cuda" and opt["type"] in ("Adam", "AdamW") and "fused" not in opt.get("args", {}):
+        return {"fused": True}
+    return {}
+
+
+def parse_args(argv=None):
+    args = argparse.ArgumentParser(description="PyTorch Template")
+    args.add_argument("-c", "--config", default=None, type=str,
+                      help="config file path (default: None)")
+    args.add_argument("-r", "--resume", default=None, type=str,
+                      help="path to latest checkpoint (default: None)")
+    args.add_argument("-d", "--device", default=None, type=str,
+                      help="indices of GPUs to enable (default: all)")
+
+    # custom cli options to modify configuration from default values given in json file.
+    CustomArgs = collections.namedtuple("CustomArgs", "flags type target")
+    options = [
+        CustomArgs(["--lr", "--learning_rate"], type=non_negative_float, target="optimizer;args;lr"),
+        CustomArgs(["--bs", "--batch_size"], type=positive_int, target="data_loader;args;batch_size"),
+    ]
+    return ConfigParser.from_args(args, options, argv)
+
+
+def positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise ValueError(text)
+    return value
+
+
+def non_negative_float(text):
+    value = float(text)
+    if not value >= 0:
+        raise ValueError(text)
+    return value
+
+
+def cli():
+    device = dist.init_distributed()  # None unless launched by torchrun
+    try:
+        run_cli(lambda: main(parse_args(), device))
+    except TrainingInterrupted as stop:
+        sys.exit(stop.exit_code)
+    except KeyboardInterrupt:
+        print("Aborted by a second Ctrl-C; the last completed checkpoint is intact.", file=sys.stderr)
+        sys.exit(130)
+    finally:
+        dist.cleanup()
+
+
+if __name__ == "__main__":
+    cli()

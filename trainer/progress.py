@@ -1,0 +1,47 @@
+"""Per-epoch progress: a tqdm bar on a terminal, plain log lines elsewhere."""
+import sys
+
+from utils import distributed as dist
+
+
+def use_progress_bar(verbosity, stream=sys.stderr):
+    """A bar only for a person watching: a terminal, verbosity >= 1, and rank 0."""
+    return verbosity >= 1 and dist.is_main_process() and stream.isatty()
+
+
+class EpochProgress:
+    """Counts samples of one epoch; shows them as a tqdm bar when enabled.
+
+    `update` is called every batch and costs next to nothing; values such as
+    the running loss are passed to `show` only on logging steps, where the
+    trainer reads them anyway.
+    """
+
+    def __init__(self, total_batches, desc, enabled, initial=0):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm  # only when a bar is shown
+
+            self.bar = tqdm(total=total_batches, initial=initial, desc=desc, unit="batch",
+                            dynamic_ncols=True, leave=False, file=sys.stderr)
+        self.samples = 0
+
+    @property
+    def active(self):
+        return self.bar is not None
+
+    def update(self, batch_size):
+        self.samples += batch_size
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def show(self, **values):
+        if self.bar is not None:
+            rate = self.bar.format_dict.get("rate")
+            if rate:
+                values["samples/s"] = f"{rate * self.samples / max(self.bar.n - self.bar.initial, 1):.0f}"
+            self.bar.set_postfix(values, refresh=False)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()

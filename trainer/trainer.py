@@ -1,0 +1,203 @@
+"""Trainer: one epoch of training and validation, read top to bottom."""
+import math
+import time
+from contextlib import nullcontext
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from base import BaseTrainer
+from trainer.batch_stream import BatchStream
+from trainer.progress import EpochProgress, use_progress_bar
+from utils import distributed as dist
+from utils.signals import TrainingInterrupted
+from utils.util import MetricTracker
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def metric_name(fn):
+    return getattr(fn, "__name__", None) or fn.func.__name__  # plain function or init_ftn partial
+
+
+class Trainer(BaseTrainer):
+    """Trains epoch by epoch, or `len_epoch` batches per epoch when given (iteration-based)."""
+
+    def __init__(self, model, criterion, metric_ftns, optimizer, config, device,
+                 data_loader, valid_data_loader=None, lr_scheduler=None, len_epoch=None):
+        cfg = config["trainer"]
+        self.autocast_dtype = AUTOCAST_DTYPES.get(cfg.get("amp") or None)
+        # fp16 needs loss scaling against underflow; bf16 has fp32's range and does not
+        scaler = torch.amp.GradScaler(device.type) if cfg.get("amp") == "fp16" else None
+        self.device = device
+        self.data_loader = data_loader
+        self.stream = BatchStream(data_loader)
+        self.len_epoch = len_epoch or cfg.get("len_epoch")  # None: one pass over the data per epoch
+        self.valid_data_loader = valid_data_loader
+        self.do_validation = valid_data_loader is not None
+        names = [metric_name(m) for m in metric_ftns]
+        self.train_metrics = MetricTracker("loss", *names)
+        self.valid_metrics = MetricTracker("loss", *names)
+        self.batch_in_epoch = 0
+        super().__init__(model, criterion, metric_ftns, optimizer, config, lr_scheduler, scaler)
+
+        batch_size = getattr(data_loader, "samples_per_batch", None) or data_loader.batch_size
+        self.log_step = cfg.get("log_step") or max(1, int(math.sqrt(batch_size)))
+        self.accumulate = cfg.get("accumulate_steps", 1)
+        self.clip_grad_norm = cfg.get("clip_grad_norm")
+        self.per_batch_scheduler = (config.get("lr_scheduler") or {}).get("step") == "batch"
+        self.tb_images = cfg.get("tensorboard_images", False)
+        self.tb_histograms = cfg.get("tensorboard_histograms", False)
+        self.show_bar = use_progress_bar(cfg.get("verbosity", 2))
+        self.is_ddp = isinstance(model, DistributedDataParallel)
+        self.eval_model = model.module if self.is_ddp else model  # no DDP collectives in validation
+        self.autocast = (lambda: torch.autocast(device.type, dtype=self.autocast_dtype)) \
+            if self.autocast_dtype is not None else nullcontext
+        if self.resume_state is not None:
+            self._restore_position(self.resume_state)
+
+    def _train_epoch(self, epoch):
+        """Train one epoch; return the averaged train and val_ metrics, lr and timing."""
+        self.model.train()
+        epoch_len = self.len_epoch or len(self.data_loader)
+        start, self.batch_in_epoch = self.batch_in_epoch, 0
+        if start == 0:
+            self.train_metrics.reset()
+        lr = self.optimizer.param_groups[0]["lr"]
+        progress = EpochProgress(epoch_len, f"Epoch {epoch}", self.show_bar, initial=start)
+        started = time.perf_counter()
+        for batch_idx, (data, target) in enumerate(self.stream.take(epoch_len - start), start):
+            data = data.to(self.device, non_blocking=True)
+            target = target.to(self.device, non_blocking=True)
+            output, loss = self._run_batch(data, target, step_now=self._is_step_batch(batch_idx, epoch_len))
+            self._update_metrics(self.train_metrics, output, target, loss)
+            self.batch_in_epoch, self.global_step = batch_idx + 1, self.global_step + 1
+            progress.update(target.size(0))
+            if batch_idx % self.log_step == 0:
+                self._log_batch(epoch, batch_idx, epoch_len, loss, data, progress)
+            if self._stop_requested(batch_idx):
+                progress.close()
+                raise TrainingInterrupted(self.stop_signals.signum or 15)
+        progress.close()
+        if not self.len_epoch:
+            self.stream.next_pass()
+        train_time = time.perf_counter() - started
+        self.train_metrics.all_reduce(dist.all_reduce_sum)
+        log = self.train_metrics.result()
+        if self.do_validation:
+            log.update({f"val_{k}": v for k, v in self._valid_epoch(epoch).items()})
+        self._step_scheduler_per_epoch(log)
+        self.batch_in_epoch = 0
+        samples = progress.samples * dist.get_world_size()
+        return {**log, "lr": lr, "epoch_time": time.perf_counter() - started,
+                "samples_per_sec": samples / train_time if train_time > 0 else float("nan")}
+
+    def _is_step_batch(self, batch_idx, epoch_len):
+        return (batch_idx + 1) % self.accumulate == 0 or batch_idx + 1 == epoch_len
+
+    def _run_batch(self, data, target, step_now=True):
+        """Forward and backward one batch; step the optimizer on the last micro-step."""
+        # under DDP, gradients of accumulation micro-steps stay local: one all-reduce per step
+        sync = self.model.no_sync() if self.is_ddp and not step_now else nullcontext()
+        with sync:
+            with self.autocast():
+                output = self.model(data)
+                loss = self.criterion(output, target)
+            scaled = loss / self.accumulate if self.accumulate > 1 else loss
+            (self.grad_scaler.scale(scaled) if self.grad_scaler else scaled).backward()
+        if step_now:
+            self._optimizer_step()
+        return output, loss
+
+    def _optimizer_step(self):
+        if self.grad_scaler is not None:
+            if self.clip_grad_norm:
+                self.grad_scaler.unscale_(self.optimizer)  # clip the true gradients, not scaled ones
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            if self.clip_grad_norm:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.per_batch_scheduler:
+            self.lr_scheduler.step()
+
+    def _update_metrics(self, tracker, output, target, loss):
+        batch_size = target.size(0)
+        tracker.update("loss", loss, batch_size)
+        for met in self.metric_ftns:
+            tracker.update(metric_name(met), met(output, target), batch_size)
+
+    def _valid_epoch(self, epoch):
+        """Validate after an epoch; metrics are exact averages over the whole split."""
+        self.eval_model.eval()
+        self.valid_metrics.reset()
+        progress = EpochProgress(len(self.valid_data_loader), "Valid", self.show_bar)
+        with torch.no_grad():
+            for data, target in self.valid_data_loader:
+                data = data.to(self.device, non_blocking=True)
+                target = target.to(self.device, non_blocking=True)
+                with self.autocast():
+                    output = self.eval_model(data)
+                    loss = self.criterion(output, target)
+                self._update_metrics(self.valid_metrics, output, target, loss)
+                progress.update(target.size(0))
+        progress.close()
+        self.valid_metrics.all_reduce(dist.all_reduce_sum)
+        if self.tb_histograms and self.is_main:
+            self.writer.set_step(epoch, "")
+            for name, param in self.raw_model.named_parameters():
+                self.writer.add_histogram(name, param, bins="auto")
+        return self.valid_metrics.result()
+
+    def _step_scheduler_per_epoch(self, log):
+        if self.lr_scheduler is None or self.per_batch_scheduler:
+            return
+        if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            key = self.monitor.metric if self.monitor.metric in log else \
+                ("val_loss" if "val_loss" in log else "loss")
+            self.lr_scheduler.step(log[key])
+        else:
+            self.lr_scheduler.step()
+
+    def _log_batch(self, epoch, batch_idx, epoch_len, loss, data, progress):
+        loss_value = loss.item()  # the one host-device sync, on logging steps only
+        if progress.active:
+            progress.show(loss=f"{self.train_metrics.avg('loss'):.4f}")
+        else:
+            done = (batch_idx + 1) / epoch_len
+            self.logger.debug(f"Train Epoch: {epoch} [{batch_idx + 1}/{epoch_len} ({100.0 * done:.0f}%)] "
+                              f"Loss: {loss_value:.6f}")
+        if self.writer.enabled:
+            self.writer.set_step(self.global_step, "step")
+            self.writer.add_scalar("loss", loss_value)
+            if self.tb_images:
+                from torchvision.utils import make_grid
+                self.writer.add_image("input", make_grid(data[:64].float().cpu(), nrow=8, normalize=True))
+
+    def _stop_requested(self, batch_idx):
+        if not dist.is_distributed():
+            return self.stop_signals.requested
+        # ranks agree on stopping at the same batch; asking costs a collective, so only on log steps
+        return batch_idx % self.log_step == 0 and dist.any_rank(self.stop_signals.requested)
+
+    # ---- checkpoint hooks -------------------------------------------------
+    def _batches_done(self):
+        return self.batch_in_epoch
+
+    def _extra_state(self):
+        state = {"data_stream": self.stream.state_dict()}
+        if self.batch_in_epoch:
+            state["train_metrics"] = self.train_metrics.state_dict()
+        return state
+
+    def _restore_position(self, checkpoint):
+        if "data_stream" in checkpoint:
+            self.stream.load_state_dict(checkpoint["data_stream"])
+        else:  # a checkpoint without a position: start the next epoch's pass
+            self.stream.load_state_dict({"data_pass": checkpoint["epoch"] + 1, "position": 0})
+        self.batch_in_epoch = checkpoint.get("resume_batch", 0)
+        if self.batch_in_epoch and "train_metrics" in checkpoint:
+            self.train_metrics.load_state_dict(checkpoint["train_metrics"])

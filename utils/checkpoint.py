@@ -1,0 +1,116 @@
+"""Writing and reading checkpoints: atomic files, plain data, safe loading."""
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from utils.errors import UserError
+
+# Wrappers add these to parameter names; checkpoints are stored without them
+# so that any checkpoint loads into a plain model.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def unwrap_model(model):
+    """The plain model inside DataParallel / DistributedDataParallel / torch.compile."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def strip_prefixes(state_dict):
+    """Drop wrapper prefixes from every key of a state dict."""
+    clean = {}
+    for key, value in state_dict.items():
+        changed = True
+        while changed:
+            changed = False
+            for prefix in WRAPPER_PREFIXES:
+                if key.startswith(prefix):
+                    key, changed = key[len(prefix):], True
+        clean[key] = value
+    return clean
+
+
+def atomic_save(obj, path):
+    """torch.save to a temp file in the same folder, fsync, then rename over `path`.
+
+    A crash at any moment leaves either the old file or the new one, never a
+    half-written file under the real name.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with tmp.open("wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder):
+    # makes the rename itself durable; not every platform can open a folder
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Load a checkpoint safely (weights_only=True); a bad file is a UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist; pass the path of a .pth file "
+                        "under saved/models/ with -r")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
+        raise UserError(f"checkpoint {path} was refused by the safe loader (weights_only=True): "
+                        f"{first_line}; only load checkpoints written by this template") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        raise UserError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}); "
+                        "resume from another checkpoint, e.g. model_latest.pth or an earlier "
+                        "checkpoint-epoch<N>.pth") from None
+    if not isinstance(checkpoint, dict) or not {"state_dict", "config", "epoch"} <= set(checkpoint):
+        raise UserError(f"{path} is not a checkpoint of this template (it lacks state_dict, config "
+                        "or epoch); pass a file written by train.py")
+    return checkpoint
+
+
+def check_state_dict_matches(model, state_dict, path):
+    """Refuse weights made for another architecture, naming the keys that differ."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    reshaped = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+                if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)]
+    if not (missing or unexpected or reshaped):
+        return
+    parts = []
+    if missing:
+        parts.append(f"missing {_few(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {_few(unexpected)}")
+    if reshaped:
+        parts.append(f"shape differs: {_few(reshaped)}")
+    raise UserError(f"checkpoint {path} was made for another architecture ({'; '.join(parts)}); "
+                    "use a checkpoint of this arch or set arch to the one it was trained with")
+
+
+def _few(names, limit=4):
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")

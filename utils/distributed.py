@@ -1,0 +1,97 @@
+"""torch.distributed in a few named helpers; every one also works without it.
+
+torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them the process is
+rank 0 of 1 and each helper does the single-process thing.
+"""
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def launched_by_torchrun():
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def init_distributed():
+    """Join the process group torchrun set up; return this rank's device.
+
+    NCCL when CUDA is available, gloo on CPU. Without torchrun: no group.
+    """
+    if not launched_by_torchrun() or dist.is_initialized():
+        return None
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        dist.init_process_group("nccl", device_id=device)
+    else:
+        device = torch.device("cpu")
+        dist.init_process_group("gloo")
+    return device
+
+
+def is_distributed():
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_rank():
+    return dist.get_rank() if is_distributed() else 0
+
+
+def get_world_size():
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main_process():
+    return get_rank() == 0
+
+
+def all_reduce_sum(tensor):
+    """Sum a tensor over all ranks (in place where possible) and return it."""
+    if not is_distributed():
+        return tensor
+    device = _collective_device()
+    reduced = tensor.to(device)
+    dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
+    return reduced.to(tensor.device)
+
+
+def any_rank(flag):
+    """True on every rank when `flag` is true on at least one."""
+    if not is_distributed():
+        return bool(flag)
+    return bool(all_reduce_sum(torch.tensor([1.0 if flag else 0.0])).item() > 0)
+
+
+def broadcast_object(obj, src=0):
+    """Rank `src`'s value of a picklable object, on every rank."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def all_gather_object(obj):
+    """Every rank's value of a picklable object, as a list indexed by rank."""
+    if not is_distributed():
+        return [obj]
+    gathered = [None] * get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def barrier():
+    if is_distributed():
+        dist.barrier()
+
+
+def cleanup():
+    if is_distributed():
+        dist.destroy_process_group()
+
+
+def _collective_device():
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" \
+        else torch.device("cpu")

@@ -1,0 +1,22 @@
+"""Errors a user can cause, and how the entry points report them."""
+import sys
+
+
+class UserError(Exception):
+    """A mistake in a config, a flag or an input file.
+
+    The entry points print its message as one line on stderr and exit with
+    code 2, without a traceback: the message must say what is wrong and how
+    to fix it.
+    """
+
+
+def run_cli(main, cleanup=None):
+    """Run `main()`; turn a UserError into one line on stderr and exit 2."""
+    try:
+        main()
+    except UserError as err:
+        if cleanup is not None:
+            cleanup()
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,59 @@
+"""Build objects by the names a config gives, reaching only a module's public API."""
+import difflib
+import inspect
+
+from utils.errors import UserError
+
+
+def public_names(module):
+    """The public classes and functions a config may name in `module`.
+
+    A module with `__all__` offers exactly those names. Otherwise it offers the
+    classes and functions defined in it: no dunder or private names, no
+    submodules, nothing it merely imported.
+    """
+    exported = getattr(module, "__all__", None)
+    names = exported if exported is not None else [
+        name for name, obj in vars(module).items()
+        if getattr(obj, "__module__", None) == module.__name__]
+    return sorted(name for name in names if _is_buildable(module, name))
+
+
+def _is_buildable(module, name):
+    if name.startswith("_"):
+        return False
+    obj = getattr(module, name, None)
+    return inspect.isclass(obj) or inspect.isfunction(obj) or inspect.isbuiltin(obj)
+
+
+def find_by_name(module, name, what):
+    """`module.<name>` if the module offers it publicly, else a UserError with near misses."""
+    offered = public_names(module)
+    if isinstance(name, str) and name in offered:
+        return getattr(module, name)
+    hint = difflib.get_close_matches(str(name), offered, n=1, cutoff=0.6)
+    did_you_mean = f"did you mean '{hint[0]}'? " if hint else ""
+    raise UserError(f"unknown {what} '{name}' in {module.__name__}; {did_you_mean}"
+                    f"available: {', '.join(offered)}")
+
+
+def check_arguments(target, args, kwargs, what):
+    """Refuse arguments that `target` does not accept, naming the bad one."""
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):  # some builtins have no signature to check
+        return
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as err:
+        accepted = [p for p in signature.parameters if p not in ("self", "args", "kwargs")]
+        raise UserError(f"{what}: {err}; it accepts: {', '.join(accepted)}") from None
+
+
+def accepts_keyword(target, name):
+    """Whether `target` can be called with the keyword argument `name`."""
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())

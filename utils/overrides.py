@@ -1,0 +1,65 @@
+"""Command-line overrides of config values: `-o key.path=value` and `+key.path=value`."""
+import difflib
+import json
+
+from utils.errors import UserError
+
+
+def parse_override(text):
+    """'a.b=3' -> (['a', 'b'], 3, allow_new=False); '+a.b=x' adds a new key."""
+    allow_new = text.startswith("+")
+    body = text[1:] if allow_new else text
+    key, sep, raw = body.partition("=")
+    if not sep or not key or any(part == "" for part in key.split(".")):
+        raise UserError(f"override '{text}' is not key.path=value; write e.g. -o trainer.epochs=3")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw  # not a JSON literal: take it as a string
+    return key.split("."), value, allow_new
+
+
+def apply_override(config, path, value, allow_new=False):
+    """Set config[path] = value, refusing unknown keys and changes of type."""
+    dotted = ".".join(path)
+    node = config
+    for depth, part in enumerate(path[:-1]):
+        if part not in node:
+            if not allow_new:
+                raise UserError(_unknown_key(node, path[:depth + 1]))
+            node[part] = {}
+        node = node[part]
+        if not isinstance(node, dict):
+            raise UserError(f"cannot set {dotted}: {'.'.join(path[:depth + 1])} is not an object")
+    last = path[-1]
+    if last not in node:
+        if not allow_new:
+            raise UserError(_unknown_key(node, path))
+    elif not _same_kind(node[last], value):
+        raise UserError(f"override {dotted}={json.dumps(value)} has type {_kind(value)}, but the "
+                        f"config holds {_kind(node[last])} ({json.dumps(node[last])}); give a value "
+                        f"of that type, or quote it as a JSON string")
+    node[last] = value
+
+
+def _unknown_key(node, path):
+    dotted = ".".join(path)
+    hint = difflib.get_close_matches(path[-1], list(node), n=3, cutoff=0.6)
+    near = f"did you mean {', '.join('.'.join(path[:-1] + [h]) for h in hint)}? " if hint else ""
+    return (f"unknown config key {dotted}; {near}to add a new key write +{dotted}=VALUE")
+
+
+def _kind(value):
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "list", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def _same_kind(old, new):
+    if old is None or new is None:
+        return True
+    return _kind(old) == _kind(new)
