@@ -1,6 +1,7 @@
 """Train a model from a config: python train.py -c config.json (see README)."""
 import argparse
 import collections
+import json
 import sys
 
 import torch
@@ -66,7 +67,7 @@ def main(config, device=None):
     if dist.is_main_process():
         write_json(collect_provenance(device), config.save_dir / "provenance.json")
         if cfg_trainer.get("verbosity", 2) >= 2:
-            logger.debug(f"Resolved config: {config.config}")
+            logger.debug(f"Resolved config: {json.dumps(config.config)}")  # JSON: can be pasted into a file
     trainer.train()
 
 
@@ -125,7 +126,8 @@ def cli():
     except TrainingInterrupted as stop:
         sys.exit(stop.exit_code)
     except KeyboardInterrupt:
-        print("Aborted by a second Ctrl-C; the last completed checkpoint is intact.", file=sys.stderr)
+        # a Ctrl-C before training starts, or a second one while the first is being handled
+        print("Aborted by Ctrl-C; the last completed checkpoint is intact.", file=sys.stderr)
         sys.exit(130)
     finally:
         dist.cleanup()

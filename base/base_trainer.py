@@ -1,4 +1,5 @@
 """BaseTrainer: the epoch loop, monitoring, early stopping, checkpoints and resume."""
+import signal
 from abc import ABC, abstractmethod
 
 import torch
@@ -51,6 +52,8 @@ class BaseTrainer(ABC):
             self._resume_checkpoint(config.checkpoint)
         if not config.run_started:
             config.init_run()
+        if config.checkpoint is not None:  # logged once info.log exists, so the run's log records the resume
+            self.logger.info(self.resumed_from)
         self.checkpoint_dir = config.save_dir
         self.writer = TensorboardWriter(config.log_dir, self.logger,
                                         cfg_trainer.get("tensorboard", False) and self.is_main)
@@ -62,6 +65,7 @@ class BaseTrainer(ABC):
     def train(self):
         """Full training logic; raises TrainingInterrupted after saving on SIGINT/SIGTERM."""
         self.stop_signals.install()
+        self.writer.open()  # before the first epoch, so its epoch_time is not TensorBoard's import
         try:
             for epoch in range(self.start_epoch, self.epochs + 1):
                 try:
@@ -74,6 +78,8 @@ class BaseTrainer(ABC):
                 improved = self.monitor.update(log, epoch)
                 stop = dist.any_rank(self.monitor.should_stop)
                 self._save_epoch(epoch, improved, last=stop or epoch == self.epochs)
+                if not stop and epoch < self.epochs and dist.any_rank(self.stop_signals.requested):
+                    self._stop_after_epoch(epoch)
                 if stop:
                     self.logger.info(f"Validation performance didn't improve for {self.monitor.early_stop} "
                                      "epochs. Training stops.")
@@ -136,6 +142,14 @@ class BaseTrainer(ABC):
             self.logger.warning(f"Stopped by {signame} in epoch {epoch} after {state['resume_batch']} "
                                 f"batches; state saved. Resume with: python train.py -r {self.checkpoint_dir / LATEST}")
 
+    def _stop_after_epoch(self, epoch):
+        """A signal came during validation or saving: the epoch's checkpoint is where to resume."""
+        stop = TrainingInterrupted(self.stop_signals.signum or signal.SIGTERM)
+        if self.is_main:
+            self.logger.warning(f"Stopped by {stop} after epoch {epoch}; state saved. "
+                                f"Resume with: python train.py -r {self.checkpoint_dir / LATEST}")
+        raise stop
+
     def _write(self, state, filename, announce=False):
         if announce:
             self.logger.info(f"Saving checkpoint: {self.checkpoint_dir / filename} ...")
@@ -167,13 +181,13 @@ class BaseTrainer(ABC):
             self.logger.warning("Warning: Architecture configuration given in config file is different from "
                                 "that of checkpoint. This may yield an exception while state_dict is being loaded.")
         self.raw_model.load_state_dict(state_dict)
-        if checkpoint["config"]["optimizer"]["type"] != self.config["optimizer"]["type"]:
+        optimizer_resumed = checkpoint["config"]["optimizer"]["type"] == self.config["optimizer"]["type"]
+        if not optimizer_resumed:
             self.logger.warning("Warning: Optimizer type given in config file is different from that of "
                                 "checkpoint. Optimizer parameters not being resumed.")
         else:
             self.optimizer.load_state_dict(checkpoint["optimizer"])
-        if self.lr_scheduler is not None and checkpoint.get("lr_scheduler") is not None:
-            self.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
+        self._restore_scheduler(checkpoint, optimizer_resumed)
         if self.grad_scaler is not None and checkpoint.get("grad_scaler") is not None:
             self.grad_scaler.load_state_dict(checkpoint["grad_scaler"])
         if "monitor" in checkpoint:
@@ -185,7 +199,22 @@ class BaseTrainer(ABC):
         self._restore_rng(checkpoint.get("rng_states"))
         where = f"epoch {self.start_epoch}" + (f", batch {checkpoint['resume_batch'] + 1}"
                                                 if checkpoint.get("resume_batch") else "")
-        self.logger.info(f"Checkpoint loaded. Resume training from {where}")
+        self.resumed_from = f"Checkpoint {resume_path} loaded. Resume training from {where}"
+
+    def _restore_scheduler(self, checkpoint, optimizer_resumed):
+        """Continue the scheduler's schedule, unless it or its optimizer is a new one.
+
+        A scheduler's state holds its optimizer's base lrs and its own type's
+        settings, so a changed optimizer or scheduler type starts it afresh.
+        """
+        if self.lr_scheduler is None or checkpoint.get("lr_scheduler") is None:
+            return
+        old_type = (checkpoint["config"].get("lr_scheduler") or {}).get("type")
+        if optimizer_resumed and old_type == (self.config.get("lr_scheduler") or {}).get("type"):
+            self.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
+        else:
+            self.logger.warning("Warning: the optimizer or lr_scheduler type differs from the checkpoint's; "
+                                "the lr_scheduler starts afresh.")
 
     def _restore_rng(self, rng_states):
         if not rng_states:

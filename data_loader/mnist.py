@@ -1,9 +1,10 @@
 """MNIST from torchvision's files: a clear error when they are missing, and an
 in-memory dataset that serves whole normalised batches by index."""
+import math
+import struct
 from pathlib import Path
 
 import torch
-from torchvision import datasets, transforms
 
 from utils.errors import UserError
 
@@ -13,14 +14,29 @@ MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
 
 
 def mnist_transform():
+    from torchvision import transforms  # torchvision is imported by the per-sample path only: it takes seconds
+
     return transforms.Compose([transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
 
 
 def load_mnist(data_dir, train, download, transform=None):
     """torchvision's MNIST at `data_dir`; downloads only when files are missing."""
+    from torchvision import datasets
+
+    raw = ensure_mnist_files(data_dir, train, download)
+    try:
+        return datasets.MNIST(data_dir, train=train, download=False, transform=transform)
+    except (RuntimeError, ValueError, OSError) as err:
+        raise _corrupt(raw, err) from None
+
+
+def ensure_mnist_files(data_dir, train, download):
+    """The folder of the raw MNIST files; downloads missing ones when allowed, else a UserError."""
     raw = Path(data_dir) / "MNIST" / "raw"
     missing = [name for name in MNIST_FILES if not (raw / name).is_file()]
     if missing and download:
+        from torchvision import datasets
+
         try:
             datasets.MNIST(data_dir, train=train, download=True)
             missing = []
@@ -29,11 +45,24 @@ def load_mnist(data_dir, train, download, transform=None):
     if missing:
         raise UserError(f"MNIST files missing in {raw}: {', '.join(missing)}; place the four files "
                         f"({', '.join(MNIST_FILES)}) there, or set data_loader.args.data_dir")
-    try:
-        return datasets.MNIST(data_dir, train=train, download=False, transform=transform)
-    except (RuntimeError, ValueError, OSError) as err:
-        raise UserError(f"MNIST files in {raw} are unreadable or corrupt ({err}); "
-                        "replace them with intact copies") from None
+    return raw
+
+
+def _corrupt(raw, err):
+    return UserError(f"MNIST files in {raw} are unreadable or corrupt ({err}); replace them with intact copies")
+
+
+def read_idx_ubyte(path, ndim):
+    """An IDX file of unsigned bytes (the MNIST format) as a uint8 tensor, read with one copy."""
+    with open(path, "rb") as handle:
+        header = handle.read(4 + 4 * ndim)
+        if len(header) < 4 + 4 * ndim or header[:4] != bytes((0, 0, 0x08, ndim)):
+            raise ValueError(f"{Path(path).name} is not an IDX file of {ndim}-d unsigned bytes")
+        shape = struct.unpack(f">{ndim}I", header[4:])
+        data = bytearray(math.prod(shape))
+        if handle.readinto(data) != len(data) or handle.read(1):
+            raise ValueError(f"{Path(path).name} does not hold the {len(data)} bytes its header announces")
+    return torch.frombuffer(data, dtype=torch.uint8).view(shape)
 
 
 class InMemoryMNIST(torch.utils.data.Dataset):
@@ -46,9 +75,15 @@ class InMemoryMNIST(torch.utils.data.Dataset):
     """
 
     def __init__(self, data_dir, train=True, download=True):
-        mnist = load_mnist(data_dir, train, download)
-        self.images = mnist.data  # (N, 28, 28) uint8
-        self.targets = mnist.targets
+        raw = ensure_mnist_files(data_dir, train, download)
+        images_file, labels_file = MNIST_FILES[:2] if train else MNIST_FILES[2:]
+        try:  # read directly: importing torchvision for its reader would cost seconds at start-up
+            self.images = read_idx_ubyte(raw / images_file, ndim=3)  # (N, 28, 28) uint8
+            self.targets = read_idx_ubyte(raw / labels_file, ndim=1).long()
+            if len(self.images) != len(self.targets):
+                raise ValueError(f"{len(self.images)} images but {len(self.targets)} labels")
+        except (OSError, ValueError) as err:
+            raise _corrupt(raw, err) from None
 
     def __len__(self):
         return len(self.targets)

@@ -1,4 +1,5 @@
 """Per-epoch progress: a tqdm bar on a terminal, plain log lines elsewhere."""
+import os
 import sys
 
 from utils import distributed as dist
@@ -6,7 +7,16 @@ from utils import distributed as dist
 
 def use_progress_bar(verbosity, stream=sys.stderr):
     """A bar only for a person watching: a terminal, verbosity >= 1, and rank 0."""
-    return verbosity >= 1 and dist.is_main_process() and stream.isatty()
+    return verbosity >= 1 and dist.is_main_process() and stream.isatty() and _has_width(stream)
+
+
+def _has_width(stream):
+    """False for a pseudo-terminal nobody sized (docker -t, `script` in CI): it reports 0
+    columns and tqdm would draw nothing at all, so the plain log lines are shown instead."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns > 0
+    except (OSError, ValueError, AttributeError):
+        return True  # width unknown (not a real file): trust isatty
 
 
 class EpochProgress:

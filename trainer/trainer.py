@@ -69,20 +69,21 @@ class Trainer(BaseTrainer):
         for batch_idx, (data, target) in enumerate(self.stream.take(epoch_len - start), start):
             data = data.to(self.device, non_blocking=True)
             target = target.to(self.device, non_blocking=True)
-            output, loss = self._run_batch(data, target, step_now=self._is_step_batch(batch_idx, epoch_len))
+            step_now = self._is_step_batch(batch_idx, epoch_len)
+            output, loss = self._run_batch(data, target, step_now=step_now)
             self._update_metrics(self.train_metrics, output, target, loss)
             self.batch_in_epoch, self.global_step = batch_idx + 1, self.global_step + 1
             progress.update(target.size(0))
             if batch_idx % self.log_step == 0:
                 self._log_batch(epoch, batch_idx, epoch_len, loss, data, progress)
-            if self._stop_requested(batch_idx):
+            if step_now and self._stop_requested(batch_idx):
                 progress.close()
                 raise TrainingInterrupted(self.stop_signals.signum or 15)
         progress.close()
         if not self.len_epoch:
             self.stream.next_pass()
+        self.train_metrics.all_reduce(dist.all_reduce_sum)  # reads the totals: waits for queued GPU work
         train_time = time.perf_counter() - started
-        self.train_metrics.all_reduce(dist.all_reduce_sum)
         log = self.train_metrics.result()
         if self.do_validation:
             log.update({f"val_{k}": v for k, v in self._valid_epoch(epoch).items()})
@@ -136,7 +137,7 @@ class Trainer(BaseTrainer):
         self.valid_metrics.reset()
         progress = EpochProgress(len(self.valid_data_loader), "Valid", self.show_bar)
         with torch.no_grad():
-            for data, target in self.valid_data_loader:
+            for batch_idx, (data, target) in enumerate(self.valid_data_loader):
                 data = data.to(self.device, non_blocking=True)
                 target = target.to(self.device, non_blocking=True)
                 with self.autocast():
@@ -144,6 +145,8 @@ class Trainer(BaseTrainer):
                     loss = self.criterion(output, target)
                 self._update_metrics(self.valid_metrics, output, target, loss)
                 progress.update(target.size(0))
+                if progress.active and batch_idx % self.log_step == 0:  # reading the loss syncs: log steps only
+                    progress.show(loss=f"{self.valid_metrics.avg('loss'):.4f}")
         progress.close()
         self.valid_metrics.all_reduce(dist.all_reduce_sum)
         if self.tb_histograms and self.is_main:
@@ -178,10 +181,11 @@ class Trainer(BaseTrainer):
                 self.writer.add_image("input", make_grid(data[:64].float().cpu(), nrow=8, normalize=True))
 
     def _stop_requested(self, batch_idx):
+        """Asked after optimizer steps only: gradients of a partial accumulation window are not checkpointed."""
         if not dist.is_distributed():
             return self.stop_signals.requested
-        # ranks agree on stopping at the same batch; asking costs a collective, so only on log steps
-        return batch_idx % self.log_step == 0 and dist.any_rank(self.stop_signals.requested)
+        # ranks agree on stopping at the same batch; asking costs a collective, so only every log_step-th step
+        return (batch_idx // self.accumulate) % self.log_step == 0 and dist.any_rank(self.stop_signals.requested)
 
     # ---- checkpoint hooks -------------------------------------------------
     def _batches_done(self):

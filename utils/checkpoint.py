@@ -1,6 +1,7 @@
 """Writing and reading checkpoints: atomic files, plain data, safe loading."""
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -46,6 +47,7 @@ def atomic_save(obj, path):
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    _remove_stale_temps(path.parent)
     try:
         with tmp.open("wb") as handle:
             torch.save(obj, handle)
@@ -55,6 +57,26 @@ def atomic_save(obj, path):
     finally:
         tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
+
+
+def _remove_stale_temps(folder):
+    """Delete temp files whose writer died mid-write (SIGKILL, OOM): never read, and as big as a checkpoint."""
+    if os.name != "posix":  # os.kill(pid, 0) only asks on POSIX; elsewhere it would kill
+        return
+    for tmp in folder.glob(".*.pth.tmp*"):
+        pid = tmp.name.rpartition(".tmp")[2]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but someone else's
+        return True
+    return True
 
 
 def _fsync_dir(folder):
@@ -75,12 +97,15 @@ def load_checkpoint(path, map_location="cpu"):
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; pass the path of a .pth file "
                         "under saved/models/ with -r")
+    if not _looks_like_torch_save(path):
+        raise UserError(f"{path} is not a checkpoint (not a file written by torch.save); "
+                        "pass a .pth file written by train.py, e.g. model_latest.pth")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
-        raise UserError(f"checkpoint {path} was refused by the safe loader (weights_only=True): "
-                        f"{first_line}; only load checkpoints written by this template") from None
+        raise UserError(f"checkpoint {path} holds objects that the safe loader (weights_only=True) "
+                        f"refuses ({_refusal_reason(err)}); it was not loaded: use only checkpoints "
+                        "written by this template") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         raise UserError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}); "
                         "resume from another checkpoint, e.g. model_latest.pth or an earlier "
@@ -89,6 +114,24 @@ def load_checkpoint(path, map_location="cpu"):
         raise UserError(f"{path} is not a checkpoint of this template (it lacks state_dict, config "
                         "or epoch); pass a file written by train.py")
     return checkpoint
+
+
+def _looks_like_torch_save(path):
+    """torch.save writes a zip archive (or, in the legacy format, a pickle)."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    return not head or head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"  # empty: truncated
+
+
+def _refusal_reason(err):
+    # torch's message is long and advises retrying with weights_only=False, which must not be
+    # followed here: report only what was refused
+    text = str(err)
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
+        return f"it would load the global {found.group(1)}"
+    found = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+    return found.group(1).strip().rstrip(".") if found else "unsupported content"
 
 
 def check_state_dict_matches(model, state_dict, path):

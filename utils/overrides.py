@@ -26,7 +26,7 @@ def apply_override(config, path, value, allow_new=False):
     for depth, part in enumerate(path[:-1]):
         if part not in node:
             if not allow_new:
-                raise UserError(_unknown_key(node, path[:depth + 1]))
+                raise UserError(_unknown_key(node, path[:depth + 1], dotted))
             node[part] = {}
         node = node[part]
         if not isinstance(node, dict):
@@ -34,19 +34,22 @@ def apply_override(config, path, value, allow_new=False):
     last = path[-1]
     if last not in node:
         if not allow_new:
-            raise UserError(_unknown_key(node, path))
+            raise UserError(_unknown_key(node, path, dotted))
     elif not _same_kind(node[last], value):
+        # a number where the file has a string is the one case quoting fixes: name='"123"'
+        quote = ", or quote it as a JSON string" if _kind(node[last]) == "string" else ""
         raise UserError(f"override {dotted}={json.dumps(value)} has type {_kind(value)}, but the "
                         f"config holds {_kind(node[last])} ({json.dumps(node[last])}); give a value "
-                        f"of that type, or quote it as a JSON string")
+                        f"of that type{quote}")
     node[last] = value
 
 
-def _unknown_key(node, path):
+def _unknown_key(node, path, full_dotted):
+    """`path` ends at the first key missing from `node`; `full_dotted` is what the user wrote."""
     dotted = ".".join(path)
     hint = difflib.get_close_matches(path[-1], list(node), n=3, cutoff=0.6)
     near = f"did you mean {', '.join('.'.join(path[:-1] + [h]) for h in hint)}? " if hint else ""
-    return (f"unknown config key {dotted}; {near}to add a new key write +{dotted}=VALUE")
+    return (f"unknown config key {dotted}; {near}to add a new key write +{full_dotted}=VALUE")
 
 
 def _kind(value):

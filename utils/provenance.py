@@ -1,5 +1,8 @@
 """What produced a run: command line, versions, device and git commit."""
+import importlib.metadata
+import importlib.util
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,14 +26,29 @@ def git_state(root=PROJECT_ROOT):
     return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
-def collect_provenance(device=None):
-    import torchvision
+def package_version(name):
+    """`name.__version__` without importing the package (torchvision takes seconds to import).
 
+    Read from the package's version.py, which keeps local tags such as +cu130
+    that the installed metadata may lack.
+    """
+    if name in sys.modules:
+        return getattr(sys.modules[name], "__version__", None)
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        return None
+    version_file = Path(spec.origin).with_name("version.py")
+    found = re.search(r"^__version__ = ['\"]([^'\"]+)", version_file.read_text(), re.M) \
+        if version_file.is_file() else None
+    return found.group(1) if found else importlib.metadata.version(name)
+
+
+def collect_provenance(device=None):
     return {
         "command": [sys.executable, *sys.argv],
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": package_version("torchvision"),
         "cuda": torch.version.cuda,
         "device": str(device) if device is not None else None,
         "device_name": torch.cuda.get_device_name(device) if device is not None

@@ -1,0 +1,62 @@
+"""Run under torchrun by tests/test_distributed.py: train.py's main, then test.py's main, in one launch.
+
+    torchrun --standalone --nproc_per_node=2 tests/ddp_run.py CONFIG OUT_DIR
+
+Each rank leaves evidence in OUT_DIR that the entry points do not write:
+its final weights (weights_rank<r>.pt) and the files it saved (saves_rank<r>.txt).
+One launch serves both entry points because starting torchrun costs seconds.
+"""
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # before the imports: REPO/test.py, not the stdlib's `test`
+
+import torch  # noqa: E402
+
+import base.base_trainer as base_trainer  # noqa: E402
+import test as test_entry  # noqa: E402
+import train  # noqa: E402
+from utils import distributed as dist  # noqa: E402
+
+
+def record_saves(out_dir):
+    """Log every checkpoint file this rank writes, then write it as usual."""
+    original = base_trainer.atomic_save
+
+    def recording_save(obj, path):
+        with open(out_dir / f"saves_rank{dist.get_rank()}.txt", "a") as log:
+            log.write(f"{Path(path).name}\n")
+        original(obj, path)
+
+    base_trainer.atomic_save = recording_save
+
+
+class WeightDumpingTrainer(train.Trainer):
+    """The Trainer, plus a dump of this rank's final weights after training."""
+
+    out_dir = None
+
+    def train(self):
+        super().train()
+        torch.save(self.raw_model.state_dict(), self.out_dir / f"weights_rank{dist.get_rank()}.pt")
+
+
+def main(config_path, out_dir):
+    device = dist.init_distributed()
+    out_dir = Path(out_dir)
+    (out_dir / f"saves_rank{dist.get_rank()}.txt").touch()
+    record_saves(out_dir)
+    WeightDumpingTrainer.out_dir = out_dir
+    train.Trainer = WeightDumpingTrainer
+    try:
+        config = train.parse_args(["-c", config_path])
+        train.main(config, device)
+        dist.barrier()  # rank 0 may still be writing model_best.pth when the others finish training
+        test_entry.main(test_entry.parse_args(["-r", str(config.save_dir / "model_best.pth")]), device)
+    finally:
+        dist.cleanup()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])

@@ -1,0 +1,257 @@
+"""Every mistake a user can make ends with one line on stderr, exit code 2, no traceback,
+no run folder and nothing overwritten.
+
+Most cases call `train.cli()` in this process (a subprocess costs ~3 s of imports);
+a few run `python train.py` for real, since the contract is about the process.
+"""
+import json
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import REPO, shrink_config, write_config
+from tests.synthetic_mnist import write_synthetic_mnist
+
+# ---- building the inputs ------------------------------------------------------
+
+
+def _config_case(mutate):
+    """A case that writes the shrunk config changed by `mutate(config)` and passes it with -c."""
+    def build(tmp_path, config):
+        mutate(config)
+        return ["-c", write_config(tmp_path, config)]
+    return build
+
+
+def _drop(*path):
+    def mutate(config):
+        node = config
+        for key in path[:-1]:
+            node = node[key]
+        del node[path[-1]]
+    return _config_case(mutate)
+
+
+def _set(value, *path):
+    def mutate(config):
+        node = config
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    return _config_case(mutate)
+
+
+def _config_text(text):
+    def build(tmp_path, config):
+        path = tmp_path / "config.json"
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+        return ["-c", path]
+    return build
+
+
+def _with_flags(*flags):
+    def build(tmp_path, config):
+        return ["-c", write_config(tmp_path, config), *flags]
+    return build
+
+
+def _checkpoint_for(config, state_dict):
+    """A checkpoint of this template's shape holding `state_dict`."""
+    return {"arch": "MnistModel", "epoch": 1, "resume_batch": 0, "state_dict": state_dict, "config": config}
+
+
+def _write_run(tmp_path, config, state_dict):
+    """A run folder as train.py leaves it, with model_latest.pth holding `state_dict`."""
+    run = tmp_path / "saved" / "models" / config["name"] / "0101_000000"
+    run.mkdir(parents=True)
+    torch.save(_checkpoint_for(config, state_dict), run / "model_latest.pth")
+    (run / "config.json").write_text(json.dumps(config))
+    (run / "metrics.csv").write_text("epoch,loss\n1,2.0\n")
+    return run / "model_latest.pth"
+
+
+def _lenet_state():
+    from model.model import MnistModel
+    return MnistModel().state_dict()
+
+
+def _resume_other_arch(tmp_path, config):
+    # keys of another network: a wider first layer and a layer LeNet lacks
+    other = {"conv1.weight": torch.zeros(32, 1, 3, 3), "head.weight": torch.zeros(10, 50)}
+    return ["-r", _write_run(tmp_path, config, other)]
+
+
+def _resume_truncated(tmp_path, config):
+    path = _write_run(tmp_path, config, _lenet_state())
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return ["-r", path]
+
+
+def _resume_file(content):
+    def build(tmp_path, config):
+        path = tmp_path / "not_a_checkpoint.pth"
+        path.write_bytes(content)
+        return ["-r", path]
+    return build
+
+
+def _resume_plain_dict(tmp_path, config):
+    path = tmp_path / "weights.pth"
+    torch.save(_lenet_state(), path)  # bare weights: no config, no epoch
+    return ["-r", path]
+
+
+def _no_mnist_files(tmp_path, config):
+    (tmp_path / "empty_data").mkdir()
+    config["data_loader"]["args"].update(data_dir=str(tmp_path / "empty_data"), download=False)
+    return ["-c", write_config(tmp_path, config)]
+
+
+def _partial_mnist_files(tmp_path, config):
+    data = write_synthetic_mnist(tmp_path / "partial", n_train=20, n_test=10)
+    (data / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()
+    config["data_loader"]["args"].update(data_dir=str(data), download=False)
+    return ["-c", write_config(tmp_path, config)]
+
+
+NOT_A_CHECKPOINT = ["not_a_checkpoint.pth is not a checkpoint", "not a file written by torch.save",
+                    "written by train.py"]
+
+# id -> (build(tmp_path, config) -> argv, substrings the one error line must contain)
+CASES = {
+    "config-missing": (lambda t, c: ["-c", t / "nope.json"], ["nope.json", "does not exist", "-c"]),
+    "config-is-a-folder": (lambda t, c: ["-c", t], ["cannot read config file", "check the path"]),
+    "config-not-utf8": (_config_text(b"\xff\xfe\x00{"), ["cannot read config file"]),
+    "config-invalid-json": (_config_text('{"name": "x",\n  "arch": }\n'),
+                            ["not valid JSON", "line 2, column 11", "fix the file"]),
+    "config-not-object": (_config_text("[1, 2]"), ["must hold a JSON object", "list"]),
+    **{f"no-{key}": (_drop(key), [f"no '{key}' section", "add it"])
+       for key in ("arch", "data_loader", "optimizer", "loss", "metrics", "trainer")},
+    "no-trainer.epochs": (_drop("trainer", "epochs"), ["no 'trainer.epochs'", "add it"]),
+    "no-trainer.save_dir": (_drop("trainer", "save_dir"), ["no 'trainer.save_dir'", "add it"]),
+    "epochs-ten": (_set("ten", "trainer", "epochs"), ["trainer.epochs must be a positive integer", "'ten'"]),
+    "batch_size-0": (_set(0, "data_loader", "args", "batch_size"),
+                     ["data_loader.args.batch_size must be a positive integer", "got 0"]),
+    "lr-negative": (_set(-0.1, "optimizer", "args", "lr"), ["optimizer.args.lr must be a non-negative", "-0.1"]),
+    "validation_split-1.0": (_set(1.0, "data_loader", "args", "validation_split"),
+                             ["validation_split must be a fraction in [0, 1)", "got 1.0"]),
+    "validation_split-count-600": (_set(600, "data_loader", "args", "validation_split"),
+                                   ["validation_split=600 leaves no training data from 600 samples",
+                                    "count below 600"]),
+    "monitor-sideways": (_set("sideways val_loss", "trainer", "monitor"),
+                         ["trainer.monitor must be", "'min val_loss'", "sideways"]),
+    "verbosity-7": (_set(7, "trainer", "verbosity"), ["trainer.verbosity must be 0, 1 or 2", "got 7"]),
+    "arch-typo": (_set("MnistModle", "arch", "type"),
+                  ["unknown arch type 'MnistModle'", "did you mean 'MnistModel'", "available: MnistModel"]),
+    **{f"arch-{name}": (_set(name, "arch", "type"), [f"unknown arch type '{name}'", "available: MnistModel"])
+       for name in ("BaseModel", "nn", "F", "__builtins__", "__name__")},
+    "loss-unknown": (_set("nll_los", "loss"), ["unknown loss 'nll_los'", "did you mean 'nll_loss'"]),
+    "loss-imported-F": (_set("F", "loss"), ["unknown loss 'F'", "available: nll_loss"]),
+    "metric-unknown": (_set(["acuracy"], "metrics"),
+                       ["unknown metric 'acuracy'", "did you mean 'accuracy'", "accuracy, top_k_acc"]),
+    "metric-imported-torch": (_set(["torch"], "metrics"), ["unknown metric 'torch'"]),
+    "optimizer-unknown": (_set("Adamm", "optimizer", "type"), ["unknown optimizer type 'Adamm'", "did you mean"]),
+    "optimizer-submodule": (_set("lr_scheduler", "optimizer", "type"), ["unknown optimizer type 'lr_scheduler'"]),
+    "scheduler-unknown": (_set({"type": "StepLRR", "args": {}}, "lr_scheduler"),
+                          ["unknown lr_scheduler type 'StepLRR'", "did you mean 'StepLR'"]),
+    "data_loader-base-class": (_set("BaseDataLoader", "data_loader", "type"),
+                               ["unknown data_loader type 'BaseDataLoader'", "available: MnistDataLoader"]),
+    "arch-bad-argument": (_set({"num_clases": 10}, "arch", "args"), ["'num_clases'", "accepts: num_classes"]),
+    "optimizer-bad-argument": (_set({"lr": 0.1, "momentum": 0.9}, "optimizer", "args"),
+                               ["optimizer (Adam)", "'momentum'", "accepts: params, lr"]),
+    "override-unknown-key": (_with_flags("-o", "trainer.epochz=3"),
+                             ["unknown config key trainer.epochz", "did you mean trainer.epochs"]),
+    "flag-lr-abc": (_with_flags("--lr", "abc"), ["--lr", "'abc'", "--help"]),
+    "flag-bs-negative": (_with_flags("--bs", "-3"), ["--bs", "'-3'", "--help"]),
+    "neither-c-nor-r": (lambda t, c: [], ["give a config with -c", "-r"]),
+    "resume-missing": (lambda t, c: ["-r", t / "gone.pth"], ["gone.pth does not exist", "-r"]),
+    "resume-json-file": (_resume_file(b'{"name": "Mnist_LeNet"}'), NOT_A_CHECKPOINT),
+    "resume-random-bytes": (_resume_file(b"\x00" + random.Random(0).randbytes(4095)), NOT_A_CHECKPOINT),
+    "resume-weights-only-dict": (_resume_plain_dict, ["weights.pth is not a checkpoint of this template",
+                                                      "lacks state_dict, config or epoch"]),
+    "resume-truncated": (_resume_truncated, ["model_latest.pth is truncated or corrupt", "resume from another"]),
+    "resume-other-arch": (_resume_other_arch, ["made for another architecture", "missing conv1.bias",
+                                               "unexpected head.weight", "shape differs: conv1.weight"]),
+    "data-no-mnist-files": (_no_mnist_files, ["MNIST files missing in", "empty_data", "train-images-idx3-ubyte",
+                                              "t10k-labels-idx1-ubyte", "data_dir"]),
+    "data-one-file-missing": (_partial_mnist_files, ["MNIST files missing in", "partial", "t10k-labels-idx1-ubyte"]),
+}
+
+SUBPROCESS_CASES = ("config-invalid-json", "flag-bs-negative", "resume-other-arch")
+
+
+def start_script(script, *args):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, str(REPO / script), *args], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+# ---- checking the outcome -----------------------------------------------------
+
+
+def _snapshot(root):
+    """Every file (bytes, mtime) and folder under root: what 'nothing created or overwritten' compares."""
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) if p.is_file() else "folder" for p in root.rglob("*")}
+
+
+def _prepare(case_id, tmp_path, data_dir):
+    build, expected = CASES[case_id]
+    config = shrink_config(tmp_path, data_dir)
+    argv = [str(a) for a in build(tmp_path, config)]
+    return argv, expected
+
+
+def _check_outcome(code, stderr, expected, before, tmp_path):
+    lines = stderr.splitlines()
+    assert code == 2, stderr
+    assert "Traceback" not in stderr
+    assert len(lines) == 1, f"want exactly one line on stderr, got: {stderr!r}"
+    assert lines[0].startswith("error: ")
+    for part in expected:
+        assert part in lines[0], f"{part!r} missing from: {lines[0]}"
+    assert _snapshot(tmp_path) == before, "a file or folder was created, changed or removed"
+
+
+def run_cli_in_process(argv, monkeypatch, capsys):
+    """train.cli() as `python train.py *argv` would run it; return (exit code, stderr)."""
+    import train
+
+    monkeypatch.setattr(sys, "argv", ["train.py", *argv])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        train.cli()
+    return exit_info.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case_id", list(CASES))
+def test_bad_input_in_process(case_id, tmp_path, synthetic_data_dir, monkeypatch, capsys):
+    argv, expected = _prepare(case_id, tmp_path, synthetic_data_dir)
+    before = _snapshot(tmp_path)
+    code, stderr = run_cli_in_process(argv, monkeypatch, capsys)
+    _check_outcome(code, stderr, expected, before, tmp_path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_unreadable_config(tmp_path, small_config, monkeypatch, capsys):
+    small_config.chmod(0)
+    before = _snapshot(tmp_path)
+    code, stderr = run_cli_in_process(["-c", str(small_config)], monkeypatch, capsys)
+    _check_outcome(code, stderr, ["cannot read config file", "permissions"], before, tmp_path)
+
+
+@pytest.mark.slow
+def test_bad_input_as_a_process(tmp_path, synthetic_data_dir):
+    """A few cases as real `python train.py` processes, started together to share the import time."""
+    cases = {}
+    for case_id in SUBPROCESS_CASES:
+        case_dir = tmp_path / case_id
+        case_dir.mkdir()
+        argv, expected = _prepare(case_id, case_dir, synthetic_data_dir)
+        cases[case_id] = (case_dir, expected, _snapshot(case_dir), start_script("train.py", *argv))
+    for case_dir, expected, before, process in cases.values():
+        _, stderr = process.communicate(timeout=60)
+        _check_outcome(process.returncode, stderr, expected, before, case_dir)

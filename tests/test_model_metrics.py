@@ -1,0 +1,153 @@
+"""MnistModel, the abstract base classes, the metrics, MetricTracker (pandas 3) and requirements.txt."""
+import math
+import re
+
+import pandas as pd
+import pytest
+import torch
+
+from base import BaseModel, BaseTrainer
+from model.loss import nll_loss
+from model.metric import accuracy, top_k_acc
+from model.model import MnistModel
+from tests.conftest import REPO
+from utils import MetricTracker
+
+
+# ---- model ------------------------------------------------------------------
+def test_model_printout_ends_with_the_trainable_parameter_count():
+    text = str(MnistModel())
+
+    assert "Trainable parameters: 21840" in text
+    assert text.startswith("MnistModel(")
+
+
+def test_frozen_parameters_are_not_counted():
+    model = MnistModel()
+    model.fc2.requires_grad_(False)  # 50 * 10 weights + 10 biases
+
+    assert "Trainable parameters: 21330" in str(model)
+
+
+def test_model_maps_a_batch_to_log_probabilities():
+    output = MnistModel().eval()(torch.zeros(5, 1, 28, 28))
+
+    assert output.shape == (5, 10)
+    assert torch.allclose(output.exp().sum(dim=1), torch.ones(5))
+
+
+def test_base_model_requires_forward():
+    class NoForward(BaseModel):
+        pass
+
+    with pytest.raises(TypeError, match="forward"):
+        BaseModel()
+    with pytest.raises(TypeError, match="forward"):
+        NoForward()
+
+
+def test_base_trainer_requires_train_epoch():
+    class NoTrainEpoch(BaseTrainer):
+        pass
+
+    with pytest.raises(TypeError, match="_train_epoch"):
+        NoTrainEpoch(None, None, [], None, None)
+
+
+# ---- metrics and loss --------------------------------------------------------
+OUTPUT = torch.tensor([[0.1, 0.6, 0.2, 0.1],   # ranks: 1 > 2 > 0 = 3
+                       [0.7, 0.1, 0.15, 0.05],  # 0 > 2 > 1 > 3
+                       [0.2, 0.3, 0.4, 0.1],   # 2 > 1 > 0 > 3
+                       [0.25, 0.35, 0.3, 0.1]])  # 1 > 2 > 0 > 3
+TARGET = torch.tensor([1, 2, 0, 3])  # top-1 at rank 1, 2, 3, 4
+
+
+def test_accuracy_on_known_tensors():
+    result = accuracy(OUTPUT, TARGET)
+
+    assert isinstance(result, torch.Tensor) and result.dim() == 0  # no .item(): no host sync
+    assert result.item() == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("k, expected", [(1, 0.25), (2, 0.5), (3, 0.75), (4, 1.0)])
+def test_top_k_acc_on_known_tensors(k, expected):
+    assert top_k_acc(OUTPUT, TARGET, k=k).item() == pytest.approx(expected)
+
+
+def test_top_k_acc_defaults_to_three():
+    assert top_k_acc(OUTPUT, TARGET).item() == pytest.approx(0.75)
+
+
+def test_nll_loss_on_known_log_probabilities():
+    log_probs = torch.log(torch.tensor([[0.5, 0.5], [0.25, 0.75]]))
+
+    assert nll_loss(log_probs, torch.tensor([0, 1])).item() == pytest.approx(-(math.log(0.5) + math.log(0.75)) / 2)
+
+
+# ---- MetricTracker -----------------------------------------------------------
+def test_average_is_weighted_by_batch_size():
+    tracker = MetricTracker("loss", "accuracy")
+    tracker.update("loss", 1.0, n=1)
+    tracker.update("loss", 0.0, n=3)
+
+    assert tracker.avg("loss") == pytest.approx(0.25)  # not (1.0 + 0.0) / 2
+
+
+def test_tensor_values_on_any_device_are_averaged():
+    tracker = MetricTracker("accuracy")
+    tracker.update("accuracy", torch.tensor(0.5), n=64)
+    tracker.update("accuracy", torch.tensor(1.0), n=36)
+
+    assert tracker.result() == {"accuracy": pytest.approx((0.5 * 64 + 36) / 100)}
+
+
+def test_data_frame_on_this_pandas():
+    # the classic tracker writes through `_data.total[key] += ...`, which pandas 3's copy-on-write refuses
+    assert int(pd.__version__.split(".")[0]) >= 3, "this stack ships pandas 3"
+    tracker = MetricTracker("loss", "accuracy")
+    tracker.update("loss", 2.0, n=2)
+    tracker.update("loss", 0.5, n=2)
+    tracker.update("accuracy", 0.75, n=4)
+
+    table = tracker._data
+
+    assert isinstance(table, pd.DataFrame)
+    assert list(table.index) == ["loss", "accuracy"]
+    assert list(table.columns) == ["total", "counts", "average"]
+    assert table.loc["loss"].tolist() == pytest.approx([5.0, 4, 1.25])
+    assert table.loc["accuracy"].tolist() == pytest.approx([3.0, 4, 0.75])
+
+
+def test_reset_clears_every_key():
+    tracker = MetricTracker("loss", "accuracy")
+    tracker.update("loss", 3.0, n=5)
+    tracker.update("accuracy", 1.0, n=5)
+
+    tracker.reset()
+
+    assert tracker._data["counts"].tolist() == [0, 0]
+    assert tracker._data["total"].tolist() == [0.0, 0.0]
+    assert all(math.isnan(v) for v in tracker.result().values())
+    tracker.update("loss", 1.0, n=2)
+    assert tracker.result()["loss"] == 1.0
+
+
+def test_state_round_trip_keeps_averages():
+    tracker = MetricTracker("loss")
+    tracker.update("loss", torch.tensor(0.5), n=10)
+    copy = MetricTracker("loss")
+
+    copy.load_state_dict(tracker.state_dict())
+    copy.update("loss", 1.0, n=10)
+
+    assert copy.avg("loss") == pytest.approx(0.75)
+
+
+# ---- requirements.txt ---------------------------------------------------------
+def test_requirements_list_pandas():
+    # the classic template imports pandas but forgot to list it
+    lines = (REPO / "requirements.txt").read_text().splitlines()
+    names = {re.split(r"[<>=!~\[; ]", line.strip(), maxsplit=1)[0].lower()
+             for line in lines if line.strip() and not line.lstrip().startswith("#")}
+
+    assert {"pandas", "torch", "torchvision", "numpy", "tensorboard", "tqdm", "pytest"} <= names

@@ -1,0 +1,120 @@
+"""-o key.path=value and +key.path=value: any config value from the command line, checked."""
+import json
+import sys
+
+import pytest
+import torch
+
+import train
+from tests.conftest import shrink_config, train_in_process, write_config
+from tests.synthetic_mnist import write_synthetic_mnist
+from utils.errors import UserError
+from utils.overrides import parse_override
+
+
+@pytest.fixture
+def config_path(tmp_path, synthetic_data_dir):
+    return write_config(tmp_path, shrink_config(tmp_path, synthetic_data_dir))
+
+
+def parse(config_path, *flags):
+    return train.parse_args(["-c", str(config_path), *flags])
+
+
+def cli_error(config_path, monkeypatch, capsys, *flags):
+    """`python train.py -c config_path *flags` in this process: (exit code, stderr lines)."""
+    monkeypatch.setattr(sys, "argv", ["train.py", "-c", str(config_path), *flags])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        train.cli()
+    return exit_info.value.code, capsys.readouterr().err.splitlines()
+
+
+def test_the_issues_example_takes_effect_and_is_saved(tmp_path):
+    data_dir = write_synthetic_mnist(tmp_path / "data", n_train=120, n_test=20)
+    config_path = write_config(tmp_path, shrink_config(tmp_path, data_dir))
+    config = train_in_process("-c", config_path, "-o", "trainer.epochs=3", "-o", "optimizer.args.weight_decay=1e-4",
+                              "-o", "arch.type=MnistModel", "-o", "+trainer.len_epoch=1")
+    saved = json.loads((config.save_dir / "config.json").read_text())
+    assert saved["trainer"]["epochs"] == 3 and saved["trainer"]["len_epoch"] == 1
+    assert saved["optimizer"]["args"]["weight_decay"] == 1e-4
+    assert saved["arch"]["type"] == "MnistModel"
+    latest = torch.load(config.save_dir / "model_latest.pth", weights_only=True)
+    assert latest["epoch"] == 3 and latest["global_step"] == 3  # 3 epochs of 1 batch: both overrides acted
+    assert latest["optimizer"]["param_groups"][0]["weight_decay"] == 1e-4
+    assert json.loads(config_path.read_text())["trainer"]["epochs"] == 2  # the file itself is untouched
+
+
+@pytest.mark.parametrize("raw, value", [
+    ("3", 3), ("1e-4", 1e-4), ("true", True), ("null", None), ("[1, 2]", [1, 2]), ('{"a": 1}', {"a": 1}),
+    ('"3"', "3"), ("MnistModel", "MnistModel"), ("min val_loss", "min val_loss"), ("", ""),
+])
+def test_values_are_json_literals_where_they_parse_else_strings(raw, value):
+    path, parsed, allow_new = parse_override(f"a.b={raw}")
+    assert (path, parsed, allow_new) == (["a", "b"], value, False)
+    assert type(parsed) is type(value)
+
+
+def test_overrides_of_several_types(config_path):
+    config = parse(config_path, "-o", "trainer.tensorboard=true", "-o", "trainer.monitor=max val_accuracy",
+                   "-o", 'metrics=["accuracy"]', "-o", 'name="123"', "-o", "data_loader.args.batch_size=32")
+    assert config["trainer"]["tensorboard"] is True
+    assert config["trainer"]["monitor"] == "max val_accuracy"
+    assert config["metrics"] == ["accuracy"]
+    assert config["name"] == "123"
+    assert config["data_loader"]["args"]["batch_size"] == 32
+    assert not (config_path.parent / "saved").exists()  # parsing makes no run folder
+
+
+@pytest.mark.parametrize("flag, expected", [
+    ("trainer.epoch=3", ["unknown config key trainer.epoch;", "did you mean trainer.epochs?",
+                         "+trainer.epoch=VALUE"]),
+    ("optimizer.args.weight_decy=0.1", ["unknown config key optimizer.args.weight_decy",
+                                        "did you mean optimizer.args.weight_decay?"]),
+    ("optimiser.args.lr=0.1", ["unknown config key optimiser;", "did you mean optimizer?",
+                               "+optimiser.args.lr=VALUE"]),
+    ("trainer.len_epoch=2", ["unknown config key trainer.len_epoch", "+trainer.len_epoch=VALUE"]),
+])
+def test_an_unknown_path_exits_2_with_the_near_misses(config_path, monkeypatch, capsys, flag, expected):
+    code, lines = cli_error(config_path, monkeypatch, capsys, "-o", flag)
+    assert code == 2
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    for part in expected:
+        assert part in lines[0]
+    assert not (config_path.parent / "saved").exists()
+
+
+@pytest.mark.parametrize("flag, expected", [
+    ("trainer.epochs=three", ["trainer.epochs", "type string", "holds number (2)"]),
+    ('trainer.epochs="3"', ["trainer.epochs", "type string", "holds number"]),
+    ("trainer.tensorboard=1", ["trainer.tensorboard", "type number", "holds boolean"]),
+    ("name=123", ["name=123", "holds string", "quote it as a JSON string"]),
+    ("metrics=accuracy", ["metrics", "holds list"]),
+    ("trainer.epochs=2.5", ["trainer.epochs must be a positive integer"]),  # same kind, caught by the check
+    ("trainer.epochs.x=1", ["trainer.epochs.x", "trainer.epochs is not an object"]),
+    ("trainer.epochs", ["'trainer.epochs' is not key.path=value"]),
+])
+def test_a_value_of_another_type_is_an_error_naming_the_key(config_path, monkeypatch, capsys, flag, expected):
+    code, lines = cli_error(config_path, monkeypatch, capsys, "-o", flag)
+    assert code == 2 and len(lines) == 1
+    for part in expected:
+        assert part in lines[0]
+
+
+def test_plus_adds_new_keys_and_nested_sections(config_path):
+    config = parse(config_path, "-o", "+trainer.len_epoch=2", "-o", "+extra.notes.author=me")
+    assert config["trainer"]["len_epoch"] == 2
+    assert config["extra"] == {"notes": {"author": "me"}}
+    assert parse(config_path, "-o", "+trainer.epochs=5")["trainer"]["epochs"] == 5  # + on an existing key sets it
+    with pytest.raises(UserError, match="trainer.epochs"):
+        parse(config_path, "-o", "+trainer.epochs=five")  # and still checks its type
+
+
+def test_interplay_with_the_registered_flags(config_path):
+    assert parse(config_path, "--lr", "0.01")["optimizer"]["args"]["lr"] == 0.01
+    both = parse(config_path, "--lr", "0.01", "--bs", "16", "-o", "trainer.epochs=1")
+    assert both["optimizer"]["args"]["lr"] == 0.01
+    assert both["data_loader"]["args"]["batch_size"] == 16 and both["trainer"]["epochs"] == 1
+    # -o is applied after --lr/--bs, so it wins where both set the same key
+    assert parse(config_path, "--lr", "0.01", "-o", "optimizer.args.lr=0.05")["optimizer"]["args"]["lr"] == 0.05
+    assert parse(config_path, "-o", "optimizer.args.lr=0.05", "--lr", "0.01")["optimizer"]["args"]["lr"] == 0.05
