@@ -186,7 +186,7 @@ class BaseTrainer(ABC):
             self.logger.warning("Warning: Optimizer type given in config file is different from that of "
                                 "checkpoint. Optimizer parameters not being resumed.")
         else:
-            self.optimizer.load_state_dict(checkpoint["optimizer"])
+            self._load_optimizer(checkpoint["optimizer"])
         self._restore_scheduler(checkpoint, optimizer_resumed)
         if self.grad_scaler is not None and checkpoint.get("grad_scaler") is not None:
             self.grad_scaler.load_state_dict(checkpoint["grad_scaler"])
@@ -200,6 +200,14 @@ class BaseTrainer(ABC):
         where = f"epoch {self.start_epoch}" + (f", batch {checkpoint['resume_batch'] + 1}"
                                                 if checkpoint.get("resume_batch") else "")
         self.resumed_from = f"Checkpoint {resume_path} loaded. Resume training from {where}"
+
+    def _load_optimizer(self, state):
+        """Restore the optimizer; when fine-tuning (-c with -r), keep the new config's lr and settings."""
+        chosen = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
+        self.optimizer.load_state_dict(state)
+        if not self.config.continue_run:
+            for group, settings in zip(self.optimizer.param_groups, chosen, strict=True):
+                group.update(settings)
 
     def _restore_scheduler(self, checkpoint, optimizer_resumed):
         """Continue the scheduler's schedule, unless it or its optimizer is a new one.

@@ -205,3 +205,15 @@ def test_fine_tuning_with_another_scheduler_starts_it_afresh(baseline, tmp_path,
     scheduler = load(tuned.save_dir / "checkpoint-epoch2.pth")["lr_scheduler"]
     assert "step_size" not in scheduler
     assert scheduler["last_epoch"] == 1 and scheduler["gamma"] == 0.9
+
+
+def test_fine_tuning_keeps_the_new_configs_learning_rate(baseline, tmp_path, synthetic_data_dir):
+    # same optimizer type: its moments are resumed, but the lr is the one the new config asks for
+    cfg = baseline_config(tmp_path, synthetic_data_dir)
+    cfg["optimizer"]["args"]["lr"] = 0.0123
+    tuned = train_in_process("-c", write_config(tmp_path, cfg, "tune.json"),
+                             "-r", baseline.save_dir / "checkpoint-epoch1.pth")
+
+    assert history(tuned.save_dir).loc[2, "lr"] == 0.0123  # the lr epoch 2 trained with
+    optimizer = load(tuned.save_dir / "checkpoint-epoch2.pth")["optimizer"]
+    assert optimizer["state"], "the optimizer's moments should come from the checkpoint"
