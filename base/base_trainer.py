@@ -87,6 +87,7 @@ class BaseTrainer(ABC):
         finally:
             self.stop_signals.restore()
             self.writer.close()
+        dist.barrier()  # rank 0 may still be writing checkpoints that code after train() reads
         self._report_end()
 
     def _report_epoch(self, log):

@@ -4,6 +4,7 @@ torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them the process is
 rank 0 of 1 and each helper does the single-process thing.
 """
 import os
+import sys
 
 import torch
 import torch.distributed as dist
@@ -88,8 +89,18 @@ def barrier():
 
 
 def cleanup():
-    if is_distributed():
-        dist.destroy_process_group()
+    """Leave the process group; after a clean finish, wait for every rank first.
+
+    Once a DDP model existed, gloo's worker threads outlive destroy_process_group;
+    one still freeing the last collective's tensors while Python shuts down aborts
+    the process ("terminate called without an active exception"). The barrier lets
+    them finish. After an error there is no wait: other ranks may never arrive.
+    """
+    if not is_distributed():
+        return
+    if sys.exc_info()[0] is None:  # called from a `finally`: None unless an exception is on its way out
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def _collective_device():

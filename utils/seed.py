@@ -38,7 +38,11 @@ def get_rng_state():
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # one GPU per rank: asking every device would open a CUDA context on each, from each rank
+            state["cuda_current"] = torch.cuda.get_rng_state()
+        else:
+            state["cuda"] = torch.cuda.get_rng_state_all()  # DataParallel uses them all
     return state
 
 
@@ -51,5 +55,8 @@ def set_rng_state(state):
                          "state": {"key": np_state["key"].numpy().astype(np.uint32), "pos": np_state["pos"]},
                          "has_gauss": np_state["has_gauss"], "gauss": np_state["gauss"]})
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if torch.cuda.is_available():
+        if "cuda_current" in state:
+            torch.cuda.set_rng_state(state["cuda_current"])
+        elif "cuda" in state:
+            torch.cuda.set_rng_state_all(state["cuda"][:torch.cuda.device_count()])

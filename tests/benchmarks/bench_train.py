@@ -2,13 +2,10 @@
 
     python tests/benchmarks/bench_train.py [--reps 3] [--accuracy-epochs 2] [--out saved/bench/bench_train.json]
 
-A: config.json as shipped (epochs=1, output to a temp folder) through train.main;
-B: a hand-written loop over the same MnistDataLoader and its split_validation();
-C: the same loop over torchvision's MNIST (ToTensor + Normalize) through a DataLoader
-with 2 workers, the classic data path. Every measurement runs in a fresh process;
-repetitions are interleaved (A B C, B C A, ...) so that load from other programs
-spreads over all three, and medians are reported.
-Not collected by pytest (the name does not start with test_).
+A: config.json as shipped (epochs=1, output to a temp folder) through train.main; B: a hand-written
+loop over the same MnistDataLoader and its split_validation(); C: that loop over torchvision's MNIST
+(ToTensor + Normalize) through a DataLoader with 2 workers, the classic data path. Each measurement
+runs in a fresh process, repetitions interleaved (A B C, B C A, ...); medians are reported.
 """
 import argparse
 import csv
@@ -45,7 +42,8 @@ IMPORT_PROBE = "import time, torch, torchvision; print('{tag}' + repr(time.time(
 
 # ---- what runs inside a measured process ---------------------------------------------
 def peak_rss_mib():
-    import resource  # ru_maxrss is in KiB on Linux
+    import resource  # ru_maxrss is in KiB on Linux; "children": the largest reaped child (C's workers)
+
     return {"self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
@@ -88,7 +86,7 @@ def hand_written_loop(train_loader, valid_loader, epochs, seed):
             train_loader.set_epoch(epoch)  # what the template's BatchStream does per pass
         started = time.perf_counter()
         model.train()
-        loss_sum, seen = torch.zeros((), device=device), 0
+        loss_sum, seen = 0, 0
         for data, target in train_loader:
             data, target = data.to(device, non_blocking=True), target.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
@@ -97,7 +95,7 @@ def hand_written_loop(train_loader, valid_loader, epochs, seed):
             optimizer.step()
             loss_sum += loss.detach() * target.size(0)
             seen += target.size(0)
-        loss_value = loss_sum.item() / seen  # also waits for the device before the clock is read
+        loss_value = float(loss_sum) / seen  # also waits for the device before the clock is read
         train_time = time.perf_counter() - started
         val_loss, val_accuracy = evaluate(model, valid_loader, device)
         epochs_out.append({"epoch": epoch, "loss": loss_value, "val_loss": val_loss, "val_accuracy": val_accuracy,
@@ -110,7 +108,7 @@ def evaluate(model, loader, device):
     import torch.nn.functional as F
 
     model.eval()
-    loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
+    loss_sum, correct, seen = 0, 0, 0  # become tensors on the device: no sync per batch
     with torch.no_grad():
         for data, target in loader:
             data, target = data.to(device, non_blocking=True), target.to(device, non_blocking=True)
@@ -118,7 +116,7 @@ def evaluate(model, loader, device):
             loss_sum += F.nll_loss(output, target, reduction="sum")
             correct += (output.argmax(dim=1) == target).sum()
             seen += target.size(0)
-    return loss_sum.item() / seen, correct.item() / seen
+    return float(loss_sum) / seen, float(correct) / seen
 
 
 def run_template_data_path(epochs):
@@ -145,10 +143,9 @@ def run_classic_data_path(epochs, workers=2):
     train_idx, valid_idx = BaseDataLoader._split_indices(len(dataset), args["validation_split"], seed)
     pin = torch.cuda.is_available()
     shuffled = SubsetRandomSampler(train_idx.tolist(), generator=torch.Generator().manual_seed(seed))
-    train_loader = DataLoader(dataset, args["batch_size"], sampler=shuffled, num_workers=workers, pin_memory=pin)
-    valid_loader = DataLoader(dataset, args["batch_size"], sampler=valid_idx.tolist(), num_workers=workers,
-                              pin_memory=pin)
-    return hand_written_loop(train_loader, valid_loader, epochs, seed)
+    loaders = [DataLoader(dataset, args["batch_size"], sampler=sampler, num_workers=workers, pin_memory=pin)
+               for sampler in (shuffled, valid_idx.tolist())]
+    return hand_written_loop(*loaders, epochs, seed)
 
 
 def worker_main(kind, epochs):
@@ -167,7 +164,7 @@ def spawn(args, timeout=1800):
     started = time.time()
     done = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    tagged = [line[len(RESULT_TAG):] for line in done.stdout.splitlines() if line.startswith(RESULT_TAG)]
+    tagged = [line.removeprefix(RESULT_TAG) for line in done.stdout.splitlines() if line.startswith(RESULT_TAG)]
     if done.returncode != 0 or not tagged:
         sys.exit(f"benchmark process {args[:3]} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     return started, time.time() - started, tagged[-1]
@@ -226,16 +223,14 @@ def run_benchmark(reps, accuracy_epochs, quiet):
     return summarize(samples, accuracy, accuracy_epochs, loads)
 
 
-def median_of(runs, key):
-    return statistics.median(run["epochs"][0][key] for run in runs)
-
-
 def summarize(samples, accuracy, accuracy_epochs, loads):
-    rows = {kind: {"samples_per_sec": median_of(samples[kind], "samples_per_sec"),
-                   "epoch_time_s": median_of(samples[kind], "epoch_time"),
-                   "peak_rss_mib": statistics.median(r["rss_mib"]["self"] for r in samples[kind]),
-                   "workers_peak_rss_mib": statistics.median(r["rss_mib"]["children"] for r in samples[kind])}
-            for kind in "ABC"}
+    def median(kind, pick):
+        return statistics.median(pick(run) for run in samples[kind])
+
+    rows = {kind: {"samples_per_sec": median(kind, lambda r: r["epochs"][0]["samples_per_sec"]),
+                   "epoch_time_s": median(kind, lambda r: r["epochs"][0]["epoch_time"]),
+                   "peak_rss_mib": median(kind, lambda r: r["rss_mib"]["self"]),
+                   "workers_peak_rss_mib": median(kind, lambda r: r["rss_mib"]["children"])} for kind in "ABC"}
     startup = {key: statistics.median(s[key] for s in samples["startup"]) for key in samples["startup"][0]}
     ratios = {"epoch_time A/B": rows["A"]["epoch_time_s"] / rows["B"]["epoch_time_s"],
               "train samples/s A/C": rows["A"]["samples_per_sec"] / rows["C"]["samples_per_sec"],
