@@ -1,4 +1,5 @@
 """BaseTrainer: the epoch loop, monitoring, early stopping, checkpoints and resume."""
+import logging
 import signal
 from abc import ABC, abstractmethod
 
@@ -48,12 +49,13 @@ class BaseTrainer(ABC):
         self.stop_signals = StopSignals()
         self.is_main = dist.is_main_process()
 
+        self.resume_log = []  # (level, message): written after the run folder exists
         if config.checkpoint is not None:  # checked before any folder is made
             self._resume_checkpoint(config.checkpoint)
         if not config.run_started:
             config.init_run()
-        if config.checkpoint is not None:  # logged once info.log exists, so the run's log records the resume
-            self.logger.info(self.resumed_from)
+        for level, message in self.resume_log:  # logged once info.log exists, so the run's log has them
+            self.logger.log(level, message)
         self.checkpoint_dir = config.save_dir
         self.writer = TensorboardWriter(config.log_dir, self.logger,
                                         cfg_trainer.get("tensorboard", False) and self.is_main)
@@ -175,17 +177,18 @@ class BaseTrainer(ABC):
     def _resume_checkpoint(self, checkpoint):
         """Restore model, optimizer, scheduler, scaler, monitor, RNG and position."""
         resume_path = self.config.resume
-        self.logger.info(f"Loading checkpoint: {resume_path} ...")
+        self.resume_log.append((logging.INFO, f"Loading checkpoint: {resume_path} ..."))
         state_dict = strip_prefixes(checkpoint["state_dict"])
         check_state_dict_matches(self.raw_model, state_dict, resume_path)
         if checkpoint["config"]["arch"] != self.config["arch"]:
-            self.logger.warning("Warning: Architecture configuration given in config file is different from "
-                                "that of checkpoint. This may yield an exception while state_dict is being loaded.")
+            self.resume_log.append((logging.WARNING, "Warning: Architecture configuration given in config file is "
+                                    "different from that of checkpoint. This may yield an exception while "
+                                    "state_dict is being loaded."))
         self.raw_model.load_state_dict(state_dict)
         optimizer_resumed = checkpoint["config"]["optimizer"]["type"] == self.config["optimizer"]["type"]
         if not optimizer_resumed:
-            self.logger.warning("Warning: Optimizer type given in config file is different from that of "
-                                "checkpoint. Optimizer parameters not being resumed.")
+            self.resume_log.append((logging.WARNING, "Warning: Optimizer type given in config file is different "
+                                    "from that of checkpoint. Optimizer parameters not being resumed."))
         else:
             self._load_optimizer(checkpoint["optimizer"])
         self._restore_scheduler(checkpoint, optimizer_resumed)
@@ -200,7 +203,7 @@ class BaseTrainer(ABC):
         self._restore_rng(checkpoint.get("rng_states"))
         where = f"epoch {self.start_epoch}" + (f", batch {checkpoint['resume_batch'] + 1}"
                                                 if checkpoint.get("resume_batch") else "")
-        self.resumed_from = f"Checkpoint {resume_path} loaded. Resume training from {where}"
+        self.resume_log.append((logging.INFO, f"Checkpoint {resume_path} loaded. Resume training from {where}"))
 
     def _load_optimizer(self, state):
         """Restore the optimizer; when fine-tuning (-c with -r), keep the new config's lr and settings."""
@@ -222,8 +225,8 @@ class BaseTrainer(ABC):
         if optimizer_resumed and old_type == (self.config.get("lr_scheduler") or {}).get("type"):
             self.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
         else:
-            self.logger.warning("Warning: the optimizer or lr_scheduler type differs from the checkpoint's; "
-                                "the lr_scheduler starts afresh.")
+            self.resume_log.append((logging.WARNING, "Warning: the optimizer or lr_scheduler type differs from "
+                                    "the checkpoint's; the lr_scheduler starts afresh."))
 
     def _restore_rng(self, rng_states):
         if not rng_states:

@@ -182,10 +182,12 @@ def test_fine_tuning_with_another_optimizer_warns_and_starts_it_afresh(baseline,
     tuned = train_in_process("-c", other, "-r", baseline.save_dir / "checkpoint-epoch1.pth")
 
     assert run_dirs(tmp_path / "saved") == [tuned.save_dir]  # a new run, in the new config's save_dir
-    # logged before the run folder exists (a bad checkpoint must leave none), so on the console only
+    # noted while loading (before any folder exists), written once the run's info.log does
     console = capsys.readouterr().out
-    assert "Optimizer type given in config file is different from that of checkpoint" in console
-    assert "the lr_scheduler starts afresh" in console
+    info_log = (tuned.log_dir / "info.log").read_text()
+    for text in (console, info_log):
+        assert "Optimizer type given in config file is different from that of checkpoint" in text
+        assert "the lr_scheduler starts afresh" in text
     checkpoint = load(tuned.save_dir / "checkpoint-epoch2.pth")
     assert checkpoint["epoch"] == 2
     assert history(tuned.save_dir).loc[2, "lr"] == pytest.approx(0.01)
