@@ -30,9 +30,6 @@ class BatchStream:
             self.position += 1
             yield batch
 
-    def remaining_in_pass(self):
-        return len(self.loader) - self.position
-
     def next_pass(self):
         self.data_pass += 1
         self.position = 0

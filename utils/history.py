@@ -21,8 +21,3 @@ def append_epoch_row(csv_path, row):
     new.to_csv(tmp, index=False)
     os.replace(tmp, csv_path)
 
-
-def read_history(csv_path):
-    import pandas as pd
-
-    return pd.read_csv(csv_path)
