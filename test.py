@@ -11,7 +11,7 @@ import model.metric as module_metric
 import model.model as module_arch
 from parse_config import ConfigParser
 from trainer.progress import EpochProgress, use_progress_bar
-from trainer.trainer import metric_name
+from trainer.trainer import metric_name, update_metrics
 from utils import MetricTracker, prepare_device
 from utils import distributed as dist
 from utils.checkpoint import check_state_dict_matches, strip_prefixes
@@ -60,11 +60,8 @@ def evaluate(model, data_loader, loss_fn, metric_fns, device, config):
         for data, target in data_loader:
             data, target = data.to(device, non_blocking=True), target.to(device, non_blocking=True)
             output = model(data)
-            batch_size = target.size(0)
-            tracker.update("loss", loss_fn(output, target), batch_size)
-            for metric in metric_fns:
-                tracker.update(metric_name(metric), metric(output, target), batch_size)
-            progress.update(batch_size)
+            update_metrics(tracker, metric_fns, output, target, loss_fn(output, target))
+            progress.update(target.size(0))
     progress.close()
     tracker.all_reduce(dist.all_reduce_sum)
     return {"metrics": tracker.result(), "n_samples": tracker._counts["loss"]}

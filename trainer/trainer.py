@@ -20,6 +20,14 @@ def metric_name(fn):
     return getattr(fn, "__name__", None) or fn.func.__name__  # plain function or init_ftn partial
 
 
+def update_metrics(tracker, metric_fns, output, target, loss):
+    """Add one batch's loss and metrics to `tracker`, weighted by its size (no device sync)."""
+    batch_size = target.size(0)
+    tracker.update("loss", loss, batch_size)
+    for met in metric_fns:
+        tracker.update(metric_name(met), met(output, target), batch_size)
+
+
 class Trainer(BaseTrainer):
     """Trains epoch by epoch, or `len_epoch` batches per epoch when given (iteration-based)."""
 
@@ -126,10 +134,7 @@ class Trainer(BaseTrainer):
             self.lr_scheduler.step()
 
     def _update_metrics(self, tracker, output, target, loss):
-        batch_size = target.size(0)
-        tracker.update("loss", loss, batch_size)
-        for met in self.metric_ftns:
-            tracker.update(metric_name(met), met(output, target), batch_size)
+        update_metrics(tracker, self.metric_ftns, output, target, loss)
 
     def _valid_epoch(self, epoch):
         """Validate after an epoch; metrics are exact averages over the whole split."""
