@@ -1,17 +1,18 @@
 """ConfigParser: read the config, apply CLI overrides, own the run folders and logging,
 and build the configured parts by name (init_obj / init_ftn)."""
+import json
 import logging
 import os
 import random
 from datetime import datetime
-from functools import partial, reduce
-from operator import getitem
+from functools import partial
 from pathlib import Path
 
+from base.trainer_options import read_trainer_options
 from logger import setup_logging
 from utils import distributed as dist
 from utils.checkpoint import load_checkpoint
-from utils.config_check import check_config
+from utils.config_check import check_typed_section
 from utils.errors import UserError
 from utils.lookup import check_arguments, find_by_name
 from utils.overrides import apply_override, parse_override
@@ -33,25 +34,26 @@ class ConfigParser:
         continue_run: write into the checkpoint's own run folder instead of a new one.
         """
         self._config = _update_config(config, modification, overrides)
-        check_config(self._config)
+        if not isinstance(self._config.get("name"), str) or not self._config["name"]:
+            raise UserError("config: 'name' must be a non-empty string (it names the run folders)")
+        if "trainer" not in self._config:
+            raise UserError("config has no 'trainer' section; add it with at least 'epochs' (see config.json)")
+        self.trainer_options = read_trainer_options(self._config["trainer"])
         self.resume = Path(resume) if resume is not None else None
         self.checkpoint = checkpoint
-        setup_logging(None, to_file=False)  # console only until the run folder exists
-        if self._config.get("seed") is None:
+        self._setup_logging(to_file=False)  # console only until the run folder exists
+        seed = self._config.get("seed")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise UserError(f"config: seed must be an integer or null, got {seed!r}")
+        if seed is None:
             # no seed given: choose one, record it, and share it so every rank agrees
             self._config["seed"] = dist.broadcast_object(random.SystemRandom().randrange(2**31))
-
-        save_dir = Path(self._config["trainer"]["save_dir"])
-        name = self._config["name"]
+        self.continue_run = continue_run
         if continue_run:
             self._run_id = self.resume.parent.name
-            self._save_dir = self.resume.parent
         else:
             self._run_id = run_id or dist.broadcast_object(datetime.now().strftime(r"%m%d_%H%M%S"))
-            self._save_dir = save_dir / "models" / name / self._run_id
-        self._log_dir = save_dir / "log" / name / self._run_id
         self._exact_run_id = run_id is not None or continue_run
-        self.continue_run = continue_run
         self.run_started = False
 
     @classmethod
@@ -72,7 +74,10 @@ class ConfigParser:
         if parsed.resume is not None:
             resume = Path(parsed.resume)
             checkpoint = load_checkpoint(resume)
-        if parsed.config is not None:
+        if parsed.config is not None and checkpoint is not None:
+            # fine-tuning, as in the classic: the checkpoint's config, with the file's sections replacing its own
+            config = {**checkpoint["config"], **read_json(parsed.config)}
+        elif parsed.config is not None:
             config = read_json(parsed.config)
         elif checkpoint is not None:
             config = checkpoint["config"]
@@ -100,7 +105,18 @@ class ConfigParser:
         module_args.update(kwargs)
         return partial(target, *args, **module_args)
 
+    def init_named(self, name, module):
+        """`"loss": "nll_loss"` names a function of `module`; a {"type", "args"} section builds
+        its class (init_obj) or binds its function's args (init_ftn)."""
+        if isinstance(self[name], str):
+            return find_by_name(module, self[name], name)
+        target, _ = self._resolve(name, module, {})
+        return self.init_obj(name, module) if isinstance(target, type) else self.init_ftn(name, module)
+
     def _resolve(self, name, module, kwargs):
+        if name not in self._config:
+            raise UserError(f"config has no '{name}' section; add {{\"type\": ..., \"args\": {{...}}}} for it")
+        check_typed_section(self._config, name)
         section = self[name]
         module_args = dict(section.get("args", {}))
         clash = sorted(set(kwargs) & set(module_args))
@@ -112,39 +128,44 @@ class ConfigParser:
     def init_run(self):
         """Create the run folders (rank 0 only), save the config, start file logging.
 
-        Called once the parts are built, so that a bad config leaves no folder.
+        Called when training starts, once every part is built and the checkpoint
+        is checked, so that a bad config or checkpoint leaves no folder.
         """
         if dist.is_main_process():
             self._make_run_dirs()
-            write_json(self._config, self._save_dir / "config.json")
-            setup_logging(self._log_dir, to_file=True)
+            write_json(self._config, self.save_dir / "config.json")
+            self._setup_logging(to_file=True)
+            self.get_logger("config").debug(f"Resolved config: {json.dumps(self._config)}")  # pasteable JSON
         else:
-            setup_logging(None, to_file=False)
-            logging.getLogger().setLevel(logging.WARNING)
+            self._setup_logging(to_file=False)
         self._run_id = dist.broadcast_object(self._run_id)
-        name, save_root = self._config["name"], Path(self._config["trainer"]["save_dir"])
-        if not self.continue_run:
-            self._save_dir = save_root / "models" / name / self._run_id
-        self._log_dir = save_root / "log" / name / self._run_id
         self.run_started = True
 
-    def _make_run_dirs(self):
-        if self.continue_run:
-            self._log_dir.mkdir(parents=True, exist_ok=True)
-            return
-        base_id, suffix = self._run_id, 0
-        while True:
-            try:
-                self._save_dir.mkdir(parents=True, exist_ok=self._exact_run_id)
-                break
-            except FileExistsError:  # another run started in the same second
-                suffix += 1
-                self._run_id = f"{base_id}_{suffix}"
-                self._save_dir = self._save_dir.with_name(self._run_id)
-        self._log_dir = self._log_dir.with_name(self._run_id)
-        self._log_dir.mkdir(parents=True, exist_ok=True)
+    def _setup_logging(self, to_file):
+        setup_logging(self.log_dir if to_file else None, to_file=to_file)
+        # other loggers (helpers, libraries) follow trainer.verbosity too, but never below INFO
+        level = LOG_LEVELS[self.trainer_options.verbosity] if dist.is_main_process() else logging.WARNING
+        logging.getLogger().setLevel(max(level, logging.INFO))
 
-    def get_logger(self, name, verbosity=2):
+    def write_run_file(self, name, content):
+        """Save `content` as JSON in the run folder (rank 0 calls this)."""
+        write_json(content, self.save_dir / name)
+
+    def _make_run_dirs(self):
+        if not self.continue_run:
+            base_id, suffix = self._run_id, 0
+            while True:
+                try:
+                    self.save_dir.mkdir(parents=True, exist_ok=self._exact_run_id)
+                    break
+                except FileExistsError:  # another run started in the same second
+                    suffix += 1
+                    self._run_id = f"{base_id}_{suffix}"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+
+    def get_logger(self, name, verbosity=None):
+        """A logger at `verbosity` (0 warnings, 1 info, 2 debug); default: trainer.verbosity."""
+        verbosity = self.trainer_options.verbosity if verbosity is None else verbosity
         if verbosity not in LOG_LEVELS:
             raise UserError(f"verbosity option {verbosity} is invalid; valid options are {sorted(LOG_LEVELS)}")
         logger = logging.getLogger(name)
@@ -166,11 +187,14 @@ class ConfigParser:
 
     @property
     def save_dir(self):
-        return self._save_dir
+        """saved/models/<name>/<run_id>; a continued run keeps its checkpoint's folder."""
+        if self.continue_run:
+            return self.resume.parent
+        return Path(self.trainer_options.save_dir) / "models" / self._config["name"] / self._run_id
 
     @property
     def log_dir(self):
-        return self._log_dir
+        return Path(self.trainer_options.save_dir) / "log" / self._config["name"] / self._run_id
 
     @property
     def run_id(self):
@@ -183,10 +207,11 @@ def _one_line_error(parser, message):
 
 
 def _update_config(config, modification, overrides):
+    """A copy of `config` with the CLI flags' values ('a;b;c' targets) and the -o overrides applied."""
     config = _plain(config)
-    for key, value in (modification or {}).items():
-        if value is not None:
-            _set_by_path(config, key, value)
+    for target, value in (modification or {}).items():
+        if value is not None:  # a registered flag names its own target: it may add the key
+            apply_override(config, target.split(";"), value, allow_new=True)
     for text in overrides:
         path, value, allow_new = parse_override(text)
         apply_override(config, path, value, allow_new)
@@ -207,17 +232,3 @@ def _get_opt_name(flags):
         if flg.startswith("--"):
             return flg.replace("--", "")
     return flags[0].replace("--", "")
-
-
-def _set_by_path(tree, keys, value):
-    """Set a value in a nested object in tree by sequence of keys."""
-    keys = keys.split(";")
-    node = tree
-    for key in keys[:-1]:  # a missing section is reported by check_config, not here
-        node = node.setdefault(key, {})
-    node[keys[-1]] = value
-
-
-def _get_by_path(tree, keys):
-    """Access a nested object in tree by sequence of keys."""
-    return reduce(getitem, keys, tree)

@@ -11,17 +11,21 @@ import model.metric as module_metric
 import model.model as module_arch
 from parse_config import ConfigParser
 from trainer.progress import EpochProgress, use_progress_bar
-from trainer.trainer import metric_name, update_metrics
-from utils import MetricTracker, prepare_device
 from utils import distributed as dist
+from utils import prepare_device
 from utils.checkpoint import check_state_dict_matches, strip_prefixes
+from utils.config_check import check_sections
 from utils.errors import UserError, run_cli
 from utils.lookup import find_by_name
+from utils.metric_tracker import MetricTracker, metric_name, update_metrics
 from utils.util import write_json
+
+SECTIONS = ("arch", "data_loader", "loss", "metrics")  # what main() builds
 
 
 def main(config, device=None):
     logger = config.get_logger("test")
+    check_sections(config.config, SECTIONS)
     if config.checkpoint is None:
         raise UserError("test.py needs a checkpoint: python test.py -r saved/models/<name>/<run>/model_best.pth")
 
@@ -45,17 +49,18 @@ def main(config, device=None):
         model = torch.nn.DataParallel(model, device_ids=device_ids)
     model.eval()
 
-    loss_fn = find_by_name(module_loss, config["loss"], "loss")
+    loss_fn = config.init_named("loss", module_loss)
     metric_fns = [find_by_name(module_metric, met, "metric") for met in config["metrics"]]
-    results = evaluate(model, data_loader, loss_fn, metric_fns, device, config)
+    results = evaluate(model, data_loader, loss_fn, metric_fns, device,
+                       show_bar=use_progress_bar(config.trainer_options.verbosity))
     if dist.is_main_process():
         report(results, config.resume, logger)
 
 
-def evaluate(model, data_loader, loss_fn, metric_fns, device, config):
+def evaluate(model, data_loader, loss_fn, metric_fns, device, show_bar=False):
     """Average loss and metrics over every test sample (all ranks together)."""
     tracker = MetricTracker("loss", *[metric_name(m) for m in metric_fns])
-    progress = EpochProgress(len(data_loader), "Test", use_progress_bar(config["trainer"].get("verbosity", 2)))
+    progress = EpochProgress(len(data_loader), "Test", show_bar)
     with torch.no_grad():
         for data, target in data_loader:
             data, target = data.to(device, non_blocking=True), target.to(device, non_blocking=True)
@@ -75,7 +80,7 @@ def report(results, checkpoint_path, logger):
         logger.info(f"    {key:{width}s}: {value:.6f}")
     logger.info(f"    {'samples':{width}s}: {results['n_samples']}")
     out = checkpoint_path.with_name(f"{checkpoint_path.stem}.test.json")
-    write_json({**results, "checkpoint": str(checkpoint_path)}, out)
+    write_json({**results, "checkpoint": str(checkpoint_path)}, out)  # atomic, like every file we write
     logger.info(f"Results saved to {out}")
     return out
 

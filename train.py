@@ -1,7 +1,6 @@
 """Train a model from a config: python train.py -c config.json (see README)."""
 import argparse
 import collections
-import json
 import sys
 
 import torch
@@ -15,18 +14,20 @@ from parse_config import ConfigParser
 from trainer.trainer import Trainer
 from utils import distributed as dist
 from utils import prepare_device
+from utils.config_check import check_sections
 from utils.errors import run_cli
 from utils.lookup import accepts_keyword, find_by_name
-from utils.provenance import collect_provenance
 from utils.seed import seed_everything
 from utils.signals import TrainingInterrupted
-from utils.util import write_json
+
+SECTIONS = ("arch", "data_loader", "optimizer", "loss", "metrics")  # what main() builds
 
 
 def main(config, device=None):
+    check_sections(config.config, SECTIONS)
     logger = config.get_logger("train")
-    cfg_trainer = config["trainer"]
-    seed_everything(config["seed"], dist.get_rank(), cfg_trainer.get("deterministic", False))
+    options = config.trainer_options
+    seed_everything(config["seed"], dist.get_rank(), options.deterministic)
 
     # setup data_loader instances
     data_loader = config.init_obj("data_loader", module_data, **_loader_seed(config))
@@ -41,7 +42,7 @@ def main(config, device=None):
     if device is None:
         device, device_ids = prepare_device(config["n_gpu"])
     model = model.to(device)
-    if cfg_trainer.get("compile", False):
+    if options.compile:
         model = torch.compile(model)
     if dist.is_distributed():
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -49,7 +50,7 @@ def main(config, device=None):
         model = torch.nn.DataParallel(model, device_ids=device_ids)
 
     # get function handles of loss and metrics
-    criterion = find_by_name(module_loss, config["loss"], "loss")
+    criterion = config.init_named("loss", module_loss)
     metrics = [find_by_name(module_metric, met, "metric") for met in config["metrics"]]
 
     # build optimizer, learning rate scheduler; delete every line containing lr_scheduler to disable it
@@ -64,10 +65,6 @@ def main(config, device=None):
                       data_loader=data_loader,
                       valid_data_loader=valid_data_loader,
                       lr_scheduler=lr_scheduler)
-    if dist.is_main_process():
-        write_json(collect_provenance(device), config.save_dir / "provenance.json")
-        if cfg_trainer.get("verbosity", 2) >= 2:
-            logger.debug(f"Resolved config: {json.dumps(config.config)}")  # JSON: can be pasted into a file
     trainer.train()
 
 

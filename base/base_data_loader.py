@@ -1,11 +1,12 @@
 """BaseDataLoader: a DataLoader with a reproducible train/validation split.
 
-Sample order is a pure function of (seed, epoch), like DistributedSampler's,
-so a resumed run sees exactly the batches the uninterrupted run would have,
-and under torch.distributed each rank sees its own shard.
+It is a plain DataLoader built the classic way (`sampler=...`, `batch_size=...`),
+so `batch_size`, `sampler`, `n_samples` and `init_kwargs` mean what they meant
+in the classic template. The sampler's order is a pure function of (seed, pass),
+like DistributedSampler's: a resumed run sees exactly the samples the
+uninterrupted run would have, and under torch.distributed each rank sees its
+own shard.
 """
-import math
-
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from torch.utils.data.dataloader import default_collate
@@ -15,61 +16,59 @@ from utils.errors import UserError
 from utils.seed import seed_worker
 
 
-class EpochBatchSampler(Sampler):
-    """Batches of training indices, reshuffled per epoch and sharded per rank."""
+class EpochSampler(Sampler):
+    """Training sample indices of one pass: shuffled by (seed, pass), sharded per rank."""
 
-    def __init__(self, indices, batch_size, shuffle, seed, rank=0, world_size=1, drop_last=False):
+    def __init__(self, indices, shuffle, seed, rank=0, world_size=1):
         self.indices = torch.as_tensor(indices, dtype=torch.long)
-        self.batch_size = batch_size
-        self.drop_last = drop_last
         # DistributedSampler pads every rank to the same length so that DDP ranks
         # run the same number of steps; with one rank it is a plain (seeded) shuffle.
-        self.sampler = DistributedSampler(range(len(self.indices)), num_replicas=world_size, rank=rank,
-                                          shuffle=shuffle, seed=seed)
+        self.order = DistributedSampler(range(len(self.indices)), num_replicas=world_size, rank=rank,
+                                        shuffle=shuffle, seed=seed)
         self.skip = 0
 
     def set_epoch(self, epoch):
-        self.sampler.set_epoch(epoch)
+        self.order.set_epoch(epoch)
 
-    def skip_batches(self, count):
-        """Leave out the first `count` batches of the next pass (mid-epoch resume)."""
+    def skip_samples(self, count):
+        """Leave out the first `count` samples of the next pass (mid-epoch resume)."""
         self.skip = count
 
     def __iter__(self):
-        order = self.indices[list(self.sampler)]
-        batches = torch.split(order, self.batch_size)
-        if self.drop_last and len(order) % self.batch_size:
-            batches = batches[:-1]
         skip, self.skip = self.skip, 0
-        for batch in batches[skip:]:
-            yield batch.tolist()
+        return iter(self.indices[list(self.order)[skip:]].tolist())
 
     def __len__(self):
-        count = len(self.sampler)
-        return count // self.batch_size if self.drop_last else math.ceil(count / self.batch_size)
+        # a pending skip shortens the next pass, and len(loader) with it
+        return max(0, len(self.order) - self.skip)
 
 
-class ShardBatchSampler(Sampler):
-    """Validation batches in a fixed order; rank r takes every world_size-th sample.
+class ShardSampler(Sampler):
+    """Validation / test indices in a fixed order; rank r takes every world_size-th sample.
 
     No padding: every sample is seen exactly once over all ranks, so summed
     metrics give exact global averages.
     """
 
-    def __init__(self, indices, batch_size, rank=0, world_size=1):
+    def __init__(self, indices, rank=0, world_size=1):
         self.indices = torch.as_tensor(indices, dtype=torch.long)[rank::world_size]
-        self.batch_size = batch_size
 
     def __iter__(self):
-        for batch in torch.split(self.indices, self.batch_size):
-            yield batch.tolist()
+        return iter(self.indices.tolist())
 
     def __len__(self):
-        return math.ceil(len(self.indices) / self.batch_size)
+        return len(self.indices)
 
 
 class BaseDataLoader(DataLoader):
-    """Base class for all data loaders: training batches plus `split_validation()`."""
+    """Base class for all data loaders: training batches plus `split_validation()`.
+
+    Each iteration is one pass over the training split. Passes are numbered
+    1, 2, 3, ... and each has its own shuffle; `set_epoch(n)` chooses the
+    number of the next pass (the template's trainer does, for exact resume),
+    otherwise passes simply count up, so a classic trainer that never calls it
+    still gets a new order every epoch.
+    """
 
     def __init__(self, dataset, batch_size, shuffle, validation_split, num_workers,
                  collate_fn=default_collate, seed=0, drop_last=False):
@@ -80,28 +79,38 @@ class BaseDataLoader(DataLoader):
         self.n_samples = len(train_idx)
         self.train_indices = train_idx
         rank, world = dist.get_rank(), dist.get_world_size()
-        sampler = EpochBatchSampler(train_idx, batch_size, shuffle, self.seed, rank, world, drop_last)
-        self.valid_sampler = ShardBatchSampler(valid_idx, batch_size, rank, world) if len(valid_idx) else None
+        self.valid_sampler = ShardSampler(valid_idx, rank, world) if len(valid_idx) else None
         self.generator = torch.Generator()  # worker seeds, kept apart from the model's RNG
+        self.data_pass, self._next_pass = 0, None
         self.init_kwargs = {
             "dataset": dataset,
+            "batch_size": batch_size,
+            "shuffle": False,  # the order comes from the sampler, as in the classic with a split
             "collate_fn": collate_fn,
             "num_workers": num_workers,
             "pin_memory": torch.cuda.is_available(),
-            "persistent_workers": num_workers > 0,
             "worker_init_fn": seed_worker if num_workers > 0 else None,
+            # worker seeds come from here, not from the global RNG that dropout draws from;
+            # re-seeded at every training pass, so sharing it with validation changes nothing
+            "generator": self.generator,
         }
-        super().__init__(batch_sampler=sampler, generator=self.generator, **self.init_kwargs)
-        self.set_epoch(1)
-
-    @property
-    def samples_per_batch(self):
-        return self.batch_sampler.batch_size
+        super().__init__(sampler=EpochSampler(train_idx, shuffle, self.seed, rank, world), drop_last=drop_last,
+                         persistent_workers=num_workers > 0, **self.init_kwargs)
 
     def set_epoch(self, epoch):
-        """Fix the shuffle and the worker seeds of `epoch` (call before each epoch)."""
-        self.batch_sampler.set_epoch(epoch)
-        self.generator.manual_seed(self.seed * 100003 + epoch)
+        """Make the next pass pass number `epoch` (its shuffle and worker seeds)."""
+        self._next_pass = epoch
+
+    def skip_samples(self, count):
+        """Leave out the first `count` samples of the next pass (mid-epoch resume)."""
+        self.sampler.skip_samples(count)
+
+    def __iter__(self):
+        self.data_pass = self._next_pass if self._next_pass is not None else self.data_pass + 1
+        self._next_pass = None
+        self.sampler.set_epoch(self.data_pass)
+        self.generator.manual_seed(self.seed * 100003 + self.data_pass)
+        return super().__iter__()
 
     @staticmethod
     def _split_indices(n_samples, split, seed):
@@ -123,14 +132,9 @@ class BaseDataLoader(DataLoader):
         """A DataLoader over the held-out samples, or None when there are none."""
         if self.valid_sampler is None:
             return None
-        return self._ordered_loader(self.valid_sampler)
+        return DataLoader(sampler=self.valid_sampler, **self.init_kwargs)
 
     def evaluation_loader(self):
         """This split's samples in order, each exactly once over all ranks (for test.py)."""
-        sampler = ShardBatchSampler(self.train_indices, self.samples_per_batch,
-                                    dist.get_rank(), dist.get_world_size())
-        return self._ordered_loader(sampler)
-
-    def _ordered_loader(self, batch_sampler):
-        kwargs = {**self.init_kwargs, "persistent_workers": False}
-        return DataLoader(batch_sampler=batch_sampler, generator=torch.Generator(), **kwargs)
+        sampler = ShardSampler(self.train_indices, dist.get_rank(), dist.get_world_size())
+        return DataLoader(sampler=sampler, **self.init_kwargs)

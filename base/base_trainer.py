@@ -5,8 +5,10 @@ from abc import ABC, abstractmethod
 
 import torch
 
+from base.history import append_epoch_row
+from base.monitor import Monitor
+from base.reporting import epoch_block, summary_lines, write_epoch_scalars
 from logger import TensorboardWriter
-from trainer.reporting import epoch_block, summary_lines, write_epoch_scalars
 from utils import distributed as dist
 from utils.checkpoint import (
     atomic_save,
@@ -14,8 +16,7 @@ from utils.checkpoint import (
     strip_prefixes,
     unwrap_model,
 )
-from utils.history import append_epoch_row
-from utils.monitor import Monitor
+from utils.provenance import collect_provenance
 from utils.seed import get_rng_state, set_rng_state
 from utils.signals import StopSignals, TrainingInterrupted
 
@@ -23,13 +24,19 @@ LATEST, BEST = "model_latest.pth", "model_best.pth"
 
 
 class BaseTrainer(ABC):
-    """Base class for all trainers: subclasses implement `_train_epoch(epoch) -> dict`."""
+    """Base class for all trainers: subclasses implement `_train_epoch(epoch) -> dict`.
+
+    The constructor only stores what it is given; `train()` restores the
+    checkpoint being resumed (if any), then makes the run folders and trains.
+    A subclass with state of its own (a data position, partial metrics) returns
+    it from `_extra_state()` and gets it back in `_load_extra_state(state)`.
+    """
 
     def __init__(self, model, criterion, metric_ftns, optimizer, config, lr_scheduler=None,
                  grad_scaler=None):
         self.config = config
-        cfg_trainer = config["trainer"]
-        self.logger = config.get_logger("trainer", cfg_trainer.get("verbosity", 2))
+        self.options = config.trainer_options
+        self.logger = config.get_logger("trainer", self.options.verbosity)
         self.model = model
         self.raw_model = unwrap_model(model)  # what checkpoints hold: no DDP/compile wrappers
         self.criterion = criterion
@@ -38,27 +45,20 @@ class BaseTrainer(ABC):
         self.lr_scheduler = lr_scheduler
         self.grad_scaler = grad_scaler  # fp16 only; its scale is part of the checkpoint
 
-        self.epochs = cfg_trainer["epochs"]
-        self.save_period = cfg_trainer.get("save_period", 1)
-        self.keep_last = cfg_trainer.get("keep_last")
-        self.monitor = Monitor(cfg_trainer.get("monitor", "off"), cfg_trainer.get("early_stop", 0))
+        self.epochs = self.options.epochs
+        self.save_period = self.options.save_period
+        self.monitor = Monitor(self.options.monitor, self.options.early_stop)
         self.start_epoch = 1
         self.last_epoch = 0
         self.global_step = 0
-        self.resume_state = None  # mid-epoch state a subclass restores (see _resume_checkpoint)
         self.stop_signals = StopSignals()
         self.is_main = dist.is_main_process()
+        self.resume_log = []  # (level, message): written once the run's info.log exists
+        self.writer = TensorboardWriter(config.log_dir, self.logger, self.options.tensorboard and self.is_main)
 
-        self.resume_log = []  # (level, message): written after the run folder exists
-        if config.checkpoint is not None:  # checked before any folder is made
-            self._resume_checkpoint(config.checkpoint)
-        if not config.run_started:
-            config.init_run()
-        for level, message in self.resume_log:  # logged once info.log exists, so the run's log has them
-            self.logger.log(level, message)
-        self.checkpoint_dir = config.save_dir
-        self.writer = TensorboardWriter(config.log_dir, self.logger,
-                                        cfg_trainer.get("tensorboard", False) and self.is_main)
+    @property
+    def checkpoint_dir(self):
+        return self.config.save_dir
 
     @abstractmethod
     def _train_epoch(self, epoch):
@@ -66,6 +66,7 @@ class BaseTrainer(ABC):
 
     def train(self):
         """Full training logic; raises TrainingInterrupted after saving on SIGINT/SIGTERM."""
+        self._start_run()
         self.stop_signals.install()
         self.writer.open()  # before the first epoch, so its epoch_time is not TensorBoard's import
         try:
@@ -91,6 +92,19 @@ class BaseTrainer(ABC):
             self.writer.close()
         dist.barrier()  # rank 0 may still be writing checkpoints that code after train() reads
         self._report_end()
+
+    def _start_run(self):
+        """Restore the checkpoint (checked before any folder is made), then make the run folders."""
+        if self.config.checkpoint is not None:
+            self._resume_checkpoint(self.config.checkpoint)
+        if not self.config.run_started:
+            self.config.init_run()
+        self.writer.log_dir = str(self.config.log_dir)  # the run id may have gained a suffix
+        for level, message in self.resume_log:
+            self.logger.log(level, message)
+        if self.is_main:
+            device = next(self.raw_model.parameters(), torch.empty(0)).device
+            self.config.write_run_file("provenance.json", collect_provenance(device))
 
     def _report_epoch(self, log):
         for line in epoch_block(log):
@@ -159,16 +173,21 @@ class BaseTrainer(ABC):
         atomic_save(state, self.checkpoint_dir / filename)
 
     def _prune_epoch_checkpoints(self):
-        if not self.keep_last:
+        keep_last = self.options.keep_last
+        if not keep_last:
             return
         found = sorted(self.checkpoint_dir.glob("checkpoint-epoch*.pth"),
                        key=lambda p: int(p.stem.removeprefix("checkpoint-epoch")))
-        for old in found[:-self.keep_last]:
+        for old in found[:-keep_last]:
             old.unlink(missing_ok=True)
 
     def _extra_state(self):
-        """Subclass state for the checkpoint (data position, partial metrics)."""
+        """Subclass state for the checkpoint (data position, partial metrics); plain data only."""
         return {}
+
+    def _load_extra_state(self, state):
+        """Restore what `_extra_state()` returned (`state` holds its keys); called on resume."""
+        return None  # nothing extra in the base
 
     def _batches_done(self):
         """Batches of the current epoch already trained (for a mid-epoch checkpoint)."""
@@ -199,10 +218,13 @@ class BaseTrainer(ABC):
         self.start_epoch = checkpoint["epoch"] + 1
         self.last_epoch = checkpoint["epoch"]
         self.global_step = checkpoint.get("global_step", 0)
-        self.resume_state = checkpoint
         self._restore_rng(checkpoint.get("rng_states"))
-        where = f"epoch {self.start_epoch}" + (f", batch {checkpoint['resume_batch'] + 1}"
-                                                if checkpoint.get("resume_batch") else "")
+        loader = getattr(self, "data_loader", None)
+        if hasattr(loader, "set_epoch"):  # a classic trainer's loop: continue with this epoch's shuffle
+            loader.set_epoch(self.start_epoch)
+        self._load_extra_state(checkpoint)
+        done = self._batches_done()
+        where = f"epoch {self.start_epoch}" + (f", batch {done + 1}" if done else "")
         self.resume_log.append((logging.INFO, f"Checkpoint {resume_path} loaded. Resume training from {where}"))
 
     def _load_optimizer(self, state):

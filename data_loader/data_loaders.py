@@ -2,8 +2,6 @@
 from base import BaseDataLoader
 from data_loader.mnist import InMemoryMNIST, keep_batch, load_mnist, mnist_transform
 
-__all__ = ["MnistDataLoader"]
-
 
 class MnistDataLoader(BaseDataLoader):
     """MNIST with ToTensor + Normalize((0.1307,), (0.3081,)); `training=False` gives the test split.

@@ -7,15 +7,17 @@ from datetime import datetime
 class TensorboardWriter:
     """Wraps torch.utils.tensorboard.SummaryWriter.
 
-    `set_step(step, mode)` sets the global step and the tag suffix
-    ('train' / 'valid'); every add_* call then writes `<tag>/<mode>` at that
-    step. When disabled, every add_* is a no-op. The SummaryWriter (and
+    Classic use: `set_step(step, mode)` sets the global step and the tag suffix
+    ('train' / 'valid') and records `steps_per_sec`; every add_* call then writes
+    `<tag>/<mode>` at that step (histograms and embeddings keep their own tag).
+    `write(...)` writes one value at an explicit step and tag, leaving that state
+    alone. When disabled, every call is a no-op. The SummaryWriter (and
     TensorBoard with it) is imported on the first write, not at start-up.
     """
 
     TB_METHODS = {"add_scalar", "add_scalars", "add_image", "add_images", "add_audio",
                   "add_text", "add_histogram", "add_pr_curve", "add_embedding"}
-    UNTAGGED = {"add_embedding"}
+    UNTAGGED = {"add_histogram", "add_embedding"}
 
     def __init__(self, log_dir, logger=None, enabled=True):
         self.log_dir = str(log_dir)
@@ -48,6 +50,17 @@ class TensorboardWriter:
         self.step = step
         if step == 0:
             self.timer = datetime.now()
+        else:
+            elapsed = (datetime.now() - self.timer).total_seconds()
+            if elapsed > 0:
+                self.add_scalar("steps_per_sec", 1 / elapsed)
+            self.timer = datetime.now()
+
+    def write(self, method, tag, data, step, **kwargs):
+        """`SummaryWriter.<method>(tag, data, step)` as given: no suffix, no change of step or mode."""
+        writer = self.writer if self.enabled else None
+        if writer is not None:
+            getattr(writer, method)(tag, data, step, **kwargs)
 
     def __getattr__(self, name):
         if name in self.TB_METHODS:

@@ -1,8 +1,6 @@
 """Loss functions named in config.json (`loss`)."""
 import torch.nn.functional as F
 
-__all__ = ["nll_loss"]
-
 
 def nll_loss(output, target):
     return F.nll_loss(output, target)

@@ -5,8 +5,6 @@ no host-device synchronisation; the trainer reads the numbers when it logs.
 """
 import torch
 
-__all__ = ["accuracy", "top_k_acc"]
-
 
 def accuracy(output, target):
     with torch.no_grad():

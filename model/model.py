@@ -5,8 +5,6 @@ import torch.nn.functional as F
 
 from base import BaseModel
 
-__all__ = ["MnistModel"]
-
 
 class MnistModel(BaseModel):
     """LeNet for 28x28 MNIST digits: two conv layers, dropout, two fully connected layers."""

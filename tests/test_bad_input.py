@@ -132,7 +132,6 @@ CASES = {
     **{f"no-{key}": (_drop(key), [f"no '{key}' section", "add it"])
        for key in ("arch", "data_loader", "optimizer", "loss", "metrics", "trainer")},
     "no-trainer.epochs": (_drop("trainer", "epochs"), ["no 'trainer.epochs'", "add it"]),
-    "no-trainer.save_dir": (_drop("trainer", "save_dir"), ["no 'trainer.save_dir'", "add it"]),
     "epochs-ten": (_set("ten", "trainer", "epochs"), ["trainer.epochs must be a positive integer", "'ten'"]),
     "batch_size-0": (_set(0, "data_loader", "args", "batch_size"),
                      ["data_loader.args.batch_size must be a positive integer", "got 0"]),

@@ -83,8 +83,7 @@ def single_process_validation(config, checkpoint_path):
     model.load_state_dict(torch.load(checkpoint_path, weights_only=True)["state_dict"])
     model.eval()
     metrics = [module_metric.accuracy, module_metric.top_k_acc]
-    return test_entry.evaluate(model, loader, module_loss.nll_loss, metrics, torch.device("cpu"),
-                               {"trainer": {"verbosity": 0}})
+    return test_entry.evaluate(model, loader, module_loss.nll_loss, metrics, torch.device("cpu"))
 
 
 def test_validation_metrics_equal_single_process_evaluation(ddp_run):

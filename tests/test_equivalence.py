@@ -8,10 +8,11 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.data import BatchSampler
 
 import model.model as module_arch
 from base import BaseModel
-from base.base_data_loader import EpochBatchSampler
+from base.base_data_loader import EpochSampler
 from tests.conftest import run_dirs, shrink_config, train_in_process, write_config
 from tests.synthetic_mnist import write_synthetic_mnist
 
@@ -39,7 +40,7 @@ class DropoutFreeNet(BaseModel):
 def register_model():
     """Make `arch.type = "DropoutFreeNet"` buildable by name, as a user's own model would be."""
     module_arch.DropoutFreeNet = DropoutFreeNet
-    module_arch.__all__ = [*module_arch.__all__, "DropoutFreeNet"]
+    module_arch.__all__ = ["DropoutFreeNet"]  # defined elsewhere: listed to be buildable by name
 
 
 def layout_config(root, data_dir, batch_size, accumulate_steps=1):
@@ -94,16 +95,17 @@ def data_dir(tmp_path_factory):
 @pytest.fixture
 def registered_model(monkeypatch):
     monkeypatch.setattr(module_arch, "DropoutFreeNet", DropoutFreeNet, raising=False)
-    monkeypatch.setattr(module_arch, "__all__", [*module_arch.__all__, "DropoutFreeNet"])
+    monkeypatch.setattr(module_arch, "__all__", ["DropoutFreeNet"], raising=False)
 
 
 def test_two_rank_step_sees_the_one_process_batch():
     indices = torch.arange(1000, 1000 + N_TRAIN)
-    single = EpochBatchSampler(indices, 128, shuffle=True, seed=7)
-    ranks = [EpochBatchSampler(indices, 64, shuffle=True, seed=7, rank=r, world_size=2) for r in (0, 1)]
+    single = EpochSampler(indices, shuffle=True, seed=7)
+    ranks = [EpochSampler(indices, shuffle=True, seed=7, rank=r, world_size=2) for r in (0, 1)]
     for sampler in (single, *ranks):
         sampler.set_epoch(3)
-    steps = list(zip(single, *ranks, strict=True))
+    batches = [BatchSampler(single, 128, drop_last=False), *(BatchSampler(r, 64, drop_last=False) for r in ranks)]
+    steps = list(zip(*batches, strict=True))
     assert len(steps) == N_TRAIN // 128
     for whole, part0, part1 in steps:
         assert len(part0) == len(part1) == 64

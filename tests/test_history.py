@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
+from base.history import append_epoch_row
 from tests.conftest import shrink_config, train_in_process, write_config
 from trainer.trainer import Trainer
-from utils.history import append_epoch_row
 
 COLUMNS = ["epoch", "loss", "accuracy", "top_k_acc", "val_loss", "val_accuracy", "val_top_k_acc",
            "lr", "epoch_time", "samples_per_sec"]

@@ -63,7 +63,7 @@ def check_stopped(stdout, stderr, tmp_path, signame):
     checkpoint = torch.load(latest, weights_only=True)
     assert (checkpoint["epoch"], checkpoint["resume_batch"]) == (epoch - 1, batches)
     assert 0 < batches < BATCHES_PER_EPOCH
-    assert checkpoint["data_stream"] == {"data_pass": epoch, "position": batches}
+    assert checkpoint["data_stream"] == {"data_pass": epoch, "samples": batches * BATCH}
     assert checkpoint["train_metrics"]["counts"]["loss"] == batches * BATCH
     return run, checkpoint
 

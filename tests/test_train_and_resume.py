@@ -130,7 +130,7 @@ def test_model_best_is_written_on_every_improvement(tmp_path, synthetic_data_dir
 def test_resume_restores_optimizer_and_scheduler_state(baseline, tmp_path, monkeypatch):
     checkpoint_path = resume_copy(baseline.save_dir / "checkpoint-epoch1.pth", tmp_path / "resume_state")
     built = []
-    monkeypatch.setattr(Trainer, "train", lambda self: built.append(self))
+    monkeypatch.setattr(Trainer, "train", lambda self: (self._start_run(), built.append(self)))
 
     train_in_process("-r", checkpoint_path)
 

@@ -134,7 +134,7 @@ def test_test_py_loads_a_checkpoint_with_module_prefixes(dp_run, prefixed_checkp
 
 def test_training_resumes_from_a_checkpoint_with_module_prefixes(dp_run, prefixed_checkpoint, monkeypatch):
     built = []
-    monkeypatch.setattr(Trainer, "train", lambda self: built.append(self))
+    monkeypatch.setattr(Trainer, "train", lambda self: (self._start_run(), built.append(self)))
 
     train_in_process("-r", prefixed_checkpoint)
 

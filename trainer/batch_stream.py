@@ -1,34 +1,48 @@
 """Batches from a loader, pass after pass, with a position a checkpoint can record."""
+from utils.errors import UserError
 
 
 class BatchStream:
-    """Serves training batches and knows where it is: (data pass, batches into it).
+    """Serves training batches and knows where it is: (data pass, samples into it).
 
     Epoch-based training runs one pass per epoch; iteration-based training
     (`len_epoch`) takes a fixed number of batches and crosses passes. Each pass
-    is shuffled by `loader.set_epoch(pass)`, so restoring the position gives
-    the same batches an uninterrupted run would have had.
+    is shuffled by `loader.set_epoch(pass)`. The position is counted in samples,
+    so a run resumed with another batch size continues at the same sample.
     """
 
     def __init__(self, loader):
         self.loader = loader
         self.data_pass = 1
-        self.position = 0  # batches already served from the current pass
+        self.position = 0  # samples (of this rank) already served from the current pass
         self._iterator = None
 
-    def take(self, count):
-        """Yield the next `count` batches, starting new passes as needed."""
-        for _ in range(count):
+    def take(self, count=None):
+        """Yield the next `count` batches, starting new passes as needed; None: the rest of this pass."""
+        taken = 0
+        while count is None or taken < count:
             if self._iterator is None:
                 self._start_pass()
             try:
                 batch = next(self._iterator)
             except StopIteration:
+                empty = self.position == 0
                 self.next_pass()
-                self._start_pass()
-                batch = next(self._iterator)
-            self.position += 1
+                if count is None:
+                    return
+                if empty:
+                    raise UserError("the training data loader yields no batches; check the data set "
+                                    "and data_loader.args") from None
+                continue
+            self.position += self.loader.batch_size or 1
+            taken += 1
             yield batch
+
+    def batches_left_in_pass(self):
+        """How many batches `take()` yields before this pass ends."""
+        if self._iterator is None and self.position:
+            self.loader.skip_samples(self.position)  # len(loader) then counts what is left
+        return len(self.loader)
 
     def next_pass(self):
         self.data_pass += 1
@@ -38,13 +52,19 @@ class BatchStream:
     def _start_pass(self):
         if hasattr(self.loader, "set_epoch"):
             self.loader.set_epoch(self.data_pass)
-        if self.position and hasattr(self.loader.batch_sampler, "skip_batches"):
-            self.loader.batch_sampler.skip_batches(self.position)
+        if self.position:
+            self.loader.skip_samples(self.position)
         self._iterator = iter(self.loader)
 
     def state_dict(self):
-        return {"data_pass": self.data_pass, "position": self.position}
+        return {"data_pass": self.data_pass, "samples": self.position}
 
-    def load_state_dict(self, state):
-        self.data_pass, self.position = state["data_pass"], state["position"]
+    def load_state_dict(self, state, old_batch_size=None):
+        """Restore a position; checkpoints before the sample count held batches of `old_batch_size`."""
+        samples = state["samples"] if "samples" in state else state["position"] * (old_batch_size or 0)
+        if samples and not hasattr(self.loader, "skip_samples"):
+            raise UserError(f"the checkpoint stopped {samples} samples into a pass, and resuming there needs "
+                            f"a data loader that can skip them ({type(self.loader).__name__} cannot): subclass "
+                            "BaseDataLoader, or resume from a checkpoint-epoch<N>.pth")
+        self.data_pass, self.position = state["data_pass"], samples
         self._iterator = None

@@ -1,4 +1,5 @@
 """Trainer: one epoch of training and validation, read top to bottom."""
+import logging
 import math
 import time
 from contextlib import nullcontext
@@ -10,22 +11,10 @@ from base import BaseTrainer
 from trainer.batch_stream import BatchStream
 from trainer.progress import EpochProgress, use_progress_bar
 from utils import distributed as dist
+from utils.metric_tracker import MetricTracker, metric_name, update_metrics
 from utils.signals import TrainingInterrupted
-from utils.util import MetricTracker
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def metric_name(fn):
-    return getattr(fn, "__name__", None) or fn.func.__name__  # plain function or init_ftn partial
-
-
-def update_metrics(tracker, metric_fns, output, target, loss):
-    """Add one batch's loss and metrics to `tracker`, weighted by its size (no device sync)."""
-    batch_size = target.size(0)
-    tracker.update("loss", loss, batch_size)
-    for met in metric_fns:
-        tracker.update(metric_name(met), met(output, target), batch_size)
 
 
 class Trainer(BaseTrainer):
@@ -33,48 +22,43 @@ class Trainer(BaseTrainer):
 
     def __init__(self, model, criterion, metric_ftns, optimizer, config, device,
                  data_loader, valid_data_loader=None, lr_scheduler=None, len_epoch=None):
-        cfg = config["trainer"]
-        self.autocast_dtype = AUTOCAST_DTYPES.get(cfg.get("amp") or None)
+        opts = config.trainer_options
         # fp16 needs loss scaling against underflow; bf16 has fp32's range and does not
-        scaler = torch.amp.GradScaler(device.type) if cfg.get("amp") == "fp16" else None
+        scaler = torch.amp.GradScaler(device.type) if opts.amp == "fp16" else None
+        super().__init__(model, criterion, metric_ftns, optimizer, config, lr_scheduler, scaler)
         self.device = device
         self.data_loader = data_loader
         self.stream = BatchStream(data_loader)
-        self.len_epoch = len_epoch or cfg.get("len_epoch")  # None: one pass over the data per epoch
+        self.len_epoch = len_epoch or opts.len_epoch  # None: one pass over the data per epoch
         self.valid_data_loader = valid_data_loader
         self.do_validation = valid_data_loader is not None
         names = [metric_name(m) for m in metric_ftns]
         self.train_metrics = MetricTracker("loss", *names)
         self.valid_metrics = MetricTracker("loss", *names)
         self.batch_in_epoch = 0
-        super().__init__(model, criterion, metric_ftns, optimizer, config, lr_scheduler, scaler)
-
-        batch_size = getattr(data_loader, "samples_per_batch", None) or data_loader.batch_size
-        self.log_step = cfg.get("log_step") or max(1, int(math.sqrt(batch_size)))
-        self.accumulate = cfg.get("accumulate_steps", 1)
-        self.clip_grad_norm = cfg.get("clip_grad_norm")
+        self.log_step = opts.log_step or max(1, int(math.sqrt(data_loader.batch_size or 1)))
+        self.accumulate = opts.accumulate_steps
+        self.clip_grad_norm = opts.clip_grad_norm
         self.per_batch_scheduler = (config.get("lr_scheduler") or {}).get("step") == "batch"
-        self.tb_images = cfg.get("tensorboard_images", False)
-        self.tb_histograms = cfg.get("tensorboard_histograms", False)
-        self.show_bar = use_progress_bar(cfg.get("verbosity", 2))
+        self.show_bar = use_progress_bar(opts.verbosity)
         self.is_ddp = isinstance(model, DistributedDataParallel)
         self.eval_model = model.module if self.is_ddp else model  # no DDP collectives in validation
-        self.autocast = (lambda: torch.autocast(device.type, dtype=self.autocast_dtype)) \
-            if self.autocast_dtype is not None else nullcontext
-        if self.resume_state is not None:
-            self._restore_position(self.resume_state)
+        autocast_dtype = AUTOCAST_DTYPES.get(opts.amp or None)
+        self.autocast = (lambda: torch.autocast(device.type, dtype=autocast_dtype)) \
+            if autocast_dtype is not None else nullcontext
 
     def _train_epoch(self, epoch):
         """Train one epoch; return the averaged train and val_ metrics, lr and timing."""
         self.model.train()
-        epoch_len = self.len_epoch or len(self.data_loader)
         start, self.batch_in_epoch = self.batch_in_epoch, 0
+        epoch_len = self.len_epoch or start + self.stream.batches_left_in_pass()
         if start == 0:
             self.train_metrics.reset()
         lr = self.optimizer.param_groups[0]["lr"]
         progress = EpochProgress(epoch_len, f"Epoch {epoch}", self.show_bar, initial=start)
         started = time.perf_counter()
-        for batch_idx, (data, target) in enumerate(self.stream.take(epoch_len - start), start):
+        batches = self.stream.take(epoch_len - start if self.len_epoch else None)
+        for batch_idx, (data, target) in enumerate(batches, start):
             data = data.to(self.device, non_blocking=True)
             target = target.to(self.device, non_blocking=True)
             step_now = self._is_step_batch(batch_idx, epoch_len)
@@ -88,8 +72,6 @@ class Trainer(BaseTrainer):
                 progress.close()
                 raise TrainingInterrupted(self.stop_signals.signum or 15)
         progress.close()
-        if not self.len_epoch:
-            self.stream.next_pass()
         self.train_metrics.all_reduce(dist.all_reduce_sum)  # reads the totals: waits for queued GPU work
         train_time = time.perf_counter() - started
         log = self.train_metrics.result()
@@ -154,10 +136,9 @@ class Trainer(BaseTrainer):
                     progress.show(loss=f"{self.valid_metrics.avg('loss'):.4f}")
         progress.close()
         self.valid_metrics.all_reduce(dist.all_reduce_sum)
-        if self.tb_histograms and self.is_main:
-            self.writer.set_step(epoch, "")
+        if self.options.tensorboard_histograms and self.is_main:
             for name, param in self.raw_model.named_parameters():
-                self.writer.add_histogram(name, param, bins="auto")
+                self.writer.write("add_histogram", name, param, epoch, bins="auto")
         return self.valid_metrics.result()
 
     def _step_scheduler_per_epoch(self, log):
@@ -179,11 +160,11 @@ class Trainer(BaseTrainer):
             self.logger.debug(f"Train Epoch: {epoch} [{batch_idx + 1}/{epoch_len} ({100.0 * done:.0f}%)] "
                               f"Loss: {loss_value:.6f}")
         if self.writer.enabled:
-            self.writer.set_step(self.global_step, "step")
-            self.writer.add_scalar("loss", loss_value)
-            if self.tb_images:
+            self.writer.write("add_scalar", "loss/step", loss_value, self.global_step)
+            if self.options.tensorboard_images:
                 from torchvision.utils import make_grid
-                self.writer.add_image("input", make_grid(data[:64].float().cpu(), nrow=8, normalize=True))
+                grid = make_grid(data[:64].float().cpu(), nrow=8, normalize=True)
+                self.writer.write("add_image", "input/step", grid, self.global_step)
 
     def _stop_requested(self, batch_idx):
         """Asked after optimizer steps only: gradients of a partial accumulation window are not checkpointed."""
@@ -202,11 +183,19 @@ class Trainer(BaseTrainer):
             state["train_metrics"] = self.train_metrics.state_dict()
         return state
 
-    def _restore_position(self, checkpoint):
-        if "data_stream" in checkpoint:
-            self.stream.load_state_dict(checkpoint["data_stream"])
+    def _load_extra_state(self, state):
+        old_batch_size = state["config"]["data_loader"].get("args", {}).get("batch_size")
+        if "data_stream" in state:
+            self.stream.load_state_dict(state["data_stream"], old_batch_size)
         else:  # a checkpoint without a position: start the next epoch's pass
-            self.stream.load_state_dict({"data_pass": checkpoint["epoch"] + 1, "position": 0})
-        self.batch_in_epoch = checkpoint.get("resume_batch", 0)
-        if self.batch_in_epoch and "train_metrics" in checkpoint:
-            self.train_metrics.load_state_dict(checkpoint["train_metrics"])
+            self.stream.load_state_dict({"data_pass": state["epoch"] + 1, "samples": 0})
+        if self.len_epoch:
+            self.batch_in_epoch = state.get("resume_batch", 0)
+        else:  # counted in samples: the batch size may have changed since
+            self.batch_in_epoch = math.ceil(self.stream.position / (self.data_loader.batch_size or 1))
+        if self.batch_in_epoch and "train_metrics" in state:
+            self.train_metrics.load_state_dict(state["train_metrics"])
+        if self.stream.position and old_batch_size != self.data_loader.batch_size:
+            self.resume_log.append((logging.INFO, f"The batch size changed from {old_batch_size} to "
+                                    f"{self.data_loader.batch_size}: the epoch continues after the "
+                                    f"{self.stream.position} samples already trained"))

@@ -1,5 +1,4 @@
 """Writing and reading checkpoints: atomic files, plain data, safe loading."""
-import os
 import pickle
 import re
 import zipfile
@@ -7,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from utils.atomic import atomic_write
 from utils.errors import UserError
 
 # Wrappers add these to parameter names; checkpoints are stored without them
@@ -40,55 +40,8 @@ def strip_prefixes(state_dict):
 
 
 def atomic_save(obj, path):
-    """torch.save to a temp file in the same folder, fsync, then rename over `path`.
-
-    A crash at any moment leaves either the old file or the new one, never a
-    half-written file under the real name.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    _remove_stale_temps(path.parent)
-    try:
-        with tmp.open("wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def _remove_stale_temps(folder):
-    """Delete temp files whose writer died mid-write (SIGKILL, OOM): never read, and as big as a checkpoint."""
-    if os.name != "posix":  # os.kill(pid, 0) only asks on POSIX; elsewhere it would kill
-        return
-    for tmp in folder.glob(".*.pth.tmp*"):
-        pid = tmp.name.rpartition(".tmp")[2]
-        if pid.isdigit() and not _process_alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-
-
-def _process_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, but someone else's
-        return True
-    return True
-
-
-def _fsync_dir(folder):
-    # makes the rename itself durable; not every platform can open a folder
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """torch.save `obj` to `path` atomically (see utils.atomic)."""
+    atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def load_checkpoint(path, map_location="cpu"):

@@ -1,60 +1,39 @@
-"""Check a config's shape and values before anything is built or written."""
+"""Checks of the config sections an entry point builds, before anything is built or written.
+
+ConfigParser checks only what it uses itself (name, seed, trainer); train.py
+and test.py call `check_sections` for the parts they build. Sections a user
+adds for their own code are not checked here: `init_obj` checks them when it
+builds them.
+"""
+import difflib
+import logging
 from numbers import Real
 
 from utils.errors import UserError
 
-REQUIRED_SECTIONS = ("name", "arch", "data_loader", "optimizer", "loss", "metrics", "trainer")
+# the top-level names the template reads; a user's own section close to one of them is likely a typo
+KNOWN_SECTIONS = ("name", "n_gpu", "seed", "arch", "data_loader", "optimizer", "loss", "metrics",
+                  "lr_scheduler", "trainer")
+SECTION_KEYS = {"lr_scheduler": ("type", "args", "step")}  # others: type and args
 
 
-def _is_int(value):
+def _int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value):
+def _number(value):
     return isinstance(value, Real) and not isinstance(value, bool)
-
-
-def _positive_int(value):
-    return _is_int(value) and value > 0
-
-
-def _non_negative_int(value):
-    return _is_int(value) and value >= 0
-
-
-def _monitor(value):
-    if value == "off":
-        return True
-    parts = value.split() if isinstance(value, str) else []
-    return len(parts) == 2 and parts[0] in ("min", "max")
 
 
 # dotted key -> (test, what the value must be); absent keys are not checked here
 VALUE_RULES = {
-    "n_gpu": (_non_negative_int, "a non-negative integer"),
-    "seed": (lambda v: v is None or _is_int(v), "an integer or null"),
-    "data_loader.args.batch_size": (_positive_int, "a positive integer"),
-    "data_loader.args.num_workers": (_non_negative_int, "a non-negative integer"),
+    "n_gpu": (lambda v: _int(v) and v >= 0, "a non-negative integer"),
+    "data_loader.args.batch_size": (lambda v: _int(v) and v > 0, "a positive integer"),
+    "data_loader.args.num_workers": (lambda v: _int(v) and v >= 0, "a non-negative integer"),
     "data_loader.args.validation_split": (
-        lambda v: (_is_int(v) and v >= 0) or (_is_number(v) and 0.0 <= v < 1.0),
+        lambda v: (_int(v) and v >= 0) or (_number(v) and 0.0 <= v < 1.0),
         "a fraction in [0, 1) or a sample count"),
-    "optimizer.args.lr": (lambda v: _is_number(v) and v >= 0, "a non-negative number"),
-    "trainer.epochs": (_positive_int, "a positive integer"),
-    "trainer.save_dir": (lambda v: isinstance(v, str) and v != "", "a folder path"),
-    "trainer.save_period": (_positive_int, "a positive integer"),
-    "trainer.verbosity": (lambda v: v in (0, 1, 2) and not isinstance(v, bool), "0, 1 or 2"),
-    "trainer.monitor": (_monitor, "'off' or 'min <metric>' / 'max <metric>', e.g. 'min val_loss'"),
-    "trainer.early_stop": (_non_negative_int, "a non-negative integer (0 turns it off)"),
-    "trainer.tensorboard": (lambda v: isinstance(v, bool), "true or false"),
-    "trainer.len_epoch": (lambda v: v is None or _positive_int(v), "a positive integer or null"),
-    "trainer.log_step": (_positive_int, "a positive integer"),
-    "trainer.keep_last": (lambda v: v is None or _positive_int(v), "a positive integer or null"),
-    "trainer.amp": (lambda v: v in ("bf16", "fp16", False, None), "\"bf16\", \"fp16\" or false"),
-    "trainer.accumulate_steps": (_positive_int, "a positive integer"),
-    "trainer.clip_grad_norm": (lambda v: v is None or (_is_number(v) and v > 0),
-                               "a positive number or null"),
-    "trainer.compile": (lambda v: isinstance(v, bool), "true or false"),
-    "trainer.deterministic": (lambda v: isinstance(v, bool), "true or false"),
+    "optimizer.args.lr": (lambda v: _number(v) and v >= 0, "a non-negative number"),
     "lr_scheduler.step": (lambda v: v in ("epoch", "batch"), "\"epoch\" or \"batch\""),
 }
 
@@ -69,28 +48,20 @@ def lookup(config, dotted):
     return node
 
 
-def check_config(config, source="config"):
-    """Raise a UserError naming the first problem found in `config`."""
-    for section in REQUIRED_SECTIONS:
+def check_sections(config, required, source="config"):
+    """Raise a UserError naming the first problem in the sections `required` (plus lr_scheduler)."""
+    for section in required:
         if section not in config:
             raise UserError(f"{source} has no '{section}' section; add it (see config.json "
                             "and the README's config section)")
-    for section in ("arch", "data_loader", "optimizer"):
-        _check_typed_section(config, section, source)
-    if "lr_scheduler" in config and config["lr_scheduler"] is not None:
-        _check_typed_section(config, "lr_scheduler", source)
-    if not isinstance(config["name"], str) or not config["name"]:
-        raise UserError(f"{source}: 'name' must be a non-empty string")
-    if not isinstance(config["loss"], str):
-        raise UserError(f"{source}: 'loss' must be the name of a function in model/loss.py")
-    metrics = config["metrics"]
+    for section in ("arch", "data_loader", "optimizer", "lr_scheduler"):
+        if config.get(section) is not None and section in (*required, "lr_scheduler"):
+            check_typed_section(config, section, source)
+    if "loss" in required and not isinstance(config["loss"], str):
+        check_typed_section(config, "loss", source)
+    metrics = config.get("metrics", [])
     if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
         raise UserError(f"{source}: 'metrics' must be a list of function names from model/metric.py")
-    if not isinstance(config["trainer"], dict):
-        raise UserError(f"{source}: 'trainer' must be an object")
-    for key in ("epochs", "save_dir"):
-        if key not in config["trainer"]:
-            raise UserError(f"{source} has no 'trainer.{key}'; add it to the trainer section")
     for dotted, (test, expected) in VALUE_RULES.items():
         try:
             value = lookup(config, dotted)
@@ -99,12 +70,34 @@ def check_config(config, source="config"):
         if not test(value):
             raise UserError(f"{source}: {dotted} must be {expected}, got {value!r}; "
                             f"fix it in the config file or with -o {dotted}=...")
+    warn_near_miss_sections(config, source)
 
 
-def _check_typed_section(config, section, source):
+def check_typed_section(config, section, source="config"):
+    """`section` must be {"type": name, "args": {...}}, without misspelt keys."""
     part = config[section]
     if not isinstance(part, dict) or not isinstance(part.get("type"), str):
         raise UserError(f"{source}: '{section}' must be an object with a 'type' name "
                         f"and optional 'args', e.g. {{\"type\": \"...\", \"args\": {{}}}}")
+    known = SECTION_KEYS.get(section, ("type", "args"))
+    for key in part:
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6) if key not in known else None
+        if close:
+            raise UserError(f"{source}: unknown key {section}.{key}; did you mean {section}.{close[0]}? "
+                            "Rename it in the config file")
     if not isinstance(part.get("args", {}), dict):
         raise UserError(f"{source}: {section}.args must be an object of keyword arguments")
+
+
+def warn_near_miss_sections(config, source="config"):
+    """A top-level key that is not the template's but close to one is probably a typo: say so.
+
+    Not an error: a project may add sections of its own for its own code.
+    """
+    for key in config:
+        close = difflib.get_close_matches(key, KNOWN_SECTIONS, n=1, cutoff=0.75) \
+            if key not in KNOWN_SECTIONS else None
+        if close and close[0] not in config:
+            logging.getLogger("config").warning(
+                f"Warning: {source} has a section '{key}' that the template does not read; "
+                f"did you mean '{close[0]}'?")

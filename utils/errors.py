@@ -11,12 +11,10 @@ class UserError(Exception):
     """
 
 
-def run_cli(main, cleanup=None):
+def run_cli(main):
     """Run `main()`; turn a UserError into one line on stderr and exit 2."""
     try:
         main()
     except UserError as err:
-        if cleanup is not None:
-            cleanup()
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

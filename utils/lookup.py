@@ -8,14 +8,15 @@ from utils.errors import UserError
 def public_names(module):
     """The public classes and functions a config may name in `module`.
 
-    A module with `__all__` offers exactly those names. Otherwise it offers the
-    classes and functions defined in it: no dunder or private names, no
-    submodules, nothing it merely imported.
+    Those defined in the module (or in its submodules, as torch.optim's Adam is
+    in torch.optim.adam), plus any listed in its `__all__`. Nothing it merely
+    imported (nn, F, torch, BaseModel), no private names, no submodules.
     """
-    exported = getattr(module, "__all__", None)
-    names = exported if exported is not None else [
-        name for name, obj in vars(module).items()
-        if getattr(obj, "__module__", None) == module.__name__]
+    prefix = module.__name__
+    defined = [name for name, obj in vars(module).items()
+               if getattr(obj, "__module__", None) in (prefix,) or
+               str(getattr(obj, "__module__", "")).startswith(prefix + ".")]
+    names = set(defined) | set(getattr(module, "__all__", ()))
     return sorted(name for name in names if _is_buildable(module, name))
 
 

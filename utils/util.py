@@ -1,14 +1,15 @@
 """Small helpers shared by the entry points, the trainer and the tests."""
 import json
 import logging
-import os
 from collections import OrderedDict
 from itertools import repeat
 from pathlib import Path
 
 import torch
 
+from utils.atomic import atomic_write
 from utils.errors import UserError
+from utils.metric_tracker import MetricTracker  # noqa: F401  (its classic home)
 
 
 def read_json(fname):
@@ -33,13 +34,11 @@ def read_json(fname):
 
 
 def write_json(content, fname):
-    """Write `content` as indented JSON, atomically (temp file, then rename)."""
-    fname = Path(fname)
-    tmp = fname.with_name(f".{fname.name}.tmp")
-    with tmp.open("wt") as handle:
+    """Write `content` as indented JSON, atomically (see utils.atomic)."""
+    def dump(handle):
         json.dump(content, handle, indent=4, sort_keys=False)
         handle.write("\n")
-    os.replace(tmp, fname)
+    atomic_write(fname, dump, binary=False)
 
 
 def inf_loop(data_loader):
@@ -53,7 +52,8 @@ def prepare_device(n_gpu_use):
     logger = logging.getLogger("prepare_device")
     n_gpu = torch.cuda.device_count()
     if n_gpu_use > 0 and n_gpu == 0:
-        logger.warning("Warning: there's no GPU available on this machine, training will be performed on CPU.")
+        # the expected fallback, not a fault: info, so that verbosity 0 keeps it quiet
+        logger.info("There's no GPU available on this machine; training will be performed on CPU.")
         n_gpu_use = 0
     if n_gpu_use > n_gpu:
         logger.warning(f"Warning: the number of GPUs configured to use is {n_gpu_use}, "
@@ -61,58 +61,3 @@ def prepare_device(n_gpu_use):
         n_gpu_use = n_gpu
     device = torch.device("cuda:0" if n_gpu_use > 0 else "cpu")
     return device, list(range(n_gpu_use))
-
-
-class MetricTracker:
-    """Running, batch-size-weighted averages of named values.
-
-    Values may be tensors on any device: they are summed where they live, so
-    updating costs no host-device synchronisation; numbers are read only by
-    `avg`, `result` and `state_dict`. `_data` gives the classic pandas table.
-    """
-
-    def __init__(self, *keys, writer=None):
-        self.writer = writer  # kept for the classic signature; the trainer writes scalars
-        self.keys = list(keys)
-        self.reset()
-
-    def reset(self):
-        self._totals = dict.fromkeys(self.keys, 0.0)
-        self._counts = dict.fromkeys(self.keys, 0)
-
-    def update(self, key, value, n=1):
-        if isinstance(value, torch.Tensor):
-            value = value.detach()
-        self._totals[key] = self._totals[key] + value * n
-        self._counts[key] += n
-
-    def avg(self, key):
-        count = self._counts[key]
-        return float(self._totals[key]) / count if count else float("nan")
-
-    def result(self):
-        return {key: self.avg(key) for key in self.keys}
-
-    def all_reduce(self, reduce_sum):
-        """Sum totals and counts over processes with `reduce_sum(tensor) -> tensor`."""
-        packed = torch.tensor([[float(self._totals[k]), self._counts[k]] for k in self.keys],
-                              dtype=torch.float64)
-        packed = reduce_sum(packed)
-        self._totals = {k: packed[i, 0].item() for i, k in enumerate(self.keys)}
-        self._counts = {k: int(packed[i, 1].item()) for i, k in enumerate(self.keys)}
-
-    def state_dict(self):
-        return {"totals": {k: float(v) for k, v in self._totals.items()}, "counts": dict(self._counts)}
-
-    def load_state_dict(self, state):
-        self._totals = dict(state["totals"])
-        self._counts = dict(state["counts"])
-
-    @property
-    def _data(self):
-        import pandas as pd  # only when the table is asked for: pandas is slow to import
-
-        counts = [self._counts[k] for k in self.keys]
-        totals = [float(self._totals[k]) for k in self.keys]
-        return pd.DataFrame({"total": totals, "counts": counts,
-                             "average": [self.avg(k) for k in self.keys]}, index=self.keys)

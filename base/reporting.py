@@ -7,18 +7,16 @@ def epoch_block(log):
 
 
 def write_epoch_scalars(writer, log):
-    """Per-epoch TensorBoard scalars: `<metric>/train`, `<metric>/valid`, lr, samples/s."""
+    """Per-epoch TensorBoard scalars: `<metric>/train`, `<metric>/valid`, lr, epoch_time, samples/s."""
     epoch = log["epoch"]
     for key, value in log.items():
-        if key in ("epoch", "lr", "epoch_time"):
+        if key == "epoch":
             continue
-        mode, name = ("valid", key[4:]) if key.startswith("val_") else ("train", key)
-        writer.set_step(epoch, mode)
-        writer.add_scalar(name, value)
-    writer.set_step(epoch, "")
-    for key in ("lr", "epoch_time"):
-        if key in log:
-            writer.add_scalar(key, log[key])
+        if key in ("lr", "epoch_time"):
+            tag = key
+        else:
+            tag = f"{key[4:]}/valid" if key.startswith("val_") else f"{key}/train"
+        writer.write("add_scalar", tag, value, epoch)
     writer.flush()
 
 

@@ -1,6 +1,7 @@
-"""metrics.csv: one row per epoch, rewritten atomically so a crash keeps the rows so far."""
-import os
+"""metrics.csv: one row per epoch, replaced atomically so a crash keeps the rows so far."""
 from pathlib import Path
+
+from utils.atomic import atomic_write
 
 
 def append_epoch_row(csv_path, row):
@@ -17,7 +18,4 @@ def append_epoch_row(csv_path, row):
         old = pd.read_csv(csv_path)
         old = old[old["epoch"] < row["epoch"]]
         new = pd.concat([old, new], ignore_index=True) if len(old) else new
-    tmp = csv_path.with_name(f".{csv_path.name}.tmp")
-    new.to_csv(tmp, index=False)
-    os.replace(tmp, csv_path)
-
+    atomic_write(csv_path, lambda handle: new.to_csv(handle, index=False), binary=False)

@@ -1,0 +1,57 @@
+"""The one way files are replaced: write a temp file beside the target, fsync, rename.
+
+A crash at any moment leaves either the old file or the new one, never a
+half-written file under the real name. Checkpoints, config.json, metrics.csv
+and test results all go through `atomic_write`.
+"""
+import os
+from pathlib import Path
+
+
+def atomic_write(path, write, binary=True):
+    """Call `write(handle)` on a temp file in `path`'s folder, then move it over `path`."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    _remove_stale_temps(path.parent)
+    try:
+        text_mode = {} if binary else {"encoding": "utf-8", "newline": ""}
+        with tmp.open("wb" if binary else "w", **text_mode) as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def _remove_stale_temps(folder):
+    """Delete temp files whose writer died mid-write (SIGKILL, OOM): never read, and as big as a checkpoint."""
+    if os.name != "posix":  # os.kill(pid, 0) only asks on POSIX; elsewhere it would kill
+        return
+    for tmp in folder.glob(".*.tmp*"):
+        pid = tmp.name.rpartition(".tmp")[2]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but someone else's
+        return True
+    return True
+
+
+def _fsync_dir(folder):
+    # makes the rename itself durable; not every platform can open a folder
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

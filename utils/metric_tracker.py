@@ -1,0 +1,74 @@
+"""MetricTracker: batch-size-weighted running averages; and the per-batch update both
+the Trainer and test.py make."""
+import torch
+
+
+def metric_name(fn):
+    return getattr(fn, "__name__", None) or fn.func.__name__  # plain function or init_ftn partial
+
+
+def update_metrics(tracker, metric_fns, output, target, loss):
+    """Add one batch's loss and metrics to `tracker`, weighted by its size (no device sync)."""
+    batch_size = target.size(0)
+    tracker.update("loss", loss, batch_size)
+    for met in metric_fns:
+        tracker.update(metric_name(met), met(output, target), batch_size)
+
+
+class MetricTracker:
+    """Running, batch-size-weighted averages of named values.
+
+    Values may be tensors on any device: they are summed where they live, so
+    updating costs no host-device synchronisation; numbers are read only by
+    `avg`, `result` and `state_dict`. `_data` gives the classic pandas table.
+    """
+
+    def __init__(self, *keys, writer=None):
+        # classic: with a writer, every update is also a TensorBoard scalar at the writer's step.
+        # That reads the value (a device sync), so the template's own Trainer passes none.
+        self.writer = writer
+        self.keys = list(keys)
+        self.reset()
+
+    def reset(self):
+        self._totals = dict.fromkeys(self.keys, 0.0)
+        self._counts = dict.fromkeys(self.keys, 0)
+
+    def update(self, key, value, n=1):
+        if isinstance(value, torch.Tensor):
+            value = value.detach()
+        if self.writer is not None:
+            self.writer.add_scalar(key, value)
+        self._totals[key] = self._totals[key] + value * n
+        self._counts[key] += n
+
+    def avg(self, key):
+        count = self._counts[key]
+        return float(self._totals[key]) / count if count else float("nan")
+
+    def result(self):
+        return {key: self.avg(key) for key in self.keys}
+
+    def all_reduce(self, reduce_sum):
+        """Sum totals and counts over processes with `reduce_sum(tensor) -> tensor`."""
+        packed = torch.tensor([[float(self._totals[k]), self._counts[k]] for k in self.keys],
+                              dtype=torch.float64)
+        packed = reduce_sum(packed)
+        self._totals = {k: packed[i, 0].item() for i, k in enumerate(self.keys)}
+        self._counts = {k: int(packed[i, 1].item()) for i, k in enumerate(self.keys)}
+
+    def state_dict(self):
+        return {"totals": {k: float(v) for k, v in self._totals.items()}, "counts": dict(self._counts)}
+
+    def load_state_dict(self, state):
+        self._totals = dict(state["totals"])
+        self._counts = dict(state["counts"])
+
+    @property
+    def _data(self):
+        import pandas as pd  # only when the table is asked for: pandas is slow to import
+
+        counts = [self._counts[k] for k in self.keys]
+        totals = [float(self._totals[k]) for k in self.keys]
+        return pd.DataFrame({"total": totals, "counts": counts,
+                             "average": [self.avg(k) for k in self.keys]}, index=self.keys)
