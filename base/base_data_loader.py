@@ -17,7 +17,12 @@ from utils.seed import seed_worker
 
 
 class EpochSampler(Sampler):
-    """Training sample indices of one pass: shuffled by (seed, pass), sharded per rank."""
+    """Training sample indices of one pass: shuffled by (seed, pass), sharded per rank.
+
+    Passes are numbered 1, 2, 3, ...; each iteration is the next pass unless
+    `set_epoch(n)` chose its number, so a loop that never calls set_epoch (as a
+    classic trainer's) still gets a new order every epoch.
+    """
 
     def __init__(self, indices, shuffle, seed, rank=0, world_size=1):
         self.indices = torch.as_tensor(indices, dtype=torch.long)
@@ -25,16 +30,24 @@ class EpochSampler(Sampler):
         # run the same number of steps; with one rank it is a plain (seeded) shuffle.
         self.order = DistributedSampler(range(len(self.indices)), num_replicas=world_size, rank=rank,
                                         shuffle=shuffle, seed=seed)
+        self.epoch, self._chosen = 0, None  # the pass last served; the number set for the next one
         self.skip = 0
 
     def set_epoch(self, epoch):
-        self.order.set_epoch(epoch)
+        self._chosen = epoch
+
+    @property
+    def upcoming(self):
+        """The number of the next pass."""
+        return self.epoch + 1 if self._chosen is None else self._chosen
 
     def skip_samples(self, count):
         """Leave out the first `count` samples of the next pass (mid-epoch resume)."""
         self.skip = count
 
     def __iter__(self):
+        self.epoch, self._chosen = self.upcoming, None
+        self.order.set_epoch(self.epoch)
         skip, self.skip = self.skip, 0
         return iter(self.indices[list(self.order)[skip:]].tolist())
 
@@ -63,11 +76,8 @@ class ShardSampler(Sampler):
 class BaseDataLoader(DataLoader):
     """Base class for all data loaders: training batches plus `split_validation()`.
 
-    Each iteration is one pass over the training split. Passes are numbered
-    1, 2, 3, ... and each has its own shuffle; `set_epoch(n)` chooses the
-    number of the next pass (the template's trainer does, for exact resume),
-    otherwise passes simply count up, so a classic trainer that never calls it
-    still gets a new order every epoch.
+    Each iteration is one pass over the training split, with the shuffle of its
+    pass number (see EpochSampler); `set_epoch(n)` chooses the next one.
     """
 
     def __init__(self, dataset, batch_size, shuffle, validation_split, num_workers,
@@ -81,7 +91,6 @@ class BaseDataLoader(DataLoader):
         rank, world = dist.get_rank(), dist.get_world_size()
         self.valid_sampler = ShardSampler(valid_idx, rank, world) if len(valid_idx) else None
         self.generator = torch.Generator()  # worker seeds, kept apart from the model's RNG
-        self.data_pass, self._next_pass = 0, None
         self.init_kwargs = {
             "dataset": dataset,
             "batch_size": batch_size,
@@ -99,17 +108,14 @@ class BaseDataLoader(DataLoader):
 
     def set_epoch(self, epoch):
         """Make the next pass pass number `epoch` (its shuffle and worker seeds)."""
-        self._next_pass = epoch
+        self.sampler.set_epoch(epoch)
 
     def skip_samples(self, count):
         """Leave out the first `count` samples of the next pass (mid-epoch resume)."""
         self.sampler.skip_samples(count)
 
     def __iter__(self):
-        self.data_pass = self._next_pass if self._next_pass is not None else self.data_pass + 1
-        self._next_pass = None
-        self.sampler.set_epoch(self.data_pass)
-        self.generator.manual_seed(self.seed * 100003 + self.data_pass)
+        self.generator.manual_seed(self.seed * 100003 + self.sampler.upcoming)  # this pass's worker seeds
         return super().__iter__()
 
     @staticmethod

@@ -111,7 +111,8 @@ class BaseTrainer(ABC):
             self.logger.info(line)
         if self.is_main:
             append_epoch_row(self.checkpoint_dir / "metrics.csv", log)
-            write_epoch_scalars(self.writer, log)
+            if not self.writer.classic_steps:  # a classic trainer writes its own <metric>/train scalars
+                write_epoch_scalars(self.writer, log)
         self.last_epoch = log["epoch"]
 
     def _report_end(self):
