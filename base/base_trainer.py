@@ -5,22 +5,17 @@ from abc import ABC, abstractmethod
 
 import torch
 
+from base.checkpoint_files import LATEST, CheckpointFiles
 from base.history import append_epoch_row
 from base.monitor import Monitor
 from base.reporting import epoch_block, summary_lines, write_epoch_scalars
 from logger import TensorboardWriter
 from utils import distributed as dist
-from utils.checkpoint import (
-    atomic_save,
-    check_state_dict_matches,
-    strip_prefixes,
-    unwrap_model,
-)
+from utils.checkpoint import check_state_dict_matches, strip_prefixes, unwrap_model
+from utils.errors import UserError
 from utils.provenance import collect_provenance
 from utils.seed import get_rng_state, set_rng_state
 from utils.signals import StopSignals, TrainingInterrupted
-
-LATEST, BEST = "model_latest.pth", "model_best.pth"
 
 
 class BaseTrainer(ABC):
@@ -66,7 +61,8 @@ class BaseTrainer(ABC):
 
     def train(self):
         """Full training logic; raises TrainingInterrupted after saving on SIGINT/SIGTERM."""
-        self._start_run()
+        if not self._start_run():
+            return
         self.stop_signals.install()
         self.writer.open()  # before the first epoch, so its epoch_time is not TensorBoard's import
         try:
@@ -94,17 +90,39 @@ class BaseTrainer(ABC):
         self._report_end()
 
     def _start_run(self):
-        """Restore the checkpoint (checked before any folder is made), then make the run folders."""
+        """Restore the checkpoint and check the run (before any folder is made), then make the folders.
+
+        Returns False when a resumed run has no epoch left to train.
+        """
         if self.config.checkpoint is not None:
             self._resume_checkpoint(self.config.checkpoint)
+        if self.start_epoch > self.epochs:
+            self.logger.warning(f"Nothing to train: the run is complete ({self.epochs} of {self.epochs} epochs). "
+                                f"To train further, resume with -o trainer.epochs=N, N > {self.epochs}")
+            return False
+        self._check_before_training()
         if not self.config.run_started:
             self.config.init_run()
+        self.checkpoints = CheckpointFiles(self.checkpoint_dir, self.save_period, self.options.keep_last, self.logger)
         self.writer.log_dir = str(self.config.log_dir)  # the run id may have gained a suffix
         for level, message in self.resume_log:
             self.logger.log(level, message)
         if self.is_main:
             device = next(self.raw_model.parameters(), torch.empty(0)).device
             self.config.write_run_file("provenance.json", collect_provenance(device))
+        return True
+
+    def _check_before_training(self):
+        """Refuse, before any folder is made, what would only fail later (UserError, one line)."""
+        produced = self._metric_names()
+        if self.monitor.enabled and produced is not None and self.monitor.metric not in produced:
+            raise UserError(f"trainer.monitor watches '{self.monitor.metric}', which this run does not produce; "
+                            f"monitor one of: {', '.join(produced)} (val_ metrics need a validation split), "
+                            "or set trainer.monitor to \"off\"")
+
+    def _metric_names(self):
+        """The metrics each epoch's log will hold, when known before training (None: unknown)."""
+        return None
 
     def _report_epoch(self, log):
         for line in epoch_block(log):
@@ -142,20 +160,13 @@ class BaseTrainer(ABC):
 
     def _save_epoch(self, epoch, improved, last):
         state = self._checkpoint(epoch, extra=self._extra_state())
-        if not self.is_main:
-            return
-        self._write(state, LATEST)
-        if epoch % self.save_period == 0 or last:
-            self._write(state, f"checkpoint-epoch{epoch}.pth", announce=True)
-            self._prune_epoch_checkpoints()
-        if improved:
-            self._write(state, BEST)
-            self.logger.info(f"Saving current best: {BEST} ...")
+        if self.is_main:
+            self.checkpoints.save_epoch(state, epoch, improved, last)
 
     def _save_interrupted(self, epoch):
         state = self._checkpoint(epoch - 1, resume_batch=self._batches_done(), extra=self._extra_state())
         if self.is_main:
-            self._write(state, LATEST)
+            self.checkpoints.write(state, [LATEST])
             signame = TrainingInterrupted(self.stop_signals.signum)
             self.logger.warning(f"Stopped by {signame} in epoch {epoch} after {state['resume_batch']} "
                                 f"batches; state saved. Resume with: python train.py -r {self.checkpoint_dir / LATEST}")
@@ -167,20 +178,6 @@ class BaseTrainer(ABC):
             self.logger.warning(f"Stopped by {stop} after epoch {epoch}; state saved. "
                                 f"Resume with: python train.py -r {self.checkpoint_dir / LATEST}")
         raise stop
-
-    def _write(self, state, filename, announce=False):
-        if announce:
-            self.logger.info(f"Saving checkpoint: {self.checkpoint_dir / filename} ...")
-        atomic_save(state, self.checkpoint_dir / filename)
-
-    def _prune_epoch_checkpoints(self):
-        keep_last = self.options.keep_last
-        if not keep_last:
-            return
-        found = sorted(self.checkpoint_dir.glob("checkpoint-epoch*.pth"),
-                       key=lambda p: int(p.stem.removeprefix("checkpoint-epoch")))
-        for old in found[:-keep_last]:
-            old.unlink(missing_ok=True)
 
     def _extra_state(self):
         """Subclass state for the checkpoint (data position, partial metrics); plain data only."""

@@ -2,6 +2,8 @@
 import logging
 import math
 
+NOT_METRICS = ("epoch", "lr", "epoch_time", "samples_per_sec")  # in each epoch's log, but no measure of the model
+
 
 class Monitor:
     """Tracks 'min <metric>' / 'max <metric>' over epochs; 'off' tracks nothing."""
@@ -24,7 +26,7 @@ class Monitor:
         if self.metric not in log:
             logging.getLogger("trainer").warning(
                 f"Warning: metric '{self.metric}' is not found; model performance monitoring is "
-                f"disabled. Monitor one of: {', '.join(k for k in log if k != 'epoch')}")
+                f"disabled. Monitor one of: {', '.join(k for k in log if k not in NOT_METRICS)}")
             self.mode = "off"
             return False
         value = log[self.metric]

@@ -14,22 +14,22 @@ sys.path.insert(0, str(REPO))  # before the imports: REPO/test.py, not the stdli
 
 import torch  # noqa: E402
 
-import base.base_trainer as base_trainer  # noqa: E402
 import test as test_entry  # noqa: E402
 import train  # noqa: E402
+from base.checkpoint_files import CheckpointFiles  # noqa: E402
 from utils import distributed as dist  # noqa: E402
 
 
 def record_saves(out_dir):
     """Log every checkpoint file this rank writes, then write it as usual."""
-    original = base_trainer.atomic_save
+    original = CheckpointFiles.write
 
-    def recording_save(obj, path):
+    def recording_write(self, state, names):
         with open(out_dir / f"saves_rank{dist.get_rank()}.txt", "a") as log:
-            log.write(f"{Path(path).name}\n")
-        original(obj, path)
+            log.writelines(f"{name}\n" for name in names)
+        original(self, state, names)
 
-    base_trainer.atomic_save = recording_save
+    CheckpointFiles.write = recording_write
 
 
 class WeightDumpingTrainer(train.Trainer):

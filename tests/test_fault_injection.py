@@ -27,21 +27,28 @@ import io, json, os, runpy, sys, time, traceback
 import pandas, torch, torch._dynamo  # imported lazily by metrics.csv and the first optimizer: seconds each
 import train  # the slow imports, once per test instead of once per run
 
-real_save, stall = torch.save, {}
+import base.checkpoint_files as checkpoint_files
 
-def save_that_may_stall(obj, f, *args, **kwargs):
-    """torch.save; the first write of the requested file stops halfway (so it can be killed there)."""
-    name = os.path.basename(getattr(f, "name", ""))
-    if stall.get("prefix") and name.startswith("." + stall["prefix"]):
-        buffer = io.BytesIO()
-        real_save(obj, buffer, *args, **kwargs)
-        f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
-        f.flush()
-        print("STALLED " + name, flush=True)
-        time.sleep(120)
-    real_save(obj, f, *args, **kwargs)
+real_write_all, stall = checkpoint_files.atomic_write_all, {}
 
-torch.save = save_that_may_stall
+def write_that_may_stall(items, binary=True):
+    """atomic_write_all; the temp file of the requested checkpoint stops halfway (so it can be killed there)."""
+    def maybe_stalling(path, write):
+        name = os.path.basename(str(path))
+        if not (stall.get("prefix") and name.startswith(stall["prefix"])):
+            return path, write
+        def half_then_wait(handle):
+            buffer = io.BytesIO()
+            write(buffer)
+            handle.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+            handle.flush()
+            print("STALLED ." + name, flush=True)
+            time.sleep(120)
+            write(handle)
+        return path, half_then_wait
+    return real_write_all([maybe_stalling(path, write) for path, write in items], binary)
+
+checkpoint_files.atomic_write_all = write_that_may_stall
 
 def child(command):
     log = os.open(command["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
@@ -77,7 +84,8 @@ KILLS = [
     ("after", 0.0),                           # at once: before anything is written
     ("line", r"Train Epoch: \d+ \[2/"),       # mid-epoch, before any checkpoint
     ("stall", "model_latest.pth"),            # inside the very first checkpoint write
-    ("stall", "checkpoint-epoch"),            # model_latest.pth done, checkpoint-epoch<N> half written
+    ("stall", "checkpoint-epoch"),            # model_latest.pth's temp done, checkpoint-epoch<N>'s half: neither replaced
+    ("line", r"Train Epoch: 2 \[2/"),         # epoch 1 saved, killed in epoch 2
     ("line", r"Resume training from"),        # right after loading the checkpoint
     ("line", r"Train Epoch: \d+ \[7/"),       # mid-epoch after a resume
     ("stall", "model_best.pth"),              # the third file of an epoch

@@ -11,6 +11,7 @@ from base import BaseTrainer
 from trainer.batch_stream import BatchStream
 from trainer.progress import EpochProgress, use_progress_bar
 from utils import distributed as dist
+from utils.errors import UserError
 from utils.metric_tracker import MetricTracker, metric_name, update_metrics
 from utils.signals import TrainingInterrupted
 
@@ -172,6 +173,26 @@ class Trainer(BaseTrainer):
             return self.stop_signals.requested
         # ranks agree on stopping at the same batch; asking costs a collective, so only every log_step-th step
         return (batch_idx // self.accumulate) % self.log_step == 0 and dist.any_rank(self.stop_signals.requested)
+
+    # ---- checks before training ---------------------------------------------
+    def _metric_names(self):
+        names = ["loss", *(metric_name(m) for m in self.metric_ftns)]
+        return names + [f"val_{n}" for n in names] if self.do_validation else names
+
+    def _check_before_training(self):
+        super()._check_before_training()
+        total = getattr(self.lr_scheduler, "total_steps", None)  # OneCycleLR: stepping past it raises
+        if not self.per_batch_scheduler or total is None:
+            return
+        per_epoch = math.ceil((self.len_epoch or len(self.data_loader)) / self.accumulate)
+        this_epoch = math.ceil(((self.len_epoch or self.batch_in_epoch + self.stream.batches_left_in_pass())
+                                - self.batch_in_epoch) / self.accumulate)
+        needed = self.lr_scheduler.last_epoch + this_epoch + (self.epochs - self.start_epoch) * per_epoch
+        if needed > total:
+            name = type(self.lr_scheduler).__name__
+            raise UserError(f"lr_scheduler {name} stops after total_steps={total} optimizer steps, but "
+                            f"trainer.epochs={self.epochs} needs {needed}; set lr_scheduler.args.total_steps to "
+                            f"{needed} or more (or epochs={self.epochs} with steps_per_epoch={per_epoch})")
 
     # ---- checkpoint hooks -------------------------------------------------
     def _batches_done(self):

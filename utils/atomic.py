@@ -10,19 +10,34 @@ from pathlib import Path
 
 def atomic_write(path, write, binary=True):
     """Call `write(handle)` on a temp file in `path`'s folder, then move it over `path`."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    _remove_stale_temps(path.parent)
+    atomic_write_all([(path, write)], binary)
+
+
+def atomic_write_all(items, binary=True):
+    """Replace every (path, write) of `items`, or none of them.
+
+    All temp files are written (and fsynced) first, and renamed only when each
+    succeeded: a full disk midway leaves every file as it was.
+    """
+    temps = []
     try:
-        text_mode = {} if binary else {"encoding": "utf-8", "newline": ""}
-        with tmp.open("wb" if binary else "w", **text_mode) as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        for path, write in items:
+            path = Path(path)
+            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+            _remove_stale_temps(path.parent)
+            temps.append(tmp)
+            text_mode = {} if binary else {"encoding": "utf-8", "newline": ""}
+            with tmp.open("wb" if binary else "w", **text_mode) as handle:
+                write(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+        for tmp, (path, _) in zip(temps, items, strict=True):
+            os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+    for folder in {Path(path).parent for path, _ in items}:
+        _fsync_dir(folder)
 
 
 def _remove_stale_temps(folder):

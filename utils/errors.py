@@ -10,6 +10,8 @@ class UserError(Exception):
     to fix it.
     """
 
+    exit_code = 2
+
 
 def run_cli(main):
     """Run `main()`; turn a UserError into one line on stderr and exit 2."""
@@ -17,4 +19,4 @@ def run_cli(main):
         main()
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(err.exit_code)
