@@ -132,7 +132,11 @@ class ConfigParser:
         is checked, so that a bad config or checkpoint leaves no folder.
         """
         if dist.is_main_process():
-            self._make_run_dirs()
+            try:
+                self._make_run_dirs()
+            except OSError as err:  # checked by check_save_dir; this catches a classic train.py's run
+                raise UserError(f"cannot create the run folder {self.save_dir}: {err.strerror}; choose another "
+                                "folder with -o trainer.save_dir=PATH") from None
             write_json(self._config, self.save_dir / "config.json")
             self._setup_logging(to_file=True)
             self.get_logger("config").debug(f"Resolved config: {json.dumps(self._config)}")  # pasteable JSON
@@ -140,6 +144,15 @@ class ConfigParser:
             self._setup_logging(to_file=False)
         self._run_id = dist.broadcast_object(self._run_id)
         self.run_started = True
+
+    def check_save_dir(self):
+        """Refuse a save_dir that cannot be written, before any data is loaded (no folder is made)."""
+        folder = Path(self.trainer_options.save_dir).absolute()
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            why = "is not a folder" if not existing.is_dir() else "cannot be written (read-only or no permission)"
+            raise UserError(f"trainer.save_dir {folder} cannot be used: {existing} {why}; choose another "
+                            "folder with -o trainer.save_dir=PATH")
 
     def _setup_logging(self, to_file):
         setup_logging(self.log_dir if to_file else None, to_file=to_file)

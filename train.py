@@ -25,6 +25,7 @@ SECTIONS = ("arch", "data_loader", "optimizer", "loss", "metrics")  # what main(
 
 def main(config, device=None):
     check_sections(config.config, SECTIONS)
+    config.check_save_dir()
     logger = config.get_logger("train")
     options = config.trainer_options
     seed_everything(config["seed"], dist.get_rank(), options.deterministic)

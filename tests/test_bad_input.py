@@ -118,6 +118,20 @@ def _partial_mnist_files(tmp_path, config):
     return ["-c", write_config(tmp_path, config)]
 
 
+def _monitor_without_validation(tmp_path, config):
+    config["data_loader"]["args"]["validation_split"] = 0
+    config["trainer"]["monitor"] = "min val_loss"
+    return ["-c", write_config(tmp_path, config)]
+
+
+def _save_dir_under_a_file(tmp_path, config):
+    (tmp_path / "a_file").write_text("not a folder")
+    config["trainer"]["save_dir"] = str(tmp_path / "a_file" / "saved")
+    return ["-c", write_config(tmp_path, config)]
+
+
+ONE_CYCLE = {"type": "OneCycleLR", "args": {"max_lr": 0.01, "total_steps": 5}, "step": "batch"}
+
 NOT_A_CHECKPOINT = ["not_a_checkpoint.pth is not a checkpoint", "not a file written by torch.save",
                     "written by train.py"]
 
@@ -144,6 +158,17 @@ CASES = {
     "monitor-sideways": (_set("sideways val_loss", "trainer", "monitor"),
                          ["trainer.monitor must be", "'min val_loss'", "sideways"]),
     "verbosity-7": (_set(7, "trainer", "verbosity"), ["trainer.verbosity must be 0, 1 or 2", "got 7"]),
+    "trainer-key-typo": (_set(3, "trainer", "early_stoping"),
+                         ["unknown key trainer.early_stoping", "did you mean trainer.early_stop"]),
+    "section-key-typo": (_set({"lr": 0.1}, "optimizer", "arg"),
+                         ["unknown key optimizer.arg", "did you mean optimizer.args"]),
+    "monitor-missing-metric": (_monitor_without_validation,
+                               ["trainer.monitor watches 'val_loss'", "monitor one of: loss, accuracy, top_k_acc ",
+                                "validation split"]),
+    "one-cycle-too-short": (_set(ONE_CYCLE, "lr_scheduler"),
+                            ["OneCycleLR stops after total_steps=5", "needs 18", "lr_scheduler.args.total_steps"]),
+    "save_dir-under-a-file": (_save_dir_under_a_file,
+                              ["trainer.save_dir", "a_file is not a folder", "-o trainer.save_dir=PATH"]),
     "arch-typo": (_set("MnistModle", "arch", "type"),
                   ["unknown arch type 'MnistModle'", "did you mean 'MnistModel'", "available: MnistModel"]),
     **{f"arch-{name}": (_set(name, "arch", "type"), [f"unknown arch type '{name}'", "available: MnistModel"])

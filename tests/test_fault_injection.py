@@ -84,7 +84,7 @@ KILLS = [
     ("after", 0.0),                           # at once: before anything is written
     ("line", r"Train Epoch: \d+ \[2/"),       # mid-epoch, before any checkpoint
     ("stall", "model_latest.pth"),            # inside the very first checkpoint write
-    ("stall", "checkpoint-epoch"),            # model_latest.pth's temp done, checkpoint-epoch<N>'s half: neither replaced
+    ("stall", "checkpoint-epoch"),            # latest's temp written, this one half: neither replaced
     ("line", r"Train Epoch: 2 \[2/"),         # epoch 1 saved, killed in epoch 2
     ("line", r"Resume training from"),        # right after loading the checkpoint
     ("line", r"Train Epoch: \d+ \[7/"),       # mid-epoch after a resume
