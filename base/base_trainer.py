@@ -9,12 +9,12 @@ from base.checkpoint_files import LATEST, CheckpointFiles
 from base.history import append_epoch_row
 from base.monitor import Monitor
 from base.reporting import epoch_block, summary_lines, write_epoch_scalars
+from base.training_state import capture_state, restore_state
 from logger import TensorboardWriter
 from utils import distributed as dist
-from utils.checkpoint import check_state_dict_matches, strip_prefixes, unwrap_model
+from utils.checkpoint import unwrap_model
 from utils.errors import UserError
 from utils.provenance import collect_provenance
-from utils.seed import get_rng_state, set_rng_state
 from utils.signals import StopSignals, TrainingInterrupted
 
 
@@ -138,33 +138,13 @@ class BaseTrainer(ABC):
             self.logger.info(line)
 
     # ---- checkpoints -------------------------------------------------------
-    def _checkpoint(self, epoch, resume_batch=0, extra=None):
-        """Everything needed to continue exactly, as plain data (weights_only-safe)."""
-        rng_states = dist.all_gather_object(get_rng_state())  # every rank's, collective
-        return {
-            "arch": type(self.raw_model).__name__,
-            "epoch": epoch,
-            "resume_batch": resume_batch,
-            "global_step": self.global_step,
-            "state_dict": strip_prefixes(self.raw_model.state_dict()),
-            "optimizer": self.optimizer.state_dict(),
-            "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler is not None else None,
-            "grad_scaler": self.grad_scaler.state_dict() if self.grad_scaler is not None else None,
-            "monitor": self.monitor.state_dict(),
-            "monitor_best": float(self.monitor.best),
-            "rng_states": rng_states,
-            "world_size": dist.get_world_size(),
-            "config": self.config.config,
-            **(extra or {}),
-        }
-
     def _save_epoch(self, epoch, improved, last):
-        state = self._checkpoint(epoch, extra=self._extra_state())
+        state = capture_state(self, epoch, extra=self._extra_state())
         if self.is_main:
             self.checkpoints.save_epoch(state, epoch, improved, last)
 
     def _save_interrupted(self, epoch):
-        state = self._checkpoint(epoch - 1, resume_batch=self._batches_done(), extra=self._extra_state())
+        state = capture_state(self, epoch - 1, resume_batch=self._batches_done(), extra=self._extra_state())
         if self.is_main:
             self.checkpoints.write(state, [LATEST])
             signame = TrainingInterrupted(self.stop_signals.signum)
@@ -193,66 +173,12 @@ class BaseTrainer(ABC):
 
     def _resume_checkpoint(self, checkpoint):
         """Restore model, optimizer, scheduler, scaler, monitor, RNG and position."""
-        resume_path = self.config.resume
-        self.resume_log.append((logging.INFO, f"Loading checkpoint: {resume_path} ..."))
-        state_dict = strip_prefixes(checkpoint["state_dict"])
-        check_state_dict_matches(self.raw_model, state_dict, resume_path)
-        if checkpoint["config"]["arch"] != self.config["arch"]:
-            self.resume_log.append((logging.WARNING, "Warning: Architecture configuration given in config file is "
-                                    "different from that of checkpoint. This may yield an exception while "
-                                    "state_dict is being loaded."))
-        self.raw_model.load_state_dict(state_dict)
-        optimizer_resumed = checkpoint["config"]["optimizer"]["type"] == self.config["optimizer"]["type"]
-        if not optimizer_resumed:
-            self.resume_log.append((logging.WARNING, "Warning: Optimizer type given in config file is different "
-                                    "from that of checkpoint. Optimizer parameters not being resumed."))
-        else:
-            self._load_optimizer(checkpoint["optimizer"])
-        self._restore_scheduler(checkpoint, optimizer_resumed)
-        if self.grad_scaler is not None and checkpoint.get("grad_scaler") is not None:
-            self.grad_scaler.load_state_dict(checkpoint["grad_scaler"])
-        if "monitor" in checkpoint:
-            self.monitor.load_state_dict(checkpoint["monitor"])
-        self.start_epoch = checkpoint["epoch"] + 1
-        self.last_epoch = checkpoint["epoch"]
-        self.global_step = checkpoint.get("global_step", 0)
-        self._restore_rng(checkpoint.get("rng_states"))
+        self.resume_log.append((logging.INFO, f"Loading checkpoint: {self.config.resume} ..."))
+        restore_state(self, checkpoint)
         loader = getattr(self, "data_loader", None)
         if hasattr(loader, "set_epoch"):  # a classic trainer's loop: continue with this epoch's shuffle
             loader.set_epoch(self.start_epoch)
         self._load_extra_state(checkpoint)
         done = self._batches_done()
         where = f"epoch {self.start_epoch}" + (f", batch {done + 1}" if done else "")
-        self.resume_log.append((logging.INFO, f"Checkpoint {resume_path} loaded. Resume training from {where}"))
-
-    def _load_optimizer(self, state):
-        """Restore the optimizer; when fine-tuning (-c with -r), keep the new config's lr and settings."""
-        chosen = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
-        self.optimizer.load_state_dict(state)
-        if not self.config.continue_run:
-            for group, settings in zip(self.optimizer.param_groups, chosen, strict=True):
-                group.update(settings)
-
-    def _restore_scheduler(self, checkpoint, optimizer_resumed):
-        """Continue the scheduler's schedule, unless it or its optimizer is a new one.
-
-        A scheduler's state holds its optimizer's base lrs and its own type's
-        settings, so a changed optimizer or scheduler type starts it afresh.
-        """
-        if self.lr_scheduler is None or checkpoint.get("lr_scheduler") is None:
-            return
-        old_type = (checkpoint["config"].get("lr_scheduler") or {}).get("type")
-        if optimizer_resumed and old_type == (self.config.get("lr_scheduler") or {}).get("type"):
-            self.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
-        else:
-            self.resume_log.append((logging.WARNING, "Warning: the optimizer or lr_scheduler type differs from "
-                                    "the checkpoint's; the lr_scheduler starts afresh."))
-
-    def _restore_rng(self, rng_states):
-        if not rng_states:
-            return
-        rank = dist.get_rank()
-        if len(rng_states) == dist.get_world_size():
-            set_rng_state(rng_states[rank])
-        else:  # another number of processes: streams cannot match; keep them distinct per rank
-            torch.manual_seed(int(self.config["seed"]) + rank + 1000 * self.start_epoch)
+        self.resume_log.append((logging.INFO, f"Checkpoint {self.config.resume} loaded. Resume training from {where}"))

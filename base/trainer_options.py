@@ -5,24 +5,16 @@ refuses bad values and near-miss spellings, fills in defaults, and returns a
 namespace the trainer, train.py and test.py read from. Keys it does not know
 and that are not near misses belong to the user's own trainer and pass through.
 """
-import difflib
 from types import SimpleNamespace
 
+from utils.config_check import is_int, is_number, refuse_near_misses
 from utils.errors import UserError
 
 REQUIRED = object()
 
 
-def _int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _positive_int(v):
-    return _int(v) and v > 0
+    return is_int(v) and v > 0
 
 
 def _bool(v):
@@ -43,9 +35,9 @@ TRAINER_OPTIONS = {
     "epochs": (REQUIRED, _positive_int, "a positive integer"),
     "save_dir": ("saved/", lambda v: isinstance(v, str) and v != "", "a folder path"),
     "save_period": (1, _positive_int, "a positive integer"),
-    "verbosity": (2, lambda v: _int(v) and v in (0, 1, 2), "0, 1 or 2"),
+    "verbosity": (2, lambda v: is_int(v) and v in (0, 1, 2), "0, 1 or 2"),
     "monitor": ("off", _monitor, "'off' or 'min <metric>' / 'max <metric>', e.g. 'min val_loss'"),
-    "early_stop": (0, lambda v: _int(v) and v >= 0, "a non-negative integer (0 turns it off)"),
+    "early_stop": (0, lambda v: is_int(v) and v >= 0, "a non-negative integer (0 turns it off)"),
     "tensorboard": (False, _bool, "true or false"),
     "tensorboard_images": (False, _bool, "true or false"),
     "tensorboard_histograms": (False, _bool, "true or false"),
@@ -54,7 +46,7 @@ TRAINER_OPTIONS = {
     "keep_last": (None, _optional_positive_int, "a positive integer or null"),
     "amp": (False, lambda v: v in ("bf16", "fp16", False, None), "\"bf16\", \"fp16\" or false"),
     "accumulate_steps": (1, _positive_int, "a positive integer"),
-    "clip_grad_norm": (None, lambda v: v is None or (_number(v) and v > 0), "a positive number or null"),
+    "clip_grad_norm": (None, lambda v: v is None or (is_number(v) and v > 0), "a positive number or null"),
     "compile": (False, _bool, "true or false"),
     "deterministic": (False, _bool, "true or false"),
 }
@@ -77,14 +69,3 @@ def read_trainer_options(section, source="config"):
         else:
             values[name] = section[name]
     return SimpleNamespace(**values)
-
-
-def refuse_near_misses(section, known, where, source="config"):
-    """A key that is not known but close to one that is, is a typo: refuse it with the right name."""
-    for key in section:
-        if key in known:
-            continue
-        close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.75)
-        if close:
-            raise UserError(f"{source}: unknown key {where}.{key}; did you mean {where}.{close[0]}? "
-                            f"Rename it in the config file")

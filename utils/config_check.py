@@ -17,23 +17,23 @@ KNOWN_SECTIONS = ("name", "n_gpu", "seed", "arch", "data_loader", "optimizer", "
 SECTION_KEYS = {"lr_scheduler": ("type", "args", "step")}  # others: type and args
 
 
-def _int(value):
+def is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _number(value):
+def is_number(value):
     return isinstance(value, Real) and not isinstance(value, bool)
 
 
 # dotted key -> (test, what the value must be); absent keys are not checked here
 VALUE_RULES = {
-    "n_gpu": (lambda v: _int(v) and v >= 0, "a non-negative integer"),
-    "data_loader.args.batch_size": (lambda v: _int(v) and v > 0, "a positive integer"),
-    "data_loader.args.num_workers": (lambda v: _int(v) and v >= 0, "a non-negative integer"),
+    "n_gpu": (lambda v: is_int(v) and v >= 0, "a non-negative integer"),
+    "data_loader.args.batch_size": (lambda v: is_int(v) and v > 0, "a positive integer"),
+    "data_loader.args.num_workers": (lambda v: is_int(v) and v >= 0, "a non-negative integer"),
     "data_loader.args.validation_split": (
-        lambda v: (_int(v) and v >= 0) or (_number(v) and 0.0 <= v < 1.0),
+        lambda v: (is_int(v) and v >= 0) or (is_number(v) and 0.0 <= v < 1.0),
         "a fraction in [0, 1) or a sample count"),
-    "optimizer.args.lr": (lambda v: _number(v) and v >= 0, "a non-negative number"),
+    "optimizer.args.lr": (lambda v: is_number(v) and v >= 0, "a non-negative number"),
     "lr_scheduler.step": (lambda v: v in ("epoch", "batch"), "\"epoch\" or \"batch\""),
 }
 
@@ -79,14 +79,21 @@ def check_typed_section(config, section, source="config"):
     if not isinstance(part, dict) or not isinstance(part.get("type"), str):
         raise UserError(f"{source}: '{section}' must be an object with a 'type' name "
                         f"and optional 'args', e.g. {{\"type\": \"...\", \"args\": {{}}}}")
-    known = SECTION_KEYS.get(section, ("type", "args"))
-    for key in part:
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6) if key not in known else None
-        if close:
-            raise UserError(f"{source}: unknown key {section}.{key}; did you mean {section}.{close[0]}? "
-                            "Rename it in the config file")
+    refuse_near_misses(part, SECTION_KEYS.get(section, ("type", "args")), section, source, cutoff=0.6)
     if not isinstance(part.get("args", {}), dict):
         raise UserError(f"{source}: {section}.args must be an object of keyword arguments")
+
+
+def refuse_near_misses(section, known, where, source="config", cutoff=0.75):
+    """A key that is not known but close to one that is, is a typo: refuse it, naming the right one.
+
+    Keys far from every known one pass: they belong to the user's own code.
+    """
+    for key in section:
+        close = difflib.get_close_matches(key, list(known), n=1, cutoff=cutoff) if key not in known else None
+        if close:
+            raise UserError(f"{source}: unknown key {where}.{key}; did you mean {where}.{close[0]}? "
+                            "Rename it in the config file")
 
 
 def warn_near_miss_sections(config, source="config"):
