@@ -9,6 +9,7 @@ import data_loader.data_loaders as module_data
 import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
+from base.batch_transform import device_transform
 from parse_config import ConfigParser
 from trainer.progress import EpochProgress, use_progress_bar
 from utils import distributed as dist
@@ -60,11 +61,12 @@ def main(config, device=None):
 def evaluate(model, data_loader, loss_fn, metric_fns, device, show_bar=False):
     """Average loss and metrics over every test sample (all ranks together)."""
     tracker = MetricTracker("loss", *[metric_name(m) for m in metric_fns])
+    transform = device_transform(data_loader)
     progress = EpochProgress(len(data_loader), "Test", show_bar)
     with torch.no_grad():
         for data, target in data_loader:
             data, target = data.to(device, non_blocking=True), target.to(device, non_blocking=True)
-            output = model(data)
+            output = model(transform(data) if transform else data)
             update_metrics(tracker, metric_fns, output, target, loss_fn(output, target))
             progress.update(target.size(0))
     progress.close()

@@ -7,10 +7,14 @@ like DistributedSampler's: a resumed run sees exactly the samples the
 uninterrupted run would have, and under torch.distributed each rank sees its
 own shard.
 """
+import logging
+import os
+
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import DistributedSampler, Sampler
 from torch.utils.data.dataloader import default_collate
 
+from base.batch_transform import BatchTransformLoader
 from utils import distributed as dist
 from utils.errors import UserError
 from utils.seed import seed_worker
@@ -73,15 +77,18 @@ class ShardSampler(Sampler):
         return len(self.indices)
 
 
-class BaseDataLoader(DataLoader):
+class BaseDataLoader(BatchTransformLoader):
     """Base class for all data loaders: training batches plus `split_validation()`.
 
     Each iteration is one pass over the training split, with the shuffle of its
     pass number (see EpochSampler); `set_epoch(n)` chooses the next one.
+    `num_workers=None` picks a number from the cores this process may use;
+    `batch_transform` is applied to each batch's inputs after collation (see
+    base/batch_transform.py).
     """
 
-    def __init__(self, dataset, batch_size, shuffle, validation_split, num_workers,
-                 collate_fn=default_collate, seed=0, drop_last=False):
+    def __init__(self, dataset, batch_size, shuffle, validation_split, num_workers=None,
+                 collate_fn=default_collate, seed=0, drop_last=False, batch_transform=None):
         self.validation_split = validation_split
         self.shuffle = shuffle
         self.seed = 0 if seed is None else int(seed)
@@ -89,6 +96,8 @@ class BaseDataLoader(DataLoader):
         self.n_samples = len(train_idx)
         self.train_indices = train_idx
         rank, world = dist.get_rank(), dist.get_world_size()
+        if num_workers is None:
+            num_workers = default_num_workers()
         self.valid_sampler = ShardSampler(valid_idx, rank, world) if len(valid_idx) else None
         self.generator = torch.Generator()  # worker seeds, kept apart from the model's RNG
         self.init_kwargs = {
@@ -104,7 +113,7 @@ class BaseDataLoader(DataLoader):
             "generator": self.generator,
         }
         super().__init__(sampler=EpochSampler(train_idx, shuffle, self.seed, rank, world), drop_last=drop_last,
-                         persistent_workers=num_workers > 0, **self.init_kwargs)
+                         persistent_workers=num_workers > 0, batch_transform=batch_transform, **self.init_kwargs)
 
     def set_epoch(self, epoch):
         """Make the next pass pass number `epoch` (its shuffle and worker seeds)."""
@@ -138,9 +147,21 @@ class BaseDataLoader(DataLoader):
         """A DataLoader over the held-out samples, or None when there are none."""
         if self.valid_sampler is None:
             return None
-        return DataLoader(sampler=self.valid_sampler, **self.init_kwargs)
+        return BatchTransformLoader(sampler=self.valid_sampler, batch_transform=self.batch_transform,
+                                    **self.init_kwargs)
 
     def evaluation_loader(self):
         """This split's samples in order, each exactly once over all ranks (for test.py)."""
         sampler = ShardSampler(self.train_indices, dist.get_rank(), dist.get_world_size())
-        return DataLoader(sampler=sampler, **self.init_kwargs)
+        return BatchTransformLoader(sampler=sampler, batch_transform=self.batch_transform, **self.init_kwargs)
+
+
+def default_num_workers():
+    """Loader workers for this process when the config does not say: its share of the cores, less one
+    for the training step. Below 4 cores, none: workers there only compete with the step (README)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    share = cores // int(os.environ.get("LOCAL_WORLD_SIZE", 1))  # torchrun: the processes on this node
+    workers = 0 if share < 4 else min(share - 1, 8)
+    logging.getLogger("data_loader").info(f"data_loader.args.num_workers not set: using {workers} "
+                                          f"({share} cores for this process)")
+    return workers

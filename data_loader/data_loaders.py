@@ -1,6 +1,7 @@
 """Data loaders named in config.json."""
 from base import BaseDataLoader
-from data_loader.mnist import InMemoryMNIST, keep_batch, load_mnist, mnist_transform
+from base.batch_transform import ScaleNormalize
+from data_loader.mnist import MNIST_MEAN, MNIST_STD, InMemoryMNIST, keep_batch, load_mnist, uint8_image
 
 
 class MnistDataLoader(BaseDataLoader):
@@ -8,19 +9,20 @@ class MnistDataLoader(BaseDataLoader):
 
     in_memory (default): decode once, serve whole batches by index, in the main
     process (num_workers is not used: a batch is one tensor index, and worker
-    processes would only add copies). in_memory=False: torchvision's
-    per-sample path through `num_workers` workers, the place to add augmentation.
+    processes would only add copies). in_memory=False: torchvision's per-sample
+    path, the place to add augmentation: samples stay uint8 through the workers,
+    and ToTensor + Normalize's arithmetic runs once per batch (batch_transform),
+    on the training device under the template's Trainer.
     """
 
-    def __init__(self, data_dir, batch_size, shuffle=True, validation_split=0.0, num_workers=1,
+    def __init__(self, data_dir, batch_size, shuffle=True, validation_split=0.0, num_workers=None,
                  training=True, in_memory=True, download=True, seed=0):
         self.data_dir = data_dir
         if in_memory:
             self.dataset = InMemoryMNIST(data_dir, train=training, download=download)
-            collate_fn, num_workers = keep_batch, 0
+            kwargs = {"collate_fn": keep_batch, "num_workers": 0}
         else:
-            self.dataset = load_mnist(data_dir, training, download, transform=mnist_transform())
-            collate_fn = None
-        kwargs = {} if collate_fn is None else {"collate_fn": collate_fn}
-        super().__init__(self.dataset, batch_size, shuffle, validation_split, num_workers,
-                         seed=seed, **kwargs)
+            self.dataset = load_mnist(data_dir, training, download, transform=uint8_image())
+            kwargs = {"num_workers": num_workers,
+                      "batch_transform": ScaleNormalize((MNIST_MEAN,), (MNIST_STD,))}
+        super().__init__(self.dataset, batch_size, shuffle, validation_split, seed=seed, **kwargs)

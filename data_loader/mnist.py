@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from base.batch_transform import ScaleNormalize
 from utils.errors import UserError
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -13,10 +14,11 @@ MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
-def mnist_transform():
-    from torchvision import transforms  # torchvision is imported by the per-sample path only: it takes seconds
+def uint8_image():
+    """The per-sample step: PIL image -> uint8 tensor (C, H, W); the float arithmetic waits for the batch."""
+    from torchvision.transforms import v2  # imported by the per-sample path only: it takes seconds
 
-    return transforms.Compose([transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
+    return v2.PILToTensor()
 
 
 def load_mnist(data_dir, train, download, transform=None):
@@ -84,6 +86,7 @@ class InMemoryMNIST(torch.utils.data.Dataset):
                 raise ValueError(f"{len(self.images)} images but {len(self.targets)} labels")
         except (OSError, ValueError) as err:
             raise _corrupt(raw, err) from None
+        self.normalize = ScaleNormalize((MNIST_MEAN,), (MNIST_STD,))
 
     def __len__(self):
         return len(self.targets)
@@ -94,8 +97,7 @@ class InMemoryMNIST(torch.utils.data.Dataset):
 
     def __getitems__(self, indices):
         index = torch.as_tensor(indices, dtype=torch.long)
-        images = self.images[index].unsqueeze(1).float().div_(255)
-        return images.sub_(MNIST_MEAN).div_(MNIST_STD), self.targets[index]
+        return self.normalize(self.images[index].unsqueeze(1)), self.targets[index]
 
 
 def keep_batch(batch):

@@ -8,6 +8,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from base import BaseTrainer
+from base.batch_transform import device_transform
 from trainer.batch_stream import BatchStream
 from trainer.progress import EpochProgress, use_progress_bar
 from utils import distributed as dist
@@ -32,6 +33,9 @@ class Trainer(BaseTrainer):
         self.stream = BatchStream(data_loader)
         self.len_epoch = len_epoch or opts.len_epoch  # None: one pass over the data per epoch
         self.valid_data_loader = valid_data_loader
+        # the loaders' batch step (uint8 -> normalised float) runs here, after the copy to the device
+        self.train_transform = device_transform(data_loader)
+        self.valid_transform = device_transform(valid_data_loader)
         self.do_validation = valid_data_loader is not None
         names = [metric_name(m) for m in metric_ftns]
         self.train_metrics = MetricTracker("loss", *names)
@@ -60,8 +64,7 @@ class Trainer(BaseTrainer):
         started = time.perf_counter()
         batches = self.stream.take(epoch_len - start if self.len_epoch else None)
         for batch_idx, (data, target) in enumerate(batches, start):
-            data = data.to(self.device, non_blocking=True)
-            target = target.to(self.device, non_blocking=True)
+            data, target = self._to_device(data, target, self.train_transform)
             step_now = self._is_step_batch(batch_idx, epoch_len)
             output, loss = self._run_batch(data, target, step_now=step_now)
             self._update_metrics(self.train_metrics, output, target, loss)
@@ -83,6 +86,10 @@ class Trainer(BaseTrainer):
         samples = progress.samples * dist.get_world_size()
         return {**log, "lr": lr, "epoch_time": time.perf_counter() - started,
                 "samples_per_sec": samples / train_time if train_time > 0 else float("nan")}
+
+    def _to_device(self, data, target, transform):
+        data = data.to(self.device, non_blocking=True)
+        return (transform(data) if transform else data), target.to(self.device, non_blocking=True)
 
     def _is_step_batch(self, batch_idx, epoch_len):
         return (batch_idx + 1) % self.accumulate == 0 or batch_idx + 1 == epoch_len
@@ -126,8 +133,7 @@ class Trainer(BaseTrainer):
         progress = EpochProgress(len(self.valid_data_loader), "Valid", self.show_bar)
         with torch.no_grad():
             for batch_idx, (data, target) in enumerate(self.valid_data_loader):
-                data = data.to(self.device, non_blocking=True)
-                target = target.to(self.device, non_blocking=True)
+                data, target = self._to_device(data, target, self.valid_transform)
                 with self.autocast():
                     output = self.eval_model(data)
                     loss = self.criterion(output, target)

@@ -1,0 +1,68 @@
+"""Batch transforms: elementwise work done once per batch, after collation, on the training device.
+
+A dataset returns compact per-sample tensors (uint8 images) from the workers;
+the loader's `batch_transform` turns a whole batch into model inputs (float,
+normalised). That moves a quarter of float32's bytes between processes and
+does the arithmetic once per batch instead of once per sample.
+"""
+import torch
+from torch.utils.data import DataLoader
+
+
+class ScaleNormalize:
+    """uint8 images (N, C, H, W) -> float32 in [0, 1] -> (x - mean) / std, per channel.
+
+    The arithmetic of ToTensor + Normalize, bit for bit, on a whole batch and on
+    any device (torchvision.transforms.v2's ToDtype(scale=True) multiplies by
+    1/255 and so differs in the last bit).
+    """
+
+    def __init__(self, mean, std, scale=255.0):
+        self.mean, self.std, self.scale = tuple(mean), tuple(std), scale
+
+    def __call__(self, images):
+        x = images.to(torch.float32).div_(self.scale)
+        shape = (len(self.mean), 1, 1)
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(shape)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(shape)
+        return x.sub_(mean).div_(std)
+
+    def __repr__(self):
+        return f"ScaleNormalize(mean={self.mean}, std={self.std})"
+
+
+def transform_inputs(transform, batch):
+    """Apply `transform` to a batch's inputs: the batch itself, or the first item of (inputs, targets, ...)."""
+    if isinstance(batch, (tuple, list)):
+        return type(batch)([transform(batch[0]), *batch[1:]])
+    return transform(batch)
+
+
+def device_transform(loader):
+    """Take over a loader's batch transform, to apply after the copy to the device (None: none)."""
+    return loader.device_transform() if hasattr(loader, "device_transform") else None
+
+
+class BatchTransformLoader(DataLoader):
+    """A DataLoader that applies `batch_transform` to each batch's inputs after collation.
+
+    By default that happens here, in the main process, so any loop receives model
+    inputs (a classic trainer included). A trainer that moves batches to its device
+    first calls `device_transform()` and applies the transform there itself.
+    """
+
+    def __init__(self, *args, batch_transform=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batch_transform = batch_transform
+        self._deferred = False
+
+    def device_transform(self):
+        """Take over the batch step (to run after `.to(device)`); None when there is none."""
+        self._deferred = True
+        return self.batch_transform
+
+    def __iter__(self):
+        batches = super().__iter__()
+        if self.batch_transform is None or self._deferred:
+            return batches
+        return (transform_inputs(self.batch_transform, batch) for batch in batches)
