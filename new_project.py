@@ -7,17 +7,32 @@ from pathlib import Path
 TEMPLATE = Path(__file__).resolve().parent
 # never copied, whether git tracks them or not
 EXCLUDED_PARTS = {".git", "__pycache__", ".pytest_cache", ".ruff_cache", ".venv", "venv", ".gl"}
-EXCLUDED_TOP = {"data", "saved", Path(__file__).name}
+# new_project.py goes along: the copy's own tests (tests/test_new_project.py) exercise it, and a new
+# project is itself a template that may be copied again (a lab's base project, one copy per experiment)
+EXCLUDED_TOP = {"data", "saved"}
 KEEP_EMPTY = ("data", "saved")  # folders the new project needs, without their contents
+
+
+def git(*args):
+    return subprocess.run(["git", "-C", str(TEMPLATE), *args], capture_output=True, check=True,
+                          timeout=30).stdout.decode()
+
+
+def git_tracked_files():
+    """The files git tracks in the template, or None when the template is no git checkout of its own."""
+    try:
+        # a copy not yet under git may sit inside someone else's repository, which tracks none of it
+        if Path(git("rev-parse", "--show-toplevel").strip()).resolve() != TEMPLATE:
+            return None
+        return [Path(name) for name in git("ls-files", "-z").split("\0") if name]
+    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        return None
 
 
 def template_files():
     """The files git tracks in the template; without git, every file minus the exclusions."""
-    try:
-        listed = subprocess.run(["git", "-C", str(TEMPLATE), "ls-files", "-z"], capture_output=True,
-                                check=True, timeout=30).stdout.decode().split("\0")
-        files = [Path(name) for name in listed if name]
-    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
+    files = git_tracked_files()
+    if files is None:
         files = [p.relative_to(TEMPLATE) for p in TEMPLATE.rglob("*") if p.is_file()]
     return [f for f in files if not (set(f.parts) & EXCLUDED_PARTS) and f.parts[0] not in EXCLUDED_TOP
             and (TEMPLATE / f).is_file()]

@@ -3,9 +3,11 @@
     torchrun --standalone --nproc_per_node=2 tests/ddp_run.py CONFIG OUT_DIR
 
 Each rank leaves evidence in OUT_DIR that the entry points do not write:
-its final weights (weights_rank<r>.pt) and the files it saved (saves_rank<r>.txt).
+its final weights (weights_rank<r>.pt), the files it saved (saves_rank<r>.txt) and the
+validation samples its loader gave it (valid_indices_rank<r>.json).
 One launch serves both entry points because starting torchrun costs seconds.
 """
+import json
 import sys
 from pathlib import Path
 
@@ -39,7 +41,10 @@ class WeightDumpingTrainer(train.Trainer):
 
     def train(self):
         super().train()
-        torch.save(self.raw_model.state_dict(), self.out_dir / f"weights_rank{dist.get_rank()}.pt")
+        rank = dist.get_rank()
+        torch.save(self.raw_model.state_dict(), self.out_dir / f"weights_rank{rank}.pt")
+        indices = [i for batch in self.valid_data_loader.batch_sampler for i in batch]
+        (self.out_dir / f"valid_indices_rank{rank}.json").write_text(json.dumps(indices))
 
 
 def main(config_path, out_dir):

@@ -126,9 +126,22 @@ def test_runs_started_in_the_same_second_get_distinct_folders(config_dict, monke
         assert run.log_dir.is_dir() and run.log_dir.name == run.run_id == run.save_dir.name
 
 
-def test_parts_are_built_before_any_folder_exists(config_dict, tmp_path):
+def test_parts_are_built_before_any_folder_exists(config_dict, tmp_path, monkeypatch):
+    # a part that cannot be built (the optimizer, after the loader and the model) must leave nothing behind
+    config_dict["optimizer"]["type"] = "NoSuchOptimizer"
     parser = ConfigParser(config_dict)
+    built, init_obj = [], ConfigParser.init_obj
 
+    def recording_init_obj(self, name, *args, **kwargs):
+        part = init_obj(self, name, *args, **kwargs)
+        built.append(name)
+        return part
+    monkeypatch.setattr(ConfigParser, "init_obj", recording_init_obj)
+
+    with pytest.raises(UserError, match="NoSuchOptimizer"):
+        train.main(parser)
+
+    assert built == ["data_loader", "arch"]  # they were built, then the optimizer failed
     assert not (tmp_path / "saved").exists()
     assert not parser.run_started
 

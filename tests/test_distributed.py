@@ -8,9 +8,8 @@ import sys
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 
-import model.loss as module_loss
-import model.metric as module_metric
 import test as test_entry
 from data_loader.data_loaders import MnistDataLoader
 from model.model import MnistModel
@@ -18,6 +17,7 @@ from tests.conftest import REPO, run_dirs, shrink_config, train_in_process, writ
 
 pytestmark = pytest.mark.slow
 TOLERANCE = 1e-6
+N_VALID = 61
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +25,8 @@ def ddp_run(tmp_path_factory, synthetic_data_dir):
     """Train 2 epochs and test the best checkpoint with 2 gloo ranks; return the paths involved."""
     root = tmp_path_factory.mktemp("ddp")
     config = shrink_config(root, synthetic_data_dir)
+    # 61 validation samples: shards of 31 and 30, so a mean of the ranks' means is not the global mean
+    config["data_loader"]["args"]["validation_split"] = N_VALID
     config_path = write_config(root, config)
     evidence, rank_logs = root / "evidence", root / "torchrun_logs"
     evidence.mkdir()
@@ -76,25 +78,48 @@ def test_ranks_end_with_identical_weights(ddp_run):
     assert len(rng) == 2 and not torch.equal(rng[0]["torch"], rng[1]["torch"])  # seeded per rank
 
 
-def single_process_validation(config, checkpoint_path):
-    """Evaluate a checkpoint on the run's validation split in this process, without DDP."""
+def per_sample_validation(config, checkpoint_path):
+    """{index: (loss, correct)} over the run's validation split, one process, float64 losses."""
     loader = MnistDataLoader(**config["data_loader"]["args"], seed=config["seed"]).split_validation()
     model = MnistModel()
     model.load_state_dict(torch.load(checkpoint_path, weights_only=True)["state_dict"])
     model.eval()
-    metrics = [module_metric.accuracy, module_metric.top_k_acc]
-    return test_entry.evaluate(model, loader, module_loss.nll_loss, metrics, torch.device("cpu"))
+    order = [i for batch in loader.batch_sampler for i in batch]
+    losses, correct = [], []
+    with torch.no_grad():
+        for images, targets in loader:
+            output = model(images)
+            losses += F.nll_loss(output, targets, reduction="none").double().tolist()
+            correct += (output.argmax(dim=1) == targets).tolist()
+    return {index: (loss, hit) for index, loss, hit in zip(order, losses, correct, strict=True)}
+
+
+def mean(values):
+    return math.fsum(values) / len(values)
+
+
+def test_each_validation_sample_goes_to_exactly_one_rank(ddp_run):
+    shards = [json.loads((ddp_run["evidence"] / f"valid_indices_rank{r}.json").read_text()) for r in (0, 1)]
+    every = per_sample_validation(ddp_run["config"], ddp_run["run"] / "checkpoint-epoch1.pth")
+    assert sorted(shards[0] + shards[1]) == sorted(every)  # no sample twice, none left out
+    assert sorted(map(len, shards)) == [30, 31]
 
 
 def test_validation_metrics_equal_single_process_evaluation(ddp_run):
     history = pd.read_csv(ddp_run["run"] / "metrics.csv")
+    shards = [json.loads((ddp_run["evidence"] / f"valid_indices_rank{r}.json").read_text()) for r in (0, 1)]
     assert list(history["epoch"]) == [1, 2]
     for _, row in history.iterrows():
         epoch = int(row["epoch"])
-        single = single_process_validation(ddp_run["config"], ddp_run["run"] / f"checkpoint-epoch{epoch}.pth")
-        assert single["n_samples"] == 60  # validation_split 0.1 of 600
-        for name, value in single["metrics"].items():
-            assert math.isclose(row[f"val_{name}"], value, rel_tol=0, abs_tol=TOLERANCE), (epoch, name)
+        samples = per_sample_validation(ddp_run["config"], ddp_run["run"] / f"checkpoint-epoch{epoch}.pth")
+        assert len(samples) == N_VALID
+        loss = mean([loss for loss, _ in samples.values()])
+        accuracy = mean([hit for _, hit in samples.values()])
+        assert math.isclose(row["val_loss"], loss, rel_tol=TOLERANCE), epoch
+        assert math.isclose(row["val_accuracy"], accuracy, rel_tol=TOLERANCE, abs_tol=TOLERANCE), epoch
+        # the test means something only if averaging the ranks' own means would give another loss
+        mean_of_means = mean([mean([samples[i][0] for i in shard]) for shard in shards])
+        assert abs(mean_of_means - loss) > 100 * TOLERANCE * loss, "shards too alike to tell the averages apart"
 
 
 def test_test_script_under_torchrun_matches_single_process(ddp_run):
@@ -119,6 +144,6 @@ def test_ddp_checkpoint_resumes_in_one_process(ddp_run):
     assert list(after["epoch"]) == [1, 2, 3]
     pd.testing.assert_frame_equal(after.iloc[:2], before)
     resumed = torch.load(run / "checkpoint-epoch3.pth", weights_only=True)
-    # one process takes all 540 training samples: 9 batches of 64 after the 10 DDP steps
+    # one process takes all 539 training samples: 9 batches of 64 after the 10 DDP steps
     assert (resumed["epoch"], resumed["global_step"], resumed["world_size"]) == (3, 19, 1)
     assert len(resumed["rng_states"]) == 1

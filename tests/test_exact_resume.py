@@ -173,8 +173,9 @@ def stop_by_sigterm_at(monkeypatch, batch_number):
 @pytest.mark.parametrize("trainer_args, batch_number, epoch_done, batches_done", [
     ({}, 8, 1, 3),                                    # epoch 2, batch 3 of 5
     ({}, BATCHES_PER_EPOCH, 0, BATCHES_PER_EPOCH),    # the last batch of epoch 1
-    # epochs of 3 batches: epoch 2 stops at the end of the first pass over the data and resumes in the second
-    ({"len_epoch": 3}, 5, 1, 2),
+    # epochs of 3 batches over passes of 5: epoch 2 crosses into pass 2, epoch 3 stops after its
+    # first batch, 2 batches into pass 2; a stop on a pass boundary could not tell a lost position
+    ({"len_epoch": 3}, 7, 2, 1),
     # a signal inside an accumulation window stops after the window's optimizer step
     ({"accumulate_steps": 2}, 8, 1, 4),
 ], ids=["mid-epoch", "last-batch", "len_epoch-across-passes", "accumulation"])

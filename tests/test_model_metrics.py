@@ -101,9 +101,14 @@ def test_tensor_values_on_any_device_are_averaged():
     assert tracker.result() == {"accuracy": pytest.approx((0.5 * 64 + 36) / 100)}
 
 
-def test_data_frame_on_this_pandas():
-    # the classic tracker writes through `_data.total[key] += ...`, which pandas 3's copy-on-write refuses
-    assert int(pd.__version__.split(".")[0]) >= 3, "this stack ships pandas 3"
+@pytest.mark.parametrize("copy_on_write", [False, True])
+def test_data_frame_on_every_allowed_pandas(copy_on_write, monkeypatch):
+    # the classic tracker writes through `_data.total[key] += ...`: chained assignment, which copy-on-write
+    # (pandas 3, or pandas 2 with the option on) silently drops; requirements.txt allows pandas>=2.0
+    if int(pd.__version__.split(".")[0]) < 3:
+        monkeypatch.setattr(pd.options.mode, "copy_on_write", copy_on_write)
+    elif not copy_on_write:
+        pytest.skip("pandas 3 always copies on write")
     tracker = MetricTracker("loss", "accuracy")
     tracker.update("loss", 2.0, n=2)
     tracker.update("loss", 0.5, n=2)
@@ -116,6 +121,8 @@ def test_data_frame_on_this_pandas():
     assert list(table.columns) == ["total", "counts", "average"]
     assert table.loc["loss"].tolist() == pytest.approx([5.0, 4, 1.25])
     assert table.loc["accuracy"].tolist() == pytest.approx([3.0, 4, 0.75])
+    tracker.update("loss", 1.0, n=4)  # the table is read from the tracker each time, never a stale copy
+    assert tracker._data.loc["loss"].tolist() == pytest.approx([9.0, 8, 1.125])
 
 
 def test_reset_clears_every_key():

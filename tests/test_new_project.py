@@ -51,10 +51,11 @@ def test_new_project_copies_tracked_files_and_runs_on_its_own(tmp_path, syntheti
     assert result.returncode == 0, result.stderr
 
     copied = files_under(project)
-    expected = {f for f in tracked_files() if f.parts[0] not in ("data", "saved") and f.name != "new_project.py"}
+    expected = {f for f in tracked_files() if f.parts[0] not in ("data", "saved")}
     assert copied == expected | {Path("data/.gitkeep"), Path("saved/.gitkeep")}
     assert not any(set(f.parts) & NEVER_COPIED for f in copied)
-    assert {Path("tests/conftest.py"), Path("tests/test_smoke.py"), Path(".ci/run"), Path("config.json")} <= copied
+    assert {Path("tests/conftest.py"), Path("tests/test_smoke.py"), Path(".ci/run"), Path("config.json"),
+            Path("new_project.py"), Path("tests/test_new_project.py")} <= copied
     for f in ("config.json", "tests/conftest.py", ".ci/run"):  # copies, byte for byte
         assert (project / f).read_bytes() == (REPO / f).read_bytes(), f
     assert [line.strip() for line in result.stdout.splitlines()[1:]] == [
@@ -82,3 +83,29 @@ def test_new_project_copies_tracked_files_and_runs_on_its_own(tmp_path, syntheti
     assert provenance["git"] is None  # a fresh copy is no git checkout yet
     assert provenance["command"][1:3] == ["train.py", "-c"]
     assert f"Test:   python test.py -r {Path('saved/models/Mnist_LeNet') / run.name / 'model_best.pth'}" in training_out
+
+
+@pytest.mark.slow
+# in a copy (no .git) this skips, or each copy's pytest would start another copy's pytest, without end
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason="the template is not a git checkout here")
+def test_new_project_passes_its_own_new_project_tests_and_copies_itself(tmp_path):
+    # inside someone else's git repository, as a copy often is before its own `git init`
+    outer = tmp_path / "monorepo"
+    subprocess.run(["git", "init", "-q", str(outer)], check=True, timeout=30)
+    project = outer / "MyProject"
+    assert run_script("new_project.py", project).returncode == 0
+
+    # its `python -m pytest` collects tests/test_new_project.py too: that file must pass there
+    tests = start_in(project, "-m", "pytest", "tests/test_new_project.py", "-q", "-p", "no:cacheprovider")
+    try:
+        out, _ = tests.communicate(timeout=120)
+    finally:
+        if tests.poll() is None:
+            tests.kill()
+    assert tests.returncode == 0, out
+    assert "1 passed, 2 skipped" in out, out  # the refusals run; the git-only tests skip in a copy
+
+    # the copy is a template too: copying it again gives the same files (the outer repo tracks none of them)
+    again = run_script("new_project.py", tmp_path / "Again", cwd=project)
+    assert again.returncode == 0, again.stderr
+    assert files_under(tmp_path / "Again") == {f for f in files_under(project) if "__pycache__" not in f.parts}

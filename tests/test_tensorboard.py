@@ -137,6 +137,30 @@ def stop(server):
             server.wait(timeout=10)
 
 
+def running_in_group(pgid):
+    """Pids of the process group that still run; a zombie has exited and only waits to be reaped."""
+    running = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, IndexError):
+            continue  # gone while we looked
+        if int(group) == pgid and state != "Z":
+            running.append(int(stat.parent.name))
+    return running
+
+
+def assert_stopped(server, port, deadline_s=10):
+    """The server and the data server it started have exited, and nothing answers on its port any more."""
+    assert server.poll() is not None, "tensorboard still runs"
+    deadline = time.monotonic() + deadline_s
+    while running_in_group(server.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)  # its data server exits once its stdin, the server, is gone
+    assert running_in_group(server.pid) == [], "a process tensorboard started outlived it"
+    with socket.socket() as sock, pytest.raises(ConnectionRefusedError):
+        sock.connect(("127.0.0.1", port))
+
+
 @pytest.mark.slow
 def test_tensorboard_server_serves_the_runs_scalars(tb_run, tmp_path):
     config, history = tb_run
@@ -159,4 +183,4 @@ def test_tensorboard_server_serves_the_runs_scalars(tb_run, tmp_path):
             assert [value for _, _, value in points] == pytest.approx(history[column].tolist(), rel=1e-6)
     finally:
         stop(server)
-    assert server.returncode is not None
+    assert_stopped(server, port)
