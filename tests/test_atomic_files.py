@@ -3,12 +3,8 @@ leaves the previous file byte for byte, and no temp file beside it."""
 import pandas as pd
 import pytest
 
-from utils.history import append_epoch_row
+from base.history import append_epoch_row
 from utils.util import write_json
-
-# a temp file left by a failed write: nothing cleans it up today (write_json and append_epoch_row
-# open the temp file outside any try); strict, so this marker goes once the shared atomic writer cleans up
-LEAVES_TEMP_FILE = pytest.mark.xfail(strict=True, reason="a failed write leaves its temp file behind")
 
 
 class NotJson:
@@ -31,7 +27,6 @@ def test_write_json_failing_midway_keeps_the_old_file(tmp_path):
     assert path.read_bytes() == before
 
 
-@LEAVES_TEMP_FILE
 def test_write_json_failing_midway_leaves_no_temp_file(tmp_path):
     half_written_config(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
@@ -64,7 +59,6 @@ def test_append_epoch_row_failing_midway_keeps_the_old_file(tmp_path, monkeypatc
     assert pd.read_csv(path)["epoch"].tolist() == [1, 2]
 
 
-@LEAVES_TEMP_FILE
 def test_append_epoch_row_failing_midway_leaves_no_temp_file(tmp_path, monkeypatch):
     half_written_csv(tmp_path, monkeypatch)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv"]
