@@ -11,11 +11,18 @@ from pathlib import Path
 from base.trainer_options import read_trainer_options
 from logger import setup_logging
 from utils import distributed as dist
-from utils.checkpoint import load_checkpoint
 from utils.config_check import check_typed_section
 from utils.errors import UserError
 from utils.lookup import check_arguments, find_by_name
 from utils.overrides import apply_override, parse_override
+from utils.run_resume import (
+    check_same_run,
+    elastic_marker,
+    elastic_restart,
+    elastic_run_id,
+    load_from_any_rank,
+    newest_checkpoint,
+)
 from utils.util import read_json, write_json
 
 LOG_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
@@ -49,7 +56,9 @@ class ConfigParser:
             # no seed given: choose one, record it, and share it so every rank agrees
             self._config["seed"] = dist.broadcast_object(random.SystemRandom().randrange(2**31))
         self.continue_run = continue_run
-        if continue_run:
+        self.restart_note = ""
+        self._in_checkpoint_folder = continue_run and run_id is None  # -r: the checkpoint's own folder
+        if self._in_checkpoint_folder:
             self._run_id = self.resume.parent.name
         else:
             self._run_id = run_id or dist.broadcast_object(datetime.now().strftime(r"%m%d_%H%M%S"))
@@ -70,24 +79,37 @@ class ConfigParser:
 
         if getattr(parsed, "device", None) is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = parsed.device
-        checkpoint, resume = None, None
-        if parsed.resume is not None:
-            resume = Path(parsed.resume)
-            checkpoint = load_checkpoint(resume)
-        if parsed.config is not None and checkpoint is not None:
-            # fine-tuning, as in the classic: the checkpoint's config, with the file's sections replacing its own
-            config = {**checkpoint["config"], **read_json(parsed.config)}
-        elif parsed.config is not None:
-            config = read_json(parsed.config)
-        elif checkpoint is not None:
-            config = checkpoint["config"]
-        else:
+        if parsed.config is None and parsed.resume is None:
             raise UserError("give a config with -c (e.g. -c config.json) or a checkpoint to resume "
                             "with -r (e.g. -r saved/models/<name>/<run>/model_latest.pth)")
         modification = {opt.target: getattr(parsed, _get_opt_name(opt.flags)) for opt in options}
-        continue_run = checkpoint is not None and parsed.config is None
-        return cls(config, resume, modification, overrides=parsed.override or (),
-                   checkpoint=checkpoint, continue_run=continue_run)
+        overrides = parsed.override or ()
+        given = read_json(parsed.config) if parsed.config is not None else None
+        run_id = getattr(parsed, "run_id", None)
+        if parsed.resume is not None:
+            checkpoint, resume = load_from_any_rank(Path(parsed.resume), required=True)
+            if given is not None:
+                # fine-tuning, as in the classic: the checkpoint's config, the file's sections replacing its own
+                return cls({**checkpoint["config"], **given}, resume, modification, run_id, overrides, checkpoint)
+            return cls(checkpoint["config"], resume, modification, run_id, overrides, checkpoint, continue_run=True)
+        return cls._named_or_new_run(given, modification, overrides, run_id)
+
+    @classmethod
+    def _named_or_new_run(cls, given, modification, overrides, run_id):
+        """--run_id NAME, or the run of a restarted torchrun worker group, continues where it stopped."""
+        config = _update_config(given, modification, overrides)
+        runs = Path(config.get("trainer", {}).get("save_dir", "saved/")) / "models" / str(config.get("name"))
+        run_id = run_id or elastic_run_id(runs)
+        if run_id is None:
+            return cls(given, None, modification, None, overrides)
+        folder = runs / run_id
+        checkpoint, resume = load_from_any_rank(newest_checkpoint(folder) if folder.is_dir() else None)
+        if checkpoint is None:
+            return cls(given, None, modification, run_id, overrides)
+        check_same_run(config, checkpoint["config"], folder)
+        parser = cls(given, resume, modification, run_id, overrides, checkpoint, continue_run=True)
+        parser.restart_note = f" (torchrun restart {elastic_restart()})" if elastic_restart() else ""
+        return parser
 
     def init_obj(self, name, module, *args, **kwargs):
         """Build `module.<config[name]['type']>(*args, **config[name]['args'], **kwargs)`.
@@ -138,6 +160,10 @@ class ConfigParser:
                 raise UserError(f"cannot create the run folder {self.save_dir}: {err.strerror}; choose another "
                                 "folder with -o trainer.save_dir=PATH") from None
             write_json(self._config, self.save_dir / "config.json")
+            marker = elastic_marker(self.save_dir.parent)
+            if marker is not None:  # a restarted worker group finds this run through it
+                marker.parent.mkdir(exist_ok=True)
+                marker.write_text(self._run_id)
             self._setup_logging(to_file=True)
             self.get_logger("config").debug(f"Resolved config: {json.dumps(self._config)}")  # pasteable JSON
         else:
@@ -165,7 +191,9 @@ class ConfigParser:
         write_json(content, self.save_dir / name)
 
     def _make_run_dirs(self):
-        if not self.continue_run:
+        if self.continue_run:  # another node may hold the run's files: make the folder here too
+            self.save_dir.mkdir(parents=True, exist_ok=True)
+        else:
             base_id, suffix = self._run_id, 0
             while True:
                 try:
@@ -201,7 +229,7 @@ class ConfigParser:
     @property
     def save_dir(self):
         """saved/models/<name>/<run_id>; a continued run keeps its checkpoint's folder."""
-        if self.continue_run:
+        if self._in_checkpoint_folder:
             return self.resume.parent
         return Path(self.trainer_options.save_dir) / "models" / self._config["name"] / self._run_id
 

@@ -93,6 +93,8 @@ def parse_args(argv=None):
                       help="path to latest checkpoint (default: None)")
     args.add_argument("-d", "--device", default=None, type=str,
                       help="indices of GPUs to enable (default: all)")
+    args.add_argument("--run_id", default=None, type=run_name,
+                      help="name the run folder; run again, the run continues from its newest checkpoint")
 
     # custom cli options to modify configuration from default values given in json file.
     CustomArgs = collections.namedtuple("CustomArgs", "flags type target")
@@ -101,6 +103,12 @@ def parse_args(argv=None):
         CustomArgs(["--bs", "--batch_size"], type=positive_int, target="data_loader;args;batch_size"),
     ]
     return ConfigParser.from_args(args, options, argv)
+
+
+def run_name(text):
+    if not text or text in (".", "..") or "/" in text or text.startswith("."):
+        raise ValueError(text)
+    return text
 
 
 def positive_int(text):

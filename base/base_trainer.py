@@ -143,10 +143,16 @@ class BaseTrainer(ABC):
         if self.is_main:
             self.checkpoints.save_epoch(state, epoch, improved, last)
 
-    def _save_interrupted(self, epoch):
+    def _save_position(self, epoch):
+        """model_latest.pth with the exact position inside `epoch` (a collective: every rank calls it)."""
         state = capture_state(self, epoch - 1, resume_batch=self._batches_done(), extra=self._extra_state())
         if self.is_main:
             self.checkpoints.write(state, [LATEST])
+        return state
+
+    def _save_interrupted(self, epoch):
+        state = self._save_position(epoch)
+        if self.is_main:
             signame = TrainingInterrupted(self.stop_signals.signum)
             self.logger.warning(f"Stopped by {signame} in epoch {epoch} after {state['resume_batch']} "
                                 f"batches; state saved. Resume with: python train.py -r {self.checkpoint_dir / LATEST}")
@@ -181,4 +187,6 @@ class BaseTrainer(ABC):
         self._load_extra_state(checkpoint)
         done = self._batches_done()
         where = f"epoch {self.start_epoch}" + (f", batch {done + 1}" if done else "")
-        self.resume_log.append((logging.INFO, f"Checkpoint {self.config.resume} loaded. Resume training from {where}"))
+        note = getattr(self.config, "restart_note", "")
+        self.resume_log.append((logging.INFO, f"Checkpoint {self.config.resume} loaded{note}. "
+                                f"Resume training from {where}"))

@@ -1,7 +1,9 @@
 """The checkpoint files of a run folder: which to write, written together or not at all."""
 import errno
 import io
+import re
 import shutil
+import time
 
 import torch
 
@@ -61,3 +63,33 @@ class CheckpointFiles:
                        key=lambda p: int(p.stem.removeprefix("checkpoint-epoch")))
         for old in found[:-self.keep_last]:
             old.unlink(missing_ok=True)
+
+
+class CheckpointInterval:
+    """trainer.checkpoint_interval: every N optimizer steps (an integer) or every so long ("30s",
+    "10min", "2h"); None: never. The trainer asks `due()` after each optimizer step."""
+
+    UNITS = {"s": 1, "min": 60, "h": 3600}
+
+    def __init__(self, interval=None):
+        self.steps = interval if isinstance(interval, int) else None
+        self.seconds = parse_duration(interval) if isinstance(interval, str) else None
+        self.reset()
+
+    def reset(self):
+        self.steps_done, self.started = 0, time.monotonic()
+
+    def step(self):
+        self.steps_done += 1
+
+    def due(self, clock):
+        """A step count is due the same on every rank; a duration (`clock`) by this process's clock."""
+        if clock and self.seconds is not None:
+            return time.monotonic() - self.started >= self.seconds
+        return self.steps is not None and self.steps_done >= self.steps
+
+
+def parse_duration(text):
+    """"30s", "10min", "1.5h" -> seconds; None for anything else."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|min|h)\s*", str(text))
+    return float(found.group(1)) * CheckpointInterval.UNITS[found.group(2)] if found else None

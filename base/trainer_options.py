@@ -7,6 +7,7 @@ and that are not near misses belong to the user's own trainer and pass through.
 """
 from types import SimpleNamespace
 
+from base.checkpoint_files import parse_duration
 from utils.config_check import is_int, is_number, refuse_near_misses
 from utils.errors import UserError
 
@@ -49,6 +50,8 @@ TRAINER_OPTIONS = {
     "clip_grad_norm": (None, lambda v: v is None or (is_number(v) and v > 0), "a positive number or null"),
     "compile": (False, _bool, "true or false"),
     "deterministic": (False, _bool, "true or false"),
+    "checkpoint_interval": (None, lambda v: v is None or _positive_int(v) or (isinstance(v, str) and bool(
+        parse_duration(v))), "null, a number of optimizer steps, or a duration such as \"30s\" or \"10min\""),
 }
 
 

@@ -64,7 +64,7 @@ def check_stopped(stdout, stderr, tmp_path, signame):
     assert (checkpoint["epoch"], checkpoint["resume_batch"]) == (epoch - 1, batches)
     assert 0 < batches < BATCHES_PER_EPOCH
     assert checkpoint["data_stream"] == {"data_pass": epoch, "samples": batches * BATCH}
-    assert checkpoint["train_metrics"]["counts"]["loss"] == batches * BATCH
+    assert checkpoint["train_metrics"][0]["counts"]["loss"] == batches * BATCH
     return run, checkpoint
 
 

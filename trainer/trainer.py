@@ -9,11 +9,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 from base import BaseTrainer
 from base.batch_transform import device_transform
+from base.checkpoint_files import CheckpointInterval
 from trainer.batch_stream import BatchStream
 from trainer.progress import EpochProgress, use_progress_bar
 from utils import distributed as dist
 from utils.errors import UserError
-from utils.metric_tracker import MetricTracker, metric_name, update_metrics
+from utils.metric_tracker import MetricTracker, metric_name, own_share, update_metrics
 from utils.signals import TrainingInterrupted
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -44,6 +45,7 @@ class Trainer(BaseTrainer):
         self.log_step = opts.log_step or max(1, int(math.sqrt(data_loader.batch_size or 1)))
         self.accumulate = opts.accumulate_steps
         self.clip_grad_norm = opts.clip_grad_norm
+        self.interval = CheckpointInterval(opts.checkpoint_interval)
         self.per_batch_scheduler = (config.get("lr_scheduler") or {}).get("step") == "batch"
         self.show_bar = use_progress_bar(opts.verbosity)
         self.is_ddp = isinstance(model, DistributedDataParallel)
@@ -72,9 +74,13 @@ class Trainer(BaseTrainer):
             progress.update(target.size(0))
             if batch_idx % self.log_step == 0:
                 self._log_batch(epoch, batch_idx, epoch_len, loss, data, progress)
-            if step_now and self._stop_requested(batch_idx):
-                progress.close()
-                raise TrainingInterrupted(self.stop_signals.signum or 15)
+            if step_now:
+                stop, save = self._poll(batch_idx)
+                if stop:
+                    progress.close()
+                    raise TrainingInterrupted(self.stop_signals.signum or 15)
+                if save and batch_idx + 1 < epoch_len:  # the epoch's own save follows its last batch
+                    self._save_position(epoch)
         progress.close()
         self.train_metrics.all_reduce(dist.all_reduce_sum)  # reads the totals: waits for queued GPU work
         train_time = time.perf_counter() - started
@@ -173,12 +179,22 @@ class Trainer(BaseTrainer):
                 grid = make_grid(data[:64].float().cpu(), nrow=8, normalize=True)
                 self.writer.write("add_image", "input/step", grid, self.global_step)
 
-    def _stop_requested(self, batch_idx):
-        """Asked after optimizer steps only: gradients of a partial accumulation window are not checkpointed."""
+    def _poll(self, batch_idx):
+        """(stop now, save the position now), the same on every rank; asked after optimizer steps only."""
+        self.interval.step()
         if not dist.is_distributed():
-            return self.stop_signals.requested
-        # ranks agree on stopping at the same batch; asking costs a collective, so only every log_step-th step
-        return (batch_idx // self.accumulate) % self.log_step == 0 and dist.any_rank(self.stop_signals.requested)
+            return self.stop_signals.requested, self.interval.due(clock=True)
+        # a step count is the same on every rank; a signal or rank 0's clock is shared by a collective,
+        # so only every log_step-th step asks
+        if (batch_idx // self.accumulate) % self.log_step:
+            return False, self.interval.due(clock=False)
+        stop, late = dist.any_rank(self.stop_signals.requested, self.is_main and self.interval.due(clock=True))
+        return stop, late or self.interval.due(clock=False)
+
+    def _save_position(self, epoch):
+        state = super()._save_position(epoch)
+        self.interval.reset()
+        return state
 
     # ---- checks before training ---------------------------------------------
     def _metric_names(self):
@@ -206,8 +222,8 @@ class Trainer(BaseTrainer):
 
     def _extra_state(self):
         state = {"data_stream": self.stream.state_dict()}
-        if self.batch_in_epoch:
-            state["train_metrics"] = self.train_metrics.state_dict()
+        if self.batch_in_epoch:  # every rank's partial sums (a collective, like the RNG states)
+            state["train_metrics"] = dist.all_gather_object(self.train_metrics.state_dict())
         return state
 
     def _load_extra_state(self, state):
@@ -221,7 +237,7 @@ class Trainer(BaseTrainer):
         else:  # counted in samples: the batch size may have changed since
             self.batch_in_epoch = math.ceil(self.stream.position / (self.data_loader.batch_size or 1))
         if self.batch_in_epoch and "train_metrics" in state:
-            self.train_metrics.load_state_dict(state["train_metrics"])
+            self.train_metrics.load_state_dict(own_share(state["train_metrics"]))
         if self.stream.position and old_batch_size != self.data_loader.batch_size:
             self.resume_log.append((logging.INFO, f"The batch size changed from {old_batch_size} to "
                                     f"{self.data_loader.batch_size}: the epoch continues after the "

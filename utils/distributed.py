@@ -22,13 +22,19 @@ def init_distributed():
     if not launched_by_torchrun() or dist.is_initialized():
         return None
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    store, rank, world_size = next(dist.rendezvous("env://"))
+    # torchrun keeps one store across the worker groups it restarts. Without a prefix of its own, a
+    # restarted group reads the gloo addresses the killed group left there, connects to dead ports,
+    # and either fails ("Connection refused") or, as gloo's waiting side has no timeout
+    # (pytorch/gloo#520), hangs in init_process_group. Keys of this attempt only:
+    store = dist.PrefixStore(f"worker_group_{os.environ.get('TORCHELASTIC_RESTART_COUNT', 0)}", store)
     if torch.cuda.is_available():
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-        dist.init_process_group("nccl", device_id=device)
+        dist.init_process_group("nccl", store=store, rank=rank, world_size=world_size, device_id=device)
     else:
         device = torch.device("cpu")
-        dist.init_process_group("gloo")
+        dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size)
     return device
 
 
@@ -58,11 +64,13 @@ def all_reduce_sum(tensor):
     return reduced.to(tensor.device)
 
 
-def any_rank(flag):
-    """True on every rank when `flag` is true on at least one."""
+def any_rank(*flags):
+    """For each flag: True on every rank when it is true on at least one (one collective for all)."""
     if not is_distributed():
-        return bool(flag)
-    return bool(all_reduce_sum(torch.tensor([1.0 if flag else 0.0])).item() > 0)
+        found = [bool(f) for f in flags]
+    else:
+        found = (all_reduce_sum(torch.tensor([1.0 if f else 0.0 for f in flags])) > 0).tolist()
+    return found[0] if len(flags) == 1 else found
 
 
 def broadcast_object(obj, src=0):

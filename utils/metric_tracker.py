@@ -2,6 +2,8 @@
 the Trainer and test.py make."""
 import torch
 
+from utils import distributed as dist
+
 
 def metric_name(fn):
     return getattr(fn, "__name__", None) or fn.func.__name__  # plain function or init_ftn partial
@@ -72,3 +74,18 @@ class MetricTracker:
         totals = [float(self._totals[k]) for k in self.keys]
         return pd.DataFrame({"total": totals, "counts": counts,
                              "average": [self.avg(k) for k in self.keys]}, index=self.keys)
+
+
+def own_share(states):
+    """This rank's tracker state from a checkpoint's per-rank list (or an older single state).
+
+    Saved with another number of processes, rank 0 takes the sum of all of them: the epoch's
+    totals stay right after the all-reduce.
+    """
+    if isinstance(states, dict):
+        states = [states]
+    if len(states) == dist.get_world_size():
+        return states[dist.get_rank()]
+    if dist.get_rank() != 0:
+        return {"totals": dict.fromkeys(states[0]["totals"], 0.0), "counts": dict.fromkeys(states[0]["counts"], 0)}
+    return {part: {k: sum(s[part][k] for s in states) for k in states[0][part]} for part in ("totals", "counts")}
