@@ -18,7 +18,6 @@ from utils.overrides import apply_override, parse_override
 from utils.run_resume import (
     check_same_run,
     elastic_marker,
-    elastic_restart,
     elastic_run_id,
     load_from_any_rank,
     newest_checkpoint,
@@ -98,17 +97,19 @@ class ConfigParser:
     def _named_or_new_run(cls, given, modification, overrides, run_id):
         """--run_id NAME, or the run of a restarted torchrun worker group, continues where it stopped."""
         config = _update_config(given, modification, overrides)
-        runs = Path(config.get("trainer", {}).get("save_dir", "saved/")) / "models" / str(config.get("name"))
-        run_id = run_id or elastic_run_id(runs)
+        save_root, name = Path(config.get("trainer", {}).get("save_dir", "saved/")), str(config.get("name"))
+        restart = 0
+        if run_id is None:
+            run_id, restart = elastic_run_id(save_root, name)
         if run_id is None:
             return cls(given, None, modification, None, overrides)
-        folder = runs / run_id
+        folder = save_root / "models" / name / run_id
         checkpoint, resume = load_from_any_rank(newest_checkpoint(folder) if folder.is_dir() else None)
         if checkpoint is None:
             return cls(given, None, modification, run_id, overrides)
         check_same_run(config, checkpoint["config"], folder)
         parser = cls(given, resume, modification, run_id, overrides, checkpoint, continue_run=True)
-        parser.restart_note = f" (torchrun restart {elastic_restart()})" if elastic_restart() else ""
+        parser.restart_note = f" (torchrun restart {restart})" if restart else ""
         return parser
 
     def init_obj(self, name, module, *args, **kwargs):
@@ -160,9 +161,9 @@ class ConfigParser:
                 raise UserError(f"cannot create the run folder {self.save_dir}: {err.strerror}; choose another "
                                 "folder with -o trainer.save_dir=PATH") from None
             write_json(self._config, self.save_dir / "config.json")
-            marker = elastic_marker(self.save_dir.parent)
+            marker = elastic_marker(self.trainer_options.save_dir, self._config["name"])
             if marker is not None:  # a restarted worker group finds this run through it
-                marker.parent.mkdir(exist_ok=True)
+                marker.parent.mkdir(parents=True, exist_ok=True)
                 marker.write_text(self._run_id)
             self._setup_logging(to_file=True)
             self.get_logger("config").debug(f"Resolved config: {json.dumps(self._config)}")  # pasteable JSON

@@ -196,6 +196,10 @@ class Trainer(BaseTrainer):
         self.interval.reset()
         return state
 
+    def _save_epoch(self, epoch, improved, last):
+        super()._save_epoch(epoch, improved, last)
+        self.interval.reset()  # the interval counts from the last checkpoint of either kind
+
     # ---- checks before training ---------------------------------------------
     def _metric_names(self):
         names = ["loss", *(metric_name(m) for m in self.metric_ftns)]

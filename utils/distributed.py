@@ -9,6 +9,8 @@ import sys
 import torch
 import torch.distributed as dist
 
+JOIN_PREFIX = "template_join"  # the keys the process group is joined through, in torchrun's store
+
 
 def launched_by_torchrun():
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
@@ -23,19 +25,34 @@ def init_distributed():
         return None
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     store, rank, world_size = next(dist.rendezvous("env://"))
-    # torchrun keeps one store across the worker groups it restarts. Without a prefix of its own, a
-    # restarted group reads the gloo addresses the killed group left there, connects to dead ports,
-    # and either fails ("Connection refused") or, as gloo's waiting side has no timeout
-    # (pytorch/gloo#520), hangs in init_process_group. Keys of this attempt only:
-    store = dist.PrefixStore(f"worker_group_{os.environ.get('TORCHELASTIC_RESTART_COUNT', 0)}", store)
+    # torchrun keeps its store across the worker groups it restarts. A restarted group that finds
+    # the keys the killed group left there reads dead workers' gloo addresses and either fails
+    # ("Connection refused") or, gloo's waiting side having no timeout (pytorch/gloo#520), hangs in
+    # init_process_group. Restart counts differ from node to node, so they cannot name the keys;
+    # instead each group removes its keys once every rank has joined (_forget_join_keys).
+    group_store = dist.PrefixStore(JOIN_PREFIX, store)
     if torch.cuda.is_available():
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-        dist.init_process_group("nccl", store=store, rank=rank, world_size=world_size, device_id=device)
+        dist.init_process_group("nccl", store=group_store, rank=rank, world_size=world_size, device_id=device)
     else:
         device = torch.device("cpu")
-        dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size)
+        dist.init_process_group("gloo", store=group_store, rank=rank, world_size=world_size)
+    _forget_join_keys(store, rank)
     return device
+
+
+def _forget_join_keys(store, rank):
+    """After every rank has joined, rank 0 deletes the joining keys: a restarted group starts clean."""
+    dist.barrier()
+    if rank != 0:
+        return
+    try:
+        keys = [key for key in store.list_keys() if key.startswith(JOIN_PREFIX)]
+    except (RuntimeError, NotImplementedError, AttributeError):  # a store that cannot list keys
+        return
+    for key in keys:
+        store.delete_key(key)
 
 
 def is_distributed():

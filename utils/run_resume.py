@@ -12,7 +12,7 @@ from utils import distributed as dist
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
 
-MARKERS = ".torchelastic"  # saved/models/<name>/.torchelastic/<torchrun's run id>: the run's id
+MARKERS = ".torchelastic"  # <save_dir>/.torchelastic/<name>/<torchrun's run id> holds the run's id
 # what a resubmitted named run may change; everything else must match the run's own config
 MAY_CHANGE = {("trainer", k) for k in ("epochs", "verbosity", "save_period", "keep_last", "log_step",
                                        "tensorboard", "tensorboard_images", "tensorboard_histograms",
@@ -58,26 +58,28 @@ def load_from_any_rank(local_path, required=False):
     return checkpoint, Path(reports[source][2])
 
 
-def elastic_restart():
-    """torchrun's restart number of this worker group (0: the first start)."""
-    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))
-
-
-def elastic_marker(models_dir):
+def elastic_marker(save_dir, name):
     """Where the first worker group records its run id, for the groups torchrun restarts; None
     when torchrun will not restart (no --max-restarts)."""
     if int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", 0)) == 0 or "TORCHELASTIC_RUN_ID" not in os.environ:
         return None
-    return Path(models_dir) / MARKERS / os.environ["TORCHELASTIC_RUN_ID"]
+    return Path(save_dir) / MARKERS / name / os.environ["TORCHELASTIC_RUN_ID"]
 
 
-def elastic_run_id(models_dir):
-    """The run id the first worker group recorded, found on any rank's disk; None on a first start."""
-    marker = elastic_marker(models_dir)
-    if marker is None or elastic_restart() == 0:
-        return None
+def elastic_run_id(save_dir, name):
+    """(the run id the first worker group recorded, the restart number) when torchrun restarted this
+    group, else (None, 0). Every rank takes part: restart counts differ from node to node (only a
+    failed node's agent counts its restart), and the marker may be on any node's disk."""
+    marker = elastic_marker(save_dir, name)
+    if marker is None:
+        return None, 0
+    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))
     local = marker.read_text().strip() if marker.is_file() else None
-    return next((found for found in dist.all_gather_object(local) if found), None)
+    reports = dist.all_gather_object((restart, local))
+    restart = max(count for count, _ in reports)
+    if restart == 0:  # a first start; a marker left by an earlier job with the same --rdzv_id is not ours
+        return None, 0
+    return next((found for _, found in reports if found), None), restart
 
 
 def check_same_run(given, saved, folder):

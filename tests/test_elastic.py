@@ -1,0 +1,244 @@
+"""Lost workers and resubmitted jobs end with the weights of a run never interrupted.
+
+Real torchrun agents (gloo, CPU) on synthetic MNIST: a worker SIGKILLed in epoch 2 and
+restarted by `--max-restarts`, a `--run_id` job SIGKILLed and run again, and two agents
+(`--nnodes=2`, c10d rendezvous on 127.0.0.1) each in its own copy of the project and its own
+save_dir. Every run is bounded in time: a hang fails the test instead of stalling CI.
+"""
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from tests.conftest import REPO, run_dirs, shrink_config, write_config
+from tests.synthetic_mnist import write_synthetic_mnist
+
+pytestmark = pytest.mark.slow
+KILL_AT = "Train Epoch: 2 [17/"  # mid epoch 2, after the interval checkpoint at its step 15
+RUN_LIMIT = 120  # seconds; any run past it has hung
+
+
+@pytest.fixture(scope="module")
+def elastic_setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("elastic")
+    data = write_synthetic_mnist(tmp / "data", n_train=1000, n_test=20)
+    config = shrink_config(tmp, data, epochs=3, log_step=1, checkpoint_interval=5, verbosity=2)
+    config["data_loader"]["args"]["batch_size"] = 8  # 57 steps per epoch on each of 2 ranks
+    return tmp, config
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(argv, cwd, log):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, *map(str, argv)], cwd=cwd, env=env, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def torchrun(*args):
+    return ["-m", "torch.distributed.run", *args]
+
+
+def workers_of(agent):
+    """(pid, RANK) of the training processes an agent started."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "stat").read_text().rsplit(")", 1)[1].split()[1] == str(agent.pid):
+                    pairs = (entry / "environ").read_text().split("\0")
+                    env = dict(item.split("=", 1) for item in pairs if "=" in item)
+                    found.append((int(entry.name), int(env.get("RANK", -1))))
+            except OSError:
+                continue
+    return found
+
+
+def kill_worker_at(agents, logs, line, rank, deadline):
+    """SIGKILL the worker with RANK `rank` (of any of `agents`) once `line` shows in one of `logs`."""
+    while time.monotonic() < deadline:
+        if any(line in log.read_text() for log in logs):
+            victims = [pid for agent in agents for pid, r in workers_of(agent) if r == rank]
+            if victims:
+                os.kill(victims[0], signal.SIGKILL)
+                return
+        time.sleep(0.1)
+    pytest.fail(f"{line!r} never appeared")
+
+
+def finish(processes, deadline):
+    """Exit codes, or kill everything and fail when a process runs past the deadline (a hang)."""
+    codes = []
+    for process in processes:
+        try:
+            codes.append(process.wait(timeout=max(1, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            for p in processes:  # torchrun starts its workers in sessions of their own: kill them too
+                for pid in [pid for pid, _ in workers_of(p)] + [p.pid]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            pytest.fail("a run hung past its time limit")
+    return codes
+
+
+def final_weights(*save_dirs):
+    """The state dict of the most advanced model_latest.pth under the given save_dirs."""
+    found = [torch.load(p, weights_only=True) for d in save_dirs for p in Path(d).glob("models/*/*/model_latest.pth")]
+    best = max(found, key=lambda c: (c["epoch"], c["global_step"]))
+    assert best["epoch"] == 3
+    return best["state_dict"]
+
+
+def same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def reference(elastic_setup):
+    """An uninterrupted 2-rank run."""
+    tmp, config = elastic_setup
+    cfg = {**config, "trainer": {**config["trainer"], "save_dir": str(tmp / "reference")}}
+    log = tmp / "reference.log"
+    agent = start(torchrun("--standalone", "--nproc_per_node=2", "train.py", "-c", write_config(tmp, cfg, "ref.json")),
+                  REPO, log)
+    assert finish([agent], time.monotonic() + RUN_LIMIT) == [0], log.read_text()[-3000:]
+    return final_weights(tmp / "reference")
+
+
+def test_a_killed_worker_is_restarted_and_the_run_ends_as_if_never_killed(elastic_setup, reference, tmp_path):
+    _, config = elastic_setup
+    cfg = {**config, "trainer": {**config["trainer"], "save_dir": str(tmp_path / "saved")}}
+    log = tmp_path / "torchrun.log"
+    deadline = time.monotonic() + RUN_LIMIT
+    agent = start(torchrun("--standalone", "--nproc_per_node=2", "--max-restarts=2", "train.py", "-c",
+                           write_config(tmp_path, cfg)), REPO, log)
+    kill_worker_at([agent], [log], KILL_AT, rank=1, deadline=deadline)
+    assert finish([agent], deadline) == [0], log.read_text()[-3000:]
+
+    (run,) = run_dirs(tmp_path / "saved")
+    assert [p.name for p in (tmp_path / "saved" / "log").glob("*/*/info.log")] == ["info.log"]
+    assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [1, 2, 3]
+    info = (tmp_path / "saved" / "log").glob("*/*/info.log").__next__().read_text()
+    resumed_at = re.search(r"\(torchrun restart 1\)\. Resume training from epoch 2, batch (\d+)", info)
+    assert resumed_at and int(resumed_at.group(1)) > 15, info[-2000:]  # from the interval checkpoint
+    assert same(final_weights(tmp_path / "saved"), reference)
+
+
+def test_a_resubmitted_named_run_continues_where_it_was_killed(elastic_setup, tmp_path):
+    _, config = elastic_setup
+    cfg_path = write_config(tmp_path, {**config, "trainer": {**config["trainer"], "save_dir": str(tmp_path / "saved")}})
+    deadline = time.monotonic() + 3 * RUN_LIMIT
+    straight = start(["train.py", "-c", cfg_path, "--run_id", "straight"], REPO, tmp_path / "straight.log")
+    first = start(["train.py", "-c", cfg_path, "--run_id", "job"], REPO, log := tmp_path / "job.log")
+    while KILL_AT not in log.read_text():
+        assert time.monotonic() < deadline and first.poll() is None, log.read_text()[-2000:]
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)  # no chance to save: only the interval checkpoint is there
+    again = start(["train.py", "-c", cfg_path, "--run_id", "job"], REPO, log2 := tmp_path / "job2.log")
+    assert finish([straight, again], deadline) == [0, 0], log2.read_text()[-3000:]
+    assert re.search(r"Resume training from epoch 2, batch (1[6-9]|[2-5]\d)\b", log2.read_text())
+    runs = tmp_path / "saved" / "models" / config["name"]
+    weights = {name: torch.load(runs / name / "model_latest.pth", weights_only=True) for name in ("job", "straight")}
+    assert weights["job"]["epoch"] == 3 and same(weights["job"]["state_dict"], weights["straight"]["state_dict"])
+    # the same name with another experiment is refused, not mixed in
+    other = {**config, "optimizer": {"type": "SGD", "args": {"lr": 0.1}},
+             "trainer": {**config["trainer"], "save_dir": str(tmp_path / "saved")}}
+    refused = subprocess.run([sys.executable, "train.py", "-c", write_config(tmp_path, other, "other.json"),
+                              "--run_id", "job"], cwd=REPO, capture_output=True, text=True, timeout=RUN_LIMIT)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "holds a run with another config (optimizer.args.amsgrad, optimizer.args.lr" in refused.stderr
+    assert "optimizer.type differ); give its own config, choose another --run_id" in refused.stderr
+
+
+def project_copy(root):
+    shutil.copytree(REPO, root, ignore=shutil.ignore_patterns(".git", "saved", "data", "__pycache__", ".*cache"))
+    return root
+
+
+def two_nodes(tmp_path, config, kill):
+    """Two agents, one process each, own project copy and save_dir; optionally kill rank 1's worker."""
+    port, nodes, logs = free_port(), [], []
+    for node in ("a", "b"):
+        root = project_copy(tmp_path / node)
+        cfg = {**config, "trainer": {**config["trainer"], "save_dir": "saved/"}}
+        write_config(root, cfg, "run.json")
+        logs.append(tmp_path / f"{node}.log")
+        nodes.append(start(torchrun("--nnodes=2", "--nproc_per_node=1", "--max-restarts=2", "--rdzv_backend=c10d",
+                                    f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=two_nodes", "train.py",
+                                    "-c", "run.json"), root, logs[-1]))
+    deadline = time.monotonic() + RUN_LIMIT
+    if kill:
+        kill_worker_at(nodes, logs, KILL_AT, rank=1, deadline=deadline)
+    assert finish(nodes, deadline) == [0, 0], "\n".join(log.read_text()[-2000:] for log in logs)
+    return final_weights(tmp_path / "a" / "saved", tmp_path / "b" / "saved")
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["unkilled", "rank1-killed"])
+def test_two_nodes_without_a_shared_disk_match_one_standalone_run(elastic_setup, reference, tmp_path, kill):
+    _, config = elastic_setup
+    assert same(two_nodes(tmp_path, config, kill), reference)
+
+
+def test_interval_option_is_checked():
+    from base.trainer_options import read_trainer_options
+    from utils.errors import UserError
+
+    assert read_trainer_options({"epochs": 1, "checkpoint_interval": "10min"}).checkpoint_interval == "10min"
+    for bad in ("10 minutes", 0, -3, "0s", True):
+        with pytest.raises(UserError, match="checkpoint_interval must be"):
+            read_trainer_options({"epochs": 1, "checkpoint_interval": bad})
+
+
+def test_duration_and_step_intervals_fall_due():
+    from base.checkpoint_files import CheckpointInterval, parse_duration
+
+    assert (parse_duration("30s"), parse_duration("10min"), parse_duration("1.5h")) == (30, 600, 5400)
+    steps = CheckpointInterval(3)
+    for _ in range(2):
+        steps.step()
+    assert not steps.due(clock=True)
+    steps.step()
+    assert steps.due(clock=False) and steps.due(clock=True)
+    clock = CheckpointInterval("1s")
+    clock.started -= 2
+    assert clock.due(clock=True) and not clock.due(clock=False)  # a duration needs rank 0's clock
+
+
+def any_rank_worker(rank, port, folder):
+    """Rank 1 alone holds a checkpoint (rank 0's node has none): both end with it."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE="2")
+    from utils import distributed as dist
+    from utils.run_resume import load_from_any_rank
+
+    dist.init_distributed()
+    try:
+        local = folder / f"rank{rank}" / "model_latest.pth"
+        checkpoint, path = load_from_any_rank(local)
+        (folder / f"got{rank}.txt").write_text(f"{checkpoint['epoch']} {checkpoint['global_step']} {path}")
+    finally:
+        dist.cleanup()
+
+
+def test_the_rank_holding_the_newest_checkpoint_sends_it_to_all(tmp_path):
+    import torch.multiprocessing as mp
+
+    (tmp_path / "rank1").mkdir()
+    torch.save({"state_dict": {}, "config": {}, "epoch": 2, "global_step": 41}, tmp_path / "rank1" / "model_latest.pth")
+    mp.start_processes(any_rank_worker, args=(free_port(), tmp_path), nprocs=2, join=True, start_method="fork")
+    expected = f"2 41 {tmp_path / 'rank1' / 'model_latest.pth'}"
+    assert [(tmp_path / f"got{r}.txt").read_text() for r in (0, 1)] == [expected, expected]
