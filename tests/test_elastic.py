@@ -227,6 +227,12 @@ def any_rank_worker(rank, port, folder):
 
     dist.init_distributed()
     try:
+        # a group restarted on the same store must not find this group's joining keys there
+        store = torch.distributed.distributed_c10d._get_default_store()
+        while isinstance(store, torch.distributed.PrefixStore):
+            store = store.underlying_store
+        left = [key for key in store.list_keys() if key.startswith(dist.JOIN_PREFIX)]
+        (folder / f"keys{rank}.txt").write_text(repr(left))
         local = folder / f"rank{rank}" / "model_latest.pth"
         checkpoint, path = load_from_any_rank(local)
         (folder / f"got{rank}.txt").write_text(f"{checkpoint['epoch']} {checkpoint['global_step']} {path}")
@@ -234,7 +240,7 @@ def any_rank_worker(rank, port, folder):
         dist.cleanup()
 
 
-def test_the_rank_holding_the_newest_checkpoint_sends_it_to_all(tmp_path):
+def test_the_rank_holding_the_newest_checkpoint_sends_it_to_all_and_join_keys_are_gone(tmp_path):
     import torch.multiprocessing as mp
 
     (tmp_path / "rank1").mkdir()
@@ -242,3 +248,4 @@ def test_the_rank_holding_the_newest_checkpoint_sends_it_to_all(tmp_path):
     mp.start_processes(any_rank_worker, args=(free_port(), tmp_path), nprocs=2, join=True, start_method="fork")
     expected = f"2 41 {tmp_path / 'rank1' / 'model_latest.pth'}"
     assert [(tmp_path / f"got{r}.txt").read_text() for r in (0, 1)] == [expected, expected]
+    assert (tmp_path / "keys0.txt").read_text() == "[]"
