@@ -14,7 +14,7 @@ from utils import distributed as dist
 from utils.config_check import check_typed_section
 from utils.errors import UserError
 from utils.lookup import check_arguments, find_by_name
-from utils.overrides import apply_override, parse_override
+from utils.overrides import updated_config
 from utils.run_resume import (
     check_same_run,
     elastic_marker,
@@ -31,15 +31,13 @@ class ConfigParser:
     def __init__(self, config, resume=None, modification=None, run_id=None, overrides=(),
                  checkpoint=None, continue_run=False):
         """
-        config: dict of the experiment (see config.json).
-        resume: path of a checkpoint to resume from, or None.
-        modification: {'section;key;...': value} from registered CLI flags (None values skipped).
-        run_id: name of the run folder; default: a timestamp, made unique when it is taken.
-        overrides: ['key.path=value', '+new.key=value'] from -o.
-        checkpoint: the already-loaded checkpoint at `resume` (saves loading it twice).
-        continue_run: write into the checkpoint's own run folder instead of a new one.
+        config: dict of the experiment (see config.json); resume: path of the checkpoint resumed;
+        modification: {'section;key;...': value} from registered CLI flags (None values skipped);
+        run_id: the run folder's name (default: a timestamp, made unique when taken);
+        overrides: ['key.path=value', '+new.key=value'] from -o; checkpoint: the one at `resume`;
+        continue_run: the same run goes on (in the checkpoint's own folder unless run_id names one).
         """
-        self._config = _update_config(config, modification, overrides)
+        self._config = updated_config(config, modification, overrides)
         if not isinstance(self._config.get("name"), str) or not self._config["name"]:
             raise UserError("config: 'name' must be a non-empty string (it names the run folders)")
         if "trainer" not in self._config:
@@ -96,8 +94,9 @@ class ConfigParser:
     @classmethod
     def _named_or_new_run(cls, given, modification, overrides, run_id):
         """--run_id NAME, or the run of a restarted torchrun worker group, continues where it stopped."""
-        config = _update_config(given, modification, overrides)
-        save_root, name = Path(config.get("trainer", {}).get("save_dir", "saved/")), str(config.get("name"))
+        config = updated_config(given, modification, overrides)
+        trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
+        save_root, name = Path(str(trainer.get("save_dir", "saved/"))), str(config.get("name"))
         restart = 0
         if run_id is None:
             run_id, restart = elastic_run_id(save_root, name)
@@ -248,29 +247,5 @@ def _one_line_error(parser, message):
     parser.exit(2, f"error: {message}; see python {parser.prog} --help\n")
 
 
-def _update_config(config, modification, overrides):
-    """A copy of `config` with the CLI flags' values ('a;b;c' targets) and the -o overrides applied."""
-    config = _plain(config)
-    for target, value in (modification or {}).items():
-        if value is not None:  # a registered flag names its own target: it may add the key
-            apply_override(config, target.split(";"), value, allow_new=True)
-    for text in overrides:
-        path, value, allow_new = parse_override(text)
-        apply_override(config, path, value, allow_new)
-    return config
-
-
-def _plain(value):
-    """A deep copy made of dicts and lists only."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _get_opt_name(flags):
-    for flg in flags:
-        if flg.startswith("--"):
-            return flg.replace("--", "")
-    return flags[0].replace("--", "")
+    return next((flag for flag in flags if flag.startswith("--")), flags[0]).replace("--", "")

@@ -66,3 +66,24 @@ def _same_kind(old, new):
     if old is None or new is None:
         return True
     return _kind(old) == _kind(new)
+
+
+def updated_config(config, modification, overrides):
+    """A copy of `config` with the CLI flags' values ('a;b;c' targets) and the -o overrides applied."""
+    config = _plain(config)
+    for target, value in (modification or {}).items():
+        if value is not None:  # a registered flag names its own target: it may add the key
+            apply_override(config, target.split(";"), value, allow_new=True)
+    for text in overrides:
+        path, value, allow_new = parse_override(text)
+        apply_override(config, path, value, allow_new)
+    return config
+
+
+def _plain(value):
+    """A deep copy made of dicts and lists only."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
