@@ -70,3 +70,14 @@ def test_an_explicit_num_workers_wins_and_the_choice_is_logged_once(synthetic_da
         assert caplog.messages == []
         assert per_sample_loader(synthetic_data_dir, num_workers=None).num_workers == 8
     assert caplog.messages == ["data_loader.args.num_workers not set: using 8 (16 cores for this process)"]
+
+
+def test_a_config_may_leave_num_workers_to_the_cores():
+    from utils.config_check import check_sections
+    from utils.errors import UserError
+
+    config = {"data_loader": {"type": "MnistDataLoader", "args": {"batch_size": 8, "num_workers": None}}}
+    check_sections(config, ["data_loader"])
+    config["data_loader"]["args"]["num_workers"] = -1
+    with pytest.raises(UserError, match="num_workers must be a non-negative integer, or null"):
+        check_sections(config, ["data_loader"])

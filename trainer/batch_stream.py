@@ -34,6 +34,7 @@ class BatchStream:
                     raise UserError("the training data loader yields no batches; check the data set "
                                     "and data_loader.args") from None
                 continue
+            # only the pass's last batch may be short, and a position past the end means "pass done"
             self.position += self.loader.batch_size or 1
             taken += 1
             yield batch

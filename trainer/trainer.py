@@ -211,8 +211,8 @@ class Trainer(BaseTrainer):
         if not self.per_batch_scheduler or total is None:
             return
         per_epoch = math.ceil((self.len_epoch or len(self.data_loader)) / self.accumulate)
-        this_epoch = math.ceil(((self.len_epoch or self.batch_in_epoch + self.stream.batches_left_in_pass())
-                                - self.batch_in_epoch) / self.accumulate)
+        left = self.len_epoch - self.batch_in_epoch if self.len_epoch else self.stream.batches_left_in_pass()
+        this_epoch = math.ceil(left / self.accumulate)
         needed = self.lr_scheduler.last_epoch + this_epoch + (self.epochs - self.start_epoch) * per_epoch
         if needed > total:
             name = type(self.lr_scheduler).__name__
@@ -231,7 +231,7 @@ class Trainer(BaseTrainer):
         return state
 
     def _load_extra_state(self, state):
-        old_batch_size = state["config"]["data_loader"].get("args", {}).get("batch_size")
+        old_batch_size = state["config"].get("data_loader", {}).get("args", {}).get("batch_size")
         if "data_stream" in state:
             self.stream.load_state_dict(state["data_stream"], old_batch_size)
         else:  # a checkpoint without a position: start the next epoch's pass

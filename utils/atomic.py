@@ -19,12 +19,14 @@ def atomic_write_all(items, binary=True):
     All temp files are written (and fsynced) first, and renamed only when each
     succeeded: a full disk midway leaves every file as it was.
     """
+    folders = {Path(path).parent for path, _ in items}
+    for folder in folders:
+        _remove_stale_temps(folder)
     temps = []
     try:
         for path, write in items:
             path = Path(path)
             tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-            _remove_stale_temps(path.parent)
             temps.append(tmp)
             text_mode = {} if binary else {"encoding": "utf-8", "newline": ""}
             with tmp.open("wb" if binary else "w", **text_mode) as handle:
@@ -36,7 +38,7 @@ def atomic_write_all(items, binary=True):
     finally:
         for tmp in temps:
             tmp.unlink(missing_ok=True)
-    for folder in {Path(path).parent for path, _ in items}:
+    for folder in folders:
         _fsync_dir(folder)
 
 

@@ -29,7 +29,8 @@ def is_number(value):
 VALUE_RULES = {
     "n_gpu": (lambda v: is_int(v) and v >= 0, "a non-negative integer"),
     "data_loader.args.batch_size": (lambda v: is_int(v) and v > 0, "a positive integer"),
-    "data_loader.args.num_workers": (lambda v: is_int(v) and v >= 0, "a non-negative integer"),
+    "data_loader.args.num_workers": (lambda v: v is None or (is_int(v) and v >= 0),
+                                     "a non-negative integer, or null to pick from the cores"),
     "data_loader.args.validation_split": (
         lambda v: (is_int(v) and v >= 0) or (is_number(v) and 0.0 <= v < 1.0),
         "a fraction in [0, 1) or a sample count"),
@@ -54,8 +55,8 @@ def check_sections(config, required, source="config"):
         if section not in config:
             raise UserError(f"{source} has no '{section}' section; add it (see config.json "
                             "and the README's config section)")
-    for section in ("arch", "data_loader", "optimizer", "lr_scheduler"):
-        if config.get(section) is not None and section in (*required, "lr_scheduler"):
+    for section in [s for s in ("arch", "data_loader", "optimizer") if s in required] + ["lr_scheduler"]:
+        if config.get(section) is not None:
             check_typed_section(config, section, source)
     if "loss" in required and not isinstance(config["loss"], str):
         check_typed_section(config, "loss", source)
