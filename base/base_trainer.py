@@ -49,6 +49,9 @@ class BaseTrainer(ABC):
         self.stop_signals = StopSignals()
         self.is_main = dist.is_main_process()
         self.resume_log = []  # (level, message): written once the run's info.log exists
+        # callables `listener(epoch, log)`, called on every rank after each epoch is saved (trackers, search
+        # pruning); one may raise to end training, after that epoch's checkpoint is safe
+        self.epoch_listeners = []
         self.writer = TensorboardWriter(config.log_dir, self.logger, self.options.tensorboard and self.is_main)
 
     @property
@@ -77,6 +80,8 @@ class BaseTrainer(ABC):
                 improved = self.monitor.update(log, epoch)
                 stop = dist.any_rank(self.monitor.should_stop)
                 self._save_epoch(epoch, improved, last=stop or epoch == self.epochs)
+                for listener in self.epoch_listeners:
+                    listener(epoch, log)
                 if not stop and epoch < self.epochs and dist.any_rank(self.stop_signals.requested):
                     self._stop_after_epoch(epoch)
                 if stop:

@@ -1,0 +1,87 @@
+"""One owner per run folder: a POSIX record lock on <run folder>/.lock.
+
+The operating system drops the lock when its process dies, SIGKILL included, so
+a lock is never stale. POSIX record locks belong to the process: forked data
+loader workers do not inherit it, and a killed trainer frees its run at once.
+Their one trap: closing *any* descriptor of the lock file in the holding process
+drops the lock, so this process never opens a file it holds (see `_held`).
+"""
+import fcntl
+import os
+import socket
+import time
+from datetime import datetime
+from pathlib import Path
+
+from utils.errors import UserError
+
+LOCK_NAME = ".lock"
+_held = {}  # resolved lock path -> open descriptor, for the locks this process holds
+
+
+class RunBusy(UserError):
+    """Another live job holds the run folder."""
+
+
+def acquire(folder, wait=0.0):
+    """Hold `folder`'s lock until `release` or this process's death; RunBusy when another job holds it.
+
+    `wait`: seconds to retry first (a restarted torchrun group waits for the old one to be gone).
+    """
+    path = _lock_path(folder)
+    if path in _held:
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise RunBusy(f"run folder {Path(folder)} is in use by {_describe(path)}; wait for that job to "
+                              "end (or stop it), or choose another --run_id") from None
+            time.sleep(0.2)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"host {socket.gethostname()} pid {os.getpid()} since "
+                  f"{datetime.now().isoformat(timespec='seconds')}\n".encode(), 0)
+    _held[path] = fd
+
+
+def release(folder):
+    fd = _held.pop(_lock_path(folder), None)
+    if fd is not None:
+        os.close(fd)  # closing drops the lock; the file stays, holding the last holder's name
+
+
+def holder(folder):
+    """Who holds `folder`'s lock ("host H pid P since T"), or None when no live process does."""
+    path = _lock_path(folder)
+    if path in _held:
+        return _describe(path, ours=True)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return None  # nobody else holds it; closing below lets it go again
+    except OSError:
+        return _describe(path)
+    finally:
+        os.close(fd)
+
+
+def _describe(path, ours=False):
+    if ours:
+        return f"this process (pid {os.getpid()})"
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip() or "another process"
+    except OSError:
+        return "another process"
+
+
+def _lock_path(folder):
+    return (Path(folder) / LOCK_NAME).resolve()
