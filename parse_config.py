@@ -11,18 +11,13 @@ from pathlib import Path
 from base.trainer_options import read_trainer_options
 from logger import setup_logging
 from utils import distributed as dist
+from utils import run_lock
 from utils.config_check import check_typed_section
 from utils.errors import UserError
 from utils.lookup import check_arguments, find_by_name
 from utils.overrides import updated_config
-from utils.run_resume import (
-    check_same_run,
-    elastic_marker,
-    elastic_run_id,
-    load_from_any_rank,
-    newest_checkpoint,
-)
-from utils.util import read_json, write_json
+from utils.run_folder import log_dir_beside, recover, write_text_file
+from utils.run_resume import ORIGIN_FILE, RunStart
 
 LOG_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
 
@@ -53,12 +48,12 @@ class ConfigParser:
             # no seed given: choose one, record it, and share it so every rank agrees
             self._config["seed"] = dist.broadcast_object(random.SystemRandom().randrange(2**31))
         self.continue_run = continue_run
-        self.restart_note = ""
-        self._in_checkpoint_folder = continue_run and run_id is None  # -r: the checkpoint's own folder
-        if self._in_checkpoint_folder:
-            self._run_id = self.resume.parent.name
-        else:
-            self._run_id = run_id or dist.broadcast_object(datetime.now().strftime(r"%m%d_%H%M%S"))
+        self.restart_note = ""  # " (torchrun restart)" when a restarted worker group continues its run
+        self.origin = None  # the checkpoint a new run starts from (run.json), so its requeue is known
+        self.resume_log = []  # (level, message) about the resume, for the run's info.log
+        self._folder = self.resume.parent if continue_run and run_id is None else None  # -r: the checkpoint's own
+        self._run_id = self._folder.name if self._folder is not None else \
+            run_id or dist.broadcast_object(datetime.now().strftime(r"%m%d_%H%M%S"))
         self._exact_run_id = run_id is not None or continue_run
         self.run_started = False
 
@@ -80,36 +75,8 @@ class ConfigParser:
             raise UserError("give a config with -c (e.g. -c config.json) or a checkpoint to resume "
                             "with -r (e.g. -r saved/models/<name>/<run>/model_latest.pth)")
         modification = {opt.target: getattr(parsed, _get_opt_name(opt.flags)) for opt in options}
-        overrides = parsed.override or ()
-        given = read_json(parsed.config) if parsed.config is not None else None
-        run_id = getattr(parsed, "run_id", None)
-        if parsed.resume is not None:
-            checkpoint, resume = load_from_any_rank(Path(parsed.resume), required=True)
-            if given is not None:
-                # fine-tuning, as in the classic: the checkpoint's config, the file's sections replacing its own
-                return cls({**checkpoint["config"], **given}, resume, modification, run_id, overrides, checkpoint)
-            return cls(checkpoint["config"], resume, modification, run_id, overrides, checkpoint, continue_run=True)
-        return cls._named_or_new_run(given, modification, overrides, run_id)
-
-    @classmethod
-    def _named_or_new_run(cls, given, modification, overrides, run_id):
-        """--run_id NAME, or the run of a restarted torchrun worker group, continues where it stopped."""
-        config = updated_config(given, modification, overrides)
-        trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
-        save_root, name = Path(str(trainer.get("save_dir", "saved/"))), str(config.get("name"))
-        restart = 0
-        if run_id is None:
-            run_id, restart = elastic_run_id(save_root, name)
-        if run_id is None:
-            return cls(given, None, modification, None, overrides)
-        folder = save_root / "models" / name / run_id
-        checkpoint, resume = load_from_any_rank(newest_checkpoint(folder) if folder.is_dir() else None)
-        if checkpoint is None:
-            return cls(given, None, modification, run_id, overrides)
-        check_same_run(config, checkpoint["config"], folder)
-        parser = cls(given, resume, modification, run_id, overrides, checkpoint, continue_run=True)
-        parser.restart_note = f" (torchrun restart {restart})" if restart else ""
-        return parser
+        start = RunStart(parsed, modification, parsed.override or (), getattr(parsed, "run_id", None))
+        return start.parser(cls)
 
     def init_obj(self, name, module, *args, **kwargs):
         """Build `module.<config[name]['type']>(*args, **config[name]['args'], **kwargs)`.
@@ -148,28 +115,43 @@ class ConfigParser:
         return find_by_name(module, section["type"], f"{name} type"), module_args
 
     def init_run(self):
-        """Create the run folders (rank 0 only), save the config, start file logging.
+        """Create and lock the run folder (rank 0 only), save the config, record the run for torchrun
+        restarts, start file logging.
 
         Called when training starts, once every part is built and the checkpoint
         is checked, so that a bad config or checkpoint leaves no folder.
         """
+        problem = None
         if dist.is_main_process():
             try:
                 self._make_run_dirs()
             except OSError as err:  # checked by check_save_dir; this catches a classic train.py's run
-                raise UserError(f"cannot create the run folder {self.save_dir}: {err.strerror}; choose another "
-                                "folder with -o trainer.save_dir=PATH") from None
-            write_json(self._config, self.save_dir / "config.json")
-            marker = elastic_marker(self.trainer_options.save_dir, self._config["name"])
-            if marker is not None:  # a restarted worker group finds this run through it
-                marker.parent.mkdir(parents=True, exist_ok=True)
-                marker.write_text(self._run_id)
+                problem = UserError(f"cannot create the run folder {self.save_dir}: {err.strerror}; choose "
+                                    "another folder with -o trainer.save_dir=PATH")
+            except UserError as err:
+                problem = err
+        problem = dist.broadcast_object(problem)
+        if problem is not None:
+            raise problem
+        if dist.is_main_process():
+            write_text_file(self.save_dir / "config.json", json.dumps(self._config, indent=4) + "\n")
+            if not (self.save_dir / ORIGIN_FILE).is_file():
+                write_text_file(self.save_dir / ORIGIN_FILE, json.dumps({"origin": self.origin}) + "\n")
+            dist.record_job_run({"folder": str(self.save_dir), "run_id": self._run_id, "seed": self._config["seed"]})
             self._setup_logging(to_file=True)
             self.get_logger("config").debug(f"Resolved config: {json.dumps(self._config)}")  # pasteable JSON
         else:
             self._setup_logging(to_file=False)
         self._run_id = dist.broadcast_object(self._run_id)
         self.run_started = True
+
+    def finish_run(self):
+        """Let go of the run folder (the process's end would too)."""
+        run_lock.release(self.save_dir)
+
+    def use_folder(self, folder):
+        """This start continues the run in `folder` (found by --run_id, -r or the torchrun job)."""
+        self._folder, self._run_id, self._exact_run_id = Path(folder), Path(folder).name, True
 
     def check_save_dir(self):
         """Refuse a save_dir that cannot be written, before any data is loaded (no folder is made)."""
@@ -188,20 +170,26 @@ class ConfigParser:
 
     def write_run_file(self, name, content):
         """Save `content` as JSON in the run folder (rank 0 calls this)."""
-        write_json(content, self.save_dir / name)
+        write_text_file(self.save_dir / name, json.dumps(content, indent=4) + "\n")
 
     def _make_run_dirs(self):
-        if self.continue_run:  # another node may hold the run's files: make the folder here too
+        if self._exact_run_id:  # a named or continued run: its folder, held by this job alone
             self.save_dir.mkdir(parents=True, exist_ok=True)
+            run_lock.acquire(self.save_dir)
+            recover(self.save_dir)  # a save that a kill interrupted is finished before this run writes
+            if self._folder is None and (self.save_dir / "config.json").is_file():  # it was new at our start
+                raise UserError(f"run folder {self.save_dir} was just started by another job; run the same "
+                                "command again to continue that run, or choose another --run_id")
         else:
             base_id, suffix = self._run_id, 0
             while True:
                 try:
-                    self.save_dir.mkdir(parents=True, exist_ok=self._exact_run_id)
+                    self.save_dir.mkdir(parents=True)
                     break
                 except FileExistsError:  # another run started in the same second
                     suffix += 1
                     self._run_id = f"{base_id}_{suffix}"
+            run_lock.acquire(self.save_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
 
     def get_logger(self, name, verbosity=None):
@@ -228,14 +216,15 @@ class ConfigParser:
 
     @property
     def save_dir(self):
-        """saved/models/<name>/<run_id>; a continued run keeps its checkpoint's folder."""
-        if self._in_checkpoint_folder:
-            return self.resume.parent
+        """saved/models/<name>/<run_id>; a continued run keeps its own folder."""
+        if self._folder is not None:
+            return self._folder
         return Path(self.trainer_options.save_dir) / "models" / self._config["name"] / self._run_id
 
     @property
     def log_dir(self):
-        return Path(self.trainer_options.save_dir) / "log" / self._config["name"] / self._run_id
+        """saved/log/<name>/<run_id>, beside the run folder (also when it was copied elsewhere)."""
+        return log_dir_beside(self.save_dir, self._config["name"])
 
     @property
     def run_id(self):

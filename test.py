@@ -14,7 +14,7 @@ from parse_config import ConfigParser
 from trainer.progress import EpochProgress, use_progress_bar
 from utils import distributed as dist
 from utils import prepare_device
-from utils.checkpoint import check_state_dict_matches, strip_prefixes
+from utils.checkpoint import load_weights
 from utils.config_check import check_sections
 from utils.errors import UserError, run_cli
 from utils.lookup import find_by_name
@@ -38,9 +38,7 @@ def main(config, device=None):
     # build model architecture and load the trained weights
     model = config.init_obj("arch", module_arch)
     logger.info(model)
-    state_dict = strip_prefixes(config.checkpoint["state_dict"])
-    check_state_dict_matches(model, state_dict, config.resume)
-    model.load_state_dict(state_dict)
+    load_weights(model, config.checkpoint["state_dict"], config.resume)
 
     device_ids = []
     if device is None:

@@ -1,6 +1,7 @@
 """Train a model from a config: python train.py -c config.json (see README)."""
 import argparse
 import collections
+import re
 import sys
 
 import torch
@@ -105,9 +106,14 @@ def parse_args(argv=None):
     return ConfigParser.from_args(args, options, argv)
 
 
+RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}")  # safe in a path and in a shell, unquoted
+
+
 def run_name(text):
-    if not text or text in (".", "..") or "/" in text or text.startswith("."):
-        raise ValueError(text)
+    if not RUN_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text[:40]!r}{'...' if len(text) > 40 else ''} is not a run name: use at most 100 letters, digits "
+            "and _ . + - (not starting with . + -), e.g. --run_id job1234")
     return text
 
 

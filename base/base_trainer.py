@@ -5,16 +5,17 @@ from abc import ABC, abstractmethod
 
 import torch
 
-from base.checkpoint_files import LATEST, CheckpointFiles
-from base.history import append_epoch_row
+from base.history import history_with_row
 from base.monitor import Monitor
 from base.reporting import epoch_block, summary_lines, write_epoch_scalars
-from base.training_state import capture_state, restore_state
+from base.training_state import restore_rng, restore_weights_and_optimizer
 from logger import TensorboardWriter
 from utils import distributed as dist
 from utils.checkpoint import unwrap_model
 from utils.errors import UserError
 from utils.provenance import collect_provenance
+from utils.run_folder import BEST, LATEST, quote, save_group
+from utils.seed import get_rng_state
 from utils.signals import StopSignals, TrainingInterrupted
 
 
@@ -23,8 +24,8 @@ class BaseTrainer(ABC):
 
     The constructor only stores what it is given; `train()` restores the
     checkpoint being resumed (if any), then makes the run folders and trains.
-    A subclass with state of its own (a data position, partial metrics) returns
-    it from `_extra_state()` and gets it back in `_load_extra_state(state)`.
+    A subclass with state of its own (a data position, partial metrics) lists
+    the objects holding it in `_parts()`; each saves and loads itself.
     """
 
     def __init__(self, model, criterion, metric_ftns, optimizer, config, lr_scheduler=None,
@@ -46,6 +47,7 @@ class BaseTrainer(ABC):
         self.start_epoch = 1
         self.last_epoch = 0
         self.global_step = 0
+        self.batch_in_epoch = 0  # batches of the current epoch trained (a mid-epoch checkpoint records it)
         self.stop_signals = StopSignals()
         self.is_main = dist.is_main_process()
         self.resume_log = []  # (level, message): written once the run's info.log exists
@@ -64,8 +66,13 @@ class BaseTrainer(ABC):
 
     def train(self):
         """Full training logic; raises TrainingInterrupted after saving on SIGINT/SIGTERM."""
-        if not self._start_run():
-            return
+        try:
+            if self._start_run():
+                self._train_epochs()
+        finally:
+            self.config.finish_run()
+
+    def _train_epochs(self):
         self.stop_signals.install()
         self.writer.open()  # before the first epoch, so its epoch_time is not TensorBoard's import
         try:
@@ -79,7 +86,7 @@ class BaseTrainer(ABC):
                 self._report_epoch(log)
                 improved = self.monitor.update(log, epoch)
                 stop = dist.any_rank(self.monitor.should_stop)
-                self._save_epoch(epoch, improved, last=stop or epoch == self.epochs)
+                self._save_epoch(epoch, improved, last=stop or epoch == self.epochs, log=log)
                 for listener in self.epoch_listeners:
                     listener(epoch, log)
                 if not stop and epoch < self.epochs and dist.any_rank(self.stop_signals.requested):
@@ -99,8 +106,10 @@ class BaseTrainer(ABC):
 
         Returns False when a resumed run has no epoch left to train.
         """
+        self.resume_log.extend(getattr(self.config, "resume_log", ()))
         if self.config.checkpoint is not None:
-            self._resume_checkpoint(self.config.checkpoint)
+            self._restore(self.config.checkpoint)
+            self._log_resumed()
         if self.start_epoch > self.epochs:
             self.logger.warning(f"Nothing to train: the run is complete ({self.epochs} of {self.epochs} epochs). "
                                 f"To train further, resume with -o trainer.epochs=N, N > {self.epochs}")
@@ -108,7 +117,6 @@ class BaseTrainer(ABC):
         self._check_before_training()
         if not self.config.run_started:
             self.config.init_run()
-        self.checkpoints = CheckpointFiles(self.checkpoint_dir, self.save_period, self.options.keep_last, self.logger)
         self.writer.log_dir = str(self.config.log_dir)  # the run id may have gained a suffix
         for level, message in self.resume_log:
             self.logger.log(level, message)
@@ -133,7 +141,6 @@ class BaseTrainer(ABC):
         for line in epoch_block(log):
             self.logger.info(line)
         if self.is_main:
-            append_epoch_row(self.checkpoint_dir / "metrics.csv", log)
             if not self.writer.classic_steps:  # a classic trainer writes its own <metric>/train scalars
                 write_epoch_scalars(self.writer, log)
         self.last_epoch = log["epoch"]
@@ -143,55 +150,83 @@ class BaseTrainer(ABC):
             self.logger.info(line)
 
     # ---- checkpoints -------------------------------------------------------
-    def _save_epoch(self, epoch, improved, last):
-        state = capture_state(self, epoch, extra=self._extra_state())
-        if self.is_main:
-            self.checkpoints.save_epoch(state, epoch, improved, last)
+    def _parts(self):
+        """What a checkpoint holds besides weights, optimizer and scheduler: key -> an object with
+        state_dict() / load_state_dict(). A subclass adds its own (its data position, partial metrics)."""
+        return {"monitor": self.monitor, "grad_scaler": self.grad_scaler}
+
+    def _state(self, epoch, resume_batch=0):
+        """Everything needed to continue exactly, as plain data (a collective: every rank calls it)."""
+        state = {
+            "arch": type(self.raw_model).__name__,
+            "epoch": epoch,
+            "resume_batch": resume_batch,
+            "global_step": self.global_step,
+            "state_dict": self.raw_model.state_dict(),  # the unwrapped model: no wrapper prefixes
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler is not None else None,
+            "monitor_best": float(self.monitor.best),  # the classic key
+            "rng_states": dist.all_gather_object(get_rng_state()),  # every rank's
+            "world_size": dist.get_world_size(),
+            "config": self.config.config,
+        }
+        state.update({key: part.state_dict() if part is not None else None for key, part in self._parts().items()})
+        return state
+
+    def _save_epoch(self, epoch, improved, last, log):
+        """The epoch as one commit: model_latest, checkpoint-epoch<N> (every save_period), model_best
+        (on improvement) and the metrics.csv row; a kill leaves all of them or none."""
+        state = self._state(epoch)
+        if not self.is_main:
+            return
+        names = [LATEST]
+        if epoch % self.save_period == 0 or last:
+            names.append(f"checkpoint-epoch{epoch}.pth")
+            self.logger.info(f"Saving checkpoint: {self.checkpoint_dir / names[-1]} ...")
+        if improved:
+            names.append(BEST)
+            self.logger.info(f"Saving current best: {BEST} ...")
+        metrics = ("metrics.csv", history_with_row(self.checkpoint_dir / "metrics.csv", log))
+        save_group(self.checkpoint_dir, state, names, [metrics], self.options.keep_last)
 
     def _save_position(self, epoch):
         """model_latest.pth with the exact position inside `epoch` (a collective: every rank calls it)."""
-        state = capture_state(self, epoch - 1, resume_batch=self._batches_done(), extra=self._extra_state())
+        state = self._state(epoch - 1, resume_batch=self.batch_in_epoch)
         if self.is_main:
-            self.checkpoints.write(state, [LATEST])
+            save_group(self.checkpoint_dir, state, [LATEST])
         return state
 
     def _save_interrupted(self, epoch):
         state = self._save_position(epoch)
         if self.is_main:
             signame = TrainingInterrupted(self.stop_signals.signum)
-            self.logger.warning(f"Stopped by {signame} in epoch {epoch} after {state['resume_batch']} "
-                                f"batches; state saved. Resume with: python train.py -r {self.checkpoint_dir / LATEST}")
+            self.logger.warning(f"Stopped by {signame} in epoch {epoch} after {state['resume_batch']} batches; "
+                                f"state saved. Resume with: python train.py -r {quote(self.checkpoint_dir / LATEST)}")
 
     def _stop_after_epoch(self, epoch):
         """A signal came during validation or saving: the epoch's checkpoint is where to resume."""
         stop = TrainingInterrupted(self.stop_signals.signum or signal.SIGTERM)
         if self.is_main:
             self.logger.warning(f"Stopped by {stop} after epoch {epoch}; state saved. "
-                                f"Resume with: python train.py -r {self.checkpoint_dir / LATEST}")
+                                f"Resume with: python train.py -r {quote(self.checkpoint_dir / LATEST)}")
         raise stop
 
-    def _extra_state(self):
-        """Subclass state for the checkpoint (data position, partial metrics); plain data only."""
-        return {}
-
-    def _load_extra_state(self, state):
-        """Restore what `_extra_state()` returned (`state` holds its keys); called on resume."""
-        return None  # nothing extra in the base
-
-    def _batches_done(self):
-        """Batches of the current epoch already trained (for a mid-epoch checkpoint)."""
-        return 0
-
-    def _resume_checkpoint(self, checkpoint):
-        """Restore model, optimizer, scheduler, scaler, monitor, RNG and position."""
+    def _restore(self, checkpoint):
+        """Put back model, optimizer, scheduler, the parts, RNG and position from `checkpoint`."""
         self.resume_log.append((logging.INFO, f"Loading checkpoint: {self.config.resume} ..."))
-        restore_state(self, checkpoint)
+        restore_weights_and_optimizer(self, checkpoint)
+        for key, part in self._parts().items():
+            if part is not None and checkpoint.get(key) is not None:
+                part.load_state_dict(checkpoint[key])
+        self.last_epoch = checkpoint["epoch"]
+        self.start_epoch = self.last_epoch + 1
+        self.global_step = checkpoint.get("global_step", 0)
+        restore_rng(checkpoint.get("rng_states"), int(self.config["seed"]) + 1000 * self.start_epoch)
         loader = getattr(self, "data_loader", None)
         if hasattr(loader, "set_epoch"):  # a classic trainer's loop: continue with this epoch's shuffle
             loader.set_epoch(self.start_epoch)
-        self._load_extra_state(checkpoint)
-        done = self._batches_done()
-        where = f"epoch {self.start_epoch}" + (f", batch {done + 1}" if done else "")
-        note = getattr(self.config, "restart_note", "")
-        self.resume_log.append((logging.INFO, f"Checkpoint {self.config.resume} loaded{note}. "
-                                f"Resume training from {where}"))
+
+    def _log_resumed(self):
+        where = f"epoch {self.start_epoch}" + (f", batch {self.batch_in_epoch + 1}" if self.batch_in_epoch else "")
+        self.resume_log.append((logging.INFO, f"Checkpoint {self.config.resume} loaded"
+                                f"{self.config.restart_note}. Resume training from {where}"))

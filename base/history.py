@@ -1,14 +1,12 @@
-"""metrics.csv: one row per epoch, replaced atomically so a crash keeps the rows so far."""
+"""metrics.csv: one row per epoch; its new content is saved with the epoch's checkpoints, as one commit."""
+import io
 from pathlib import Path
 
-from utils.atomic import atomic_write
 
+def history_with_row(csv_path, row):
+    """The csv's bytes with `row` (a dict with an 'epoch' key) added, rows of that epoch or later replaced.
 
-def append_epoch_row(csv_path, row):
-    """Add `row` (a dict with an 'epoch' key) to the csv, replacing rows of that epoch or later.
-
-    Replacing later rows is what makes a resumed run continue the file without
-    duplicates.
+    Replacing later rows is what makes a resumed run continue the file without duplicates.
     """
     import pandas as pd  # imported on first use: it is slow to import
 
@@ -18,4 +16,13 @@ def append_epoch_row(csv_path, row):
         old = pd.read_csv(csv_path)
         old = old[old["epoch"] < row["epoch"]]
         new = pd.concat([old, new], ignore_index=True) if len(old) else new
-    atomic_write(csv_path, lambda handle: new.to_csv(handle, index=False), binary=False)
+    text = io.StringIO()
+    new.to_csv(text, index=False)
+    return text.getvalue().encode("utf-8")
+
+
+def append_epoch_row(csv_path, row):
+    """Add `row` to the csv on disk (atomically); the trainer saves it with its checkpoints instead."""
+    from utils.run_folder import write_files
+
+    write_files(Path(csv_path).parent, [(Path(csv_path).name, history_with_row(csv_path, row))])

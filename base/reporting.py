@@ -1,4 +1,5 @@
 """What the trainer tells a person: the per-epoch block, TensorBoard scalars, the summary."""
+from utils.run_folder import quote
 
 
 def epoch_block(log):
@@ -29,6 +30,6 @@ def summary_lines(monitor, checkpoint_dir, log_dir, last_epoch):
     chosen = best if best.is_file() else checkpoint_dir / "model_latest.pth"
     lines += [f"Checkpoints: {checkpoint_dir}",
               f"Logs and TensorBoard: {log_dir}",
-              f"Resume: python train.py -r {checkpoint_dir / 'model_latest.pth'}",
-              f"Test:   python test.py -r {chosen}"]
+              f"Resume: python train.py -r {quote(checkpoint_dir / 'model_latest.pth')}",
+              f"Test:   python test.py -r {quote(chosen)}"]
     return lines

@@ -5,13 +5,14 @@ refuses bad values and near-miss spellings, fills in defaults, and returns a
 namespace the trainer, train.py and test.py read from. Keys it does not know
 and that are not near misses belong to the user's own trainer and pass through.
 """
+import re
 from types import SimpleNamespace
 
-from base.checkpoint_files import parse_duration
 from utils.config_check import is_int, is_number, refuse_near_misses
 from utils.errors import UserError
 
 REQUIRED = object()
+DURATION_UNITS = {"s": 1, "min": 60, "h": 3600}
 
 
 def _positive_int(v):
@@ -72,3 +73,9 @@ def read_trainer_options(section, source="config"):
         else:
             values[name] = section[name]
     return SimpleNamespace(**values)
+
+
+def parse_duration(text):
+    """"30s", "10min", "1.5h" -> seconds; None for anything else."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|min|h)\s*", str(text))
+    return float(found.group(1)) * DURATION_UNITS[found.group(2)] if found else None

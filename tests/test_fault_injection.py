@@ -27,14 +27,14 @@ import io, json, os, runpy, sys, time, traceback
 import pandas, torch, torch._dynamo  # imported lazily by metrics.csv and the first optimizer: seconds each
 import train  # the slow imports, once per test instead of once per run
 
-import base.checkpoint_files as checkpoint_files
+import utils.run_folder as run_folder
 
-real_write_all, stall = checkpoint_files.atomic_write_all, {}
+real_write_all, stall = run_folder.atomic_write_all, {}
 
-def write_that_may_stall(items, binary=True):
+def write_that_may_stall(items, binary=True, **kwargs):
     """atomic_write_all; the temp file of the requested checkpoint stops halfway (so it can be killed there)."""
     def maybe_stalling(path, write):
-        name = os.path.basename(str(path))
+        name = os.path.basename(str(path)).lstrip(".")  # an epoch's files are written as .<name>.pending first
         if not (stall.get("prefix") and name.startswith(stall["prefix"])):
             return path, write
         def half_then_wait(handle):
@@ -42,13 +42,13 @@ def write_that_may_stall(items, binary=True):
             write(buffer)
             handle.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
             handle.flush()
-            print("STALLED ." + name, flush=True)
+            print("STALLED " + name, flush=True)
             time.sleep(120)
             write(handle)
         return path, half_then_wait
-    return real_write_all([maybe_stalling(path, write) for path, write in items], binary)
+    return real_write_all([maybe_stalling(path, write) for path, write in items], binary, **kwargs)
 
-checkpoint_files.atomic_write_all = write_that_may_stall
+run_folder.atomic_write_all = write_that_may_stall
 
 def child(command):
     log = os.open(command["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
@@ -95,9 +95,10 @@ KILLS = [
     ("stall", "checkpoint-epoch"),
     ("stall", "model_latest.pth"),
 ]
-REAL_NAME = re.compile(r"^(model_latest|model_best|checkpoint-epoch\d+)\.pth$|^(config|provenance)\.json$"
+REAL_NAME = re.compile(r"^(model_latest|model_best|checkpoint-epoch\d+)\.pth$|^(config|provenance|run)\.json$"
                        r"|^metrics\.csv$")
-TEMP_NAME = re.compile(r"^\.(.+)\.tmp\d*$")
+# hidden: the run's lock, an epoch's commit journal, its pending files, temp files of a write
+TEMP_NAME = re.compile(r"^\.(.+?)(\.pending)?(\.tmp\d*)?$")
 
 
 class ForkServer:
@@ -133,7 +134,7 @@ def wait_for(pid, log, trigger, deadline):
     if kind == "after":
         time.sleep(what)
         return
-    pattern = re.compile(what if kind == "line" else "STALLED ." + re.escape(what))
+    pattern = re.compile(what if kind == "line" else "STALLED " + re.escape(what))
     while time.monotonic() < deadline:
         if log.exists() and pattern.search(log.read_text()):
             return
@@ -158,7 +159,8 @@ def check_files_intact(save_dir):
         for path in run.iterdir():
             if path.name.startswith("."):
                 temp = TEMP_NAME.match(path.name)
-                assert temp and REAL_NAME.match(temp.group(1)), f"unexpected file {path}"
+                assert path.name in (".lock", ".commit.json") or temp and REAL_NAME.match(temp.group(1)), \
+                    f"unexpected file {path}"
                 continue
             assert REAL_NAME.match(path.name), f"unexpected file {path}"
             if path.suffix == ".pth":

@@ -9,12 +9,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 from base import BaseTrainer
 from base.batch_transform import device_transform
-from base.checkpoint_files import CheckpointInterval
 from trainer.batch_stream import BatchStream
+from trainer.checkpoint_interval import CheckpointInterval
 from trainer.progress import EpochProgress, use_progress_bar
 from utils import distributed as dist
 from utils.errors import UserError
-from utils.metric_tracker import MetricTracker, metric_name, own_share, update_metrics
+from utils.metric_tracker import MetricTracker, RankShares, metric_name, update_metrics
 from utils.signals import TrainingInterrupted
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -41,7 +41,6 @@ class Trainer(BaseTrainer):
         names = [metric_name(m) for m in metric_ftns]
         self.train_metrics = MetricTracker("loss", *names)
         self.valid_metrics = MetricTracker("loss", *names)
-        self.batch_in_epoch = 0
         self.log_step = opts.log_step or max(1, int(math.sqrt(data_loader.batch_size or 1)))
         self.accumulate = opts.accumulate_steps
         self.clip_grad_norm = opts.clip_grad_norm
@@ -196,8 +195,8 @@ class Trainer(BaseTrainer):
         self.interval.reset()
         return state
 
-    def _save_epoch(self, epoch, improved, last):
-        super()._save_epoch(epoch, improved, last)
+    def _save_epoch(self, epoch, improved, last, log):
+        super()._save_epoch(epoch, improved, last, log)
         self.interval.reset()  # the interval counts from the last checkpoint of either kind
 
     # ---- checks before training ---------------------------------------------
@@ -220,28 +219,23 @@ class Trainer(BaseTrainer):
                             f"trainer.epochs={self.epochs} needs {needed}; set lr_scheduler.args.total_steps to "
                             f"{needed} or more (or epochs={self.epochs} with steps_per_epoch={per_epoch})")
 
-    # ---- checkpoint hooks -------------------------------------------------
-    def _batches_done(self):
-        return self.batch_in_epoch
+    # ---- checkpoint parts ---------------------------------------------------
+    def _parts(self):
+        # the data position, and every rank's partial sums of an unfinished epoch
+        return {**super()._parts(), "data_stream": self.stream, "train_metrics": RankShares(self.train_metrics)}
 
-    def _extra_state(self):
-        state = {"data_stream": self.stream.state_dict()}
-        if self.batch_in_epoch:  # every rank's partial sums (a collective, like the RNG states)
-            state["train_metrics"] = dist.all_gather_object(self.train_metrics.state_dict())
-        return state
-
-    def _load_extra_state(self, state):
-        old_batch_size = state["config"].get("data_loader", {}).get("args", {}).get("batch_size")
-        if "data_stream" in state:
-            self.stream.load_state_dict(state["data_stream"], old_batch_size)
-        else:  # a checkpoint without a position: start the next epoch's pass
-            self.stream.load_state_dict({"data_pass": state["epoch"] + 1, "samples": 0})
+    def _restore(self, checkpoint):
+        old_batch_size = checkpoint["config"].get("data_loader", {}).get("args", {}).get("batch_size")
+        self.stream.batch_size_before = old_batch_size  # a position saved in batches (older checkpoints)
+        super()._restore(checkpoint)
+        if "data_stream" not in checkpoint:  # a checkpoint without a position: start the next epoch's pass
+            self.stream.load_state_dict({"data_pass": checkpoint["epoch"] + 1, "samples": 0})
         if self.len_epoch:
-            self.batch_in_epoch = state.get("resume_batch", 0)
+            self.batch_in_epoch = checkpoint.get("resume_batch", 0)
         else:  # counted in samples: the batch size may have changed since
             self.batch_in_epoch = math.ceil(self.stream.position / (self.data_loader.batch_size or 1))
-        if self.batch_in_epoch and "train_metrics" in state:
-            self.train_metrics.load_state_dict(own_share(state["train_metrics"]))
+        if not self.batch_in_epoch:
+            self.train_metrics.reset()
         if self.stream.position and old_batch_size != self.data_loader.batch_size:
             self.resume_log.append((logging.INFO, f"The batch size changed from {old_batch_size} to "
                                     f"{self.data_loader.batch_size}: the epoch continues after the "

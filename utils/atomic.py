@@ -1,23 +1,35 @@
 """The one way files are replaced: write a temp file beside the target, fsync, rename.
 
 A crash at any moment leaves either the old file or the new one, never a
-half-written file under the real name. Checkpoints, config.json, metrics.csv
-and test results all go through `atomic_write`.
+half-written file under the real name. A write that fails (a full disk, mostly)
+is SaveFailed: one line naming the files, why, and the space free, exit code 74.
+A run's files reach this through utils/run_folder.py, which adds group commits.
 """
+import errno
 import os
+import shutil
 from pathlib import Path
 
+from utils.errors import UserError
 
-def atomic_write(path, write, binary=True):
+EXIT_SAVE_FAILED = 74  # sysexits' EX_IOERR: the run's state could not be written (README: exit codes)
+
+
+class SaveFailed(UserError):
+    exit_code = EXIT_SAVE_FAILED
+
+
+def atomic_write(path, write, binary=True, hint=""):
     """Call `write(handle)` on a temp file in `path`'s folder, then move it over `path`."""
-    atomic_write_all([(path, write)], binary)
+    atomic_write_all([(path, write)], binary, hint=hint)
 
 
-def atomic_write_all(items, binary=True):
+def atomic_write_all(items, binary=True, needed=None, hint=""):
     """Replace every (path, write) of `items`, or none of them.
 
     All temp files are written (and fsynced) first, and renamed only when each
-    succeeded: a full disk midway leaves every file as it was.
+    succeeded: a full disk midway leaves every file as it was. `needed` (bytes)
+    and `hint` (what to do next) complete the SaveFailed message.
     """
     folders = {Path(path).parent for path, _ in items}
     for folder in folders:
@@ -32,18 +44,35 @@ def atomic_write_all(items, binary=True):
             with tmp.open("wb" if binary else "w", **text_mode) as handle:
                 write(handle)
                 handle.flush()
-                os.fsync(handle.fileno())
+                os.fsync(handle.fileno())  # the data is on disk before the rename makes it visible
         for tmp, (path, _) in zip(temps, items, strict=True):
             os.replace(tmp, path)
+    except OSError as err:
+        raise save_failed(err, [Path(p) for p, _ in items], needed, hint) from None
     finally:
         for tmp in temps:
             tmp.unlink(missing_ok=True)
     for folder in folders:
-        _fsync_dir(folder)
+        fsync_dir(folder)
+
+
+def save_failed(err, paths, needed=None, hint=""):
+    folder = paths[0].parent
+    why = "no space left on the device" if err.errno in (errno.ENOSPC, errno.EDQUOT) else err.strerror
+    try:
+        free = f"{shutil.disk_usage(folder).free / 1e6:.2f} MB are free"
+    except OSError:
+        free = "free space unknown"
+    need = f"it needs {needed / 1e6:.2f} MB, " if needed else ""
+    return SaveFailed(f"could not save {', '.join(p.name for p in paths)} in {folder}: {why} ({need}{free}); "
+                      f"the files there are unchanged{': ' + hint if hint else ''}")
 
 
 def _remove_stale_temps(folder):
-    """Delete temp files whose writer died mid-write (SIGKILL, OOM): never read, and as big as a checkpoint."""
+    """Delete temp files whose writer died mid-write (SIGKILL, OOM): never read, and as big as a checkpoint.
+
+    A temp file of a live process (test.py writing beside a running training) is left alone.
+    """
     if os.name != "posix":  # os.kill(pid, 0) only asks on POSIX; elsewhere it would kill
         return
     for tmp in folder.glob(".*.tmp*"):
@@ -62,7 +91,7 @@ def _process_alive(pid):
     return True
 
 
-def _fsync_dir(folder):
+def fsync_dir(folder):
     # makes the rename itself durable; not every platform can open a folder
     try:
         fd = os.open(folder, os.O_RDONLY)

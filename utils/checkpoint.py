@@ -6,42 +6,44 @@ from pathlib import Path
 
 import torch
 
-from utils.atomic import atomic_write
 from utils.errors import UserError
 
-# Wrappers add these to parameter names; checkpoints are stored without them
-# so that any checkpoint loads into a plain model.
+# Wrappers add these to parameter names. Checkpoints hold the unwrapped model, so they have none;
+# a classic checkpoint of a DataParallel model has `module.` on every key.
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
+def _wrapper_types():
+    from torch._dynamo.eval_frame import OptimizedModule  # torch.compile's wrapper
+
+    return (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel), OptimizedModule
+
+
 def unwrap_model(model):
-    """The plain model inside DataParallel / DistributedDataParallel / torch.compile."""
+    """The plain model inside DataParallel / DistributedDataParallel / torch.compile.
+
+    Known by type, not by attribute: a user's model may own a submodule named `module`.
+    """
+    parallel, compiled = _wrapper_types()
     while True:
-        if hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+        if isinstance(model, parallel):
             model = model.module
-        elif hasattr(model, "_orig_mod"):
+        elif isinstance(model, compiled):
             model = model._orig_mod
         else:
             return model
 
 
-def strip_prefixes(state_dict):
-    """Drop wrapper prefixes from every key of a state dict."""
-    clean = {}
-    for key, value in state_dict.items():
-        changed = True
-        while changed:
-            changed = False
-            for prefix in WRAPPER_PREFIXES:
-                if key.startswith(prefix):
-                    key, changed = key[len(prefix):], True
-        clean[key] = value
-    return clean
-
-
-def atomic_save(obj, path):
-    """torch.save `obj` to `path` atomically (see utils.atomic)."""
-    atomic_write(path, lambda handle: torch.save(obj, handle))
+def matching_keys(state_dict, model):
+    """`state_dict` with the key names `model` expects: a wrapper prefix that *every* key carries
+    (a classic DataParallel checkpoint) is dropped only when the model's own names lack it."""
+    expected = set(model.state_dict())
+    while set(state_dict) != expected:
+        prefix = next((p for p in WRAPPER_PREFIXES if state_dict and all(k.startswith(p) for k in state_dict)), None)
+        if prefix is None:
+            break
+        state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}
+    return state_dict
 
 
 def load_checkpoint(path, map_location="cpu"):
@@ -69,6 +71,12 @@ def load_checkpoint(path, map_location="cpu"):
     return checkpoint
 
 
+def looks_like_checkpoint(path):
+    """A file whose first bytes are torch.save's (it may still be truncated)."""
+    path = Path(path)
+    return path.is_file() and path.stat().st_size > 0 and _looks_like_torch_save(path)
+
+
 def _looks_like_torch_save(path):
     """torch.save writes a zip archive (or, in the legacy format, a pickle)."""
     with path.open("rb") as handle:
@@ -85,6 +93,13 @@ def _refusal_reason(err):
         return f"it would load the global {found.group(1)}"
     found = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
     return found.group(1).strip().rstrip(".") if found else "unsupported content"
+
+
+def load_weights(model, state_dict, path):
+    """Load a checkpoint's weights into the plain `model`; weights of another architecture are refused."""
+    state_dict = matching_keys(state_dict, model)
+    check_state_dict_matches(model, state_dict, path)
+    model.load_state_dict(state_dict)
 
 
 def check_state_dict_matches(model, state_dict, path):

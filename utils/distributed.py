@@ -3,6 +3,7 @@
 torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them the process is
 rank 0 of 1 and each helper does the single-process thing.
 """
+import json
 import os
 import sys
 
@@ -10,6 +11,8 @@ import torch
 import torch.distributed as dist
 
 JOIN_PREFIX = "template_join"  # the keys the process group is joined through, in torchrun's store
+JOB_KEY = "template_job_run"  # the run this torchrun job trains, recorded by its first worker group
+_store = None  # torchrun's store: it lives exactly as long as the agent, across the groups it restarts
 
 
 def launched_by_torchrun():
@@ -23,8 +26,11 @@ def init_distributed():
     """
     if not launched_by_torchrun() or dist.is_initialized():
         return None
+    global _store
+    _die_with_parent()
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     store, rank, world_size = next(dist.rendezvous("env://"))
+    _store = store
     # torchrun keeps its store across the worker groups it restarts. A restarted group that finds
     # the keys the killed group left there reads dead workers' gloo addresses and either fails
     # ("Connection refused") or, gloo's waiting side having no timeout (pytorch/gloo#520), hangs in
@@ -40,6 +46,35 @@ def init_distributed():
         dist.init_process_group("gloo", store=group_store, rank=rank, world_size=world_size)
     _forget_join_keys(store, rank)
     return device
+
+
+def _die_with_parent():
+    """A worker whose torchrun agent is SIGKILLed would train on alone, beside the job that is requeued
+    in its place: ask Linux to kill this process when the agent dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the agent died before the request was made
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def job_run():
+    """What the first worker group of this torchrun job recorded about its run (a dict), or None: a
+    first start, or no torchrun. Every rank calls it."""
+    record = None
+    if is_main_process() and _store is not None and _store.check([JOB_KEY]):
+        record = json.loads(_store.get(JOB_KEY))
+    return broadcast_object(record)
+
+
+def record_job_run(record):
+    """Rank 0 records the run this job trains, for the groups torchrun may restart."""
+    if _store is not None and is_main_process():
+        _store.set(JOB_KEY, json.dumps(record))
 
 
 def _forget_join_keys(store, rank):

@@ -1,4 +1,5 @@
 """Errors a user can cause, and how the entry points report them."""
+import os
 import sys
 
 
@@ -14,9 +15,38 @@ class UserError(Exception):
 
 
 def run_cli(main):
-    """Run `main()`; turn a UserError into one line on stderr and exit 2."""
+    """Run `main()`; turn a UserError into one line on stderr and exit 2 (or its own code).
+
+    Under torchrun, a rank whose peer has already failed (its collective breaks off) exits with one
+    line too: the peer's own line says what went wrong.
+    """
+    from utils import run_lock
+
     try:
         main()
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print_line(f"error: {err}")
         sys.exit(err.exit_code)
+    except Exception as err:
+        if not _peer_failed(err):
+            raise
+        print_line(f"error: rank {os.environ.get('RANK')} stopped: another process of this job failed (see "
+                   f"its message above; {type(err).__name__})")
+        sys.exit(1)
+    finally:
+        run_lock.release_all()  # the process may go on (a test, a notebook): the run is free again
+
+
+def print_line(text):
+    """One line on stderr in a single write, so that lines of several ranks never run into each other."""
+    sys.stderr.write(text.replace("\n", " ") + "\n")  # print() writes the newline separately
+    sys.stderr.flush()
+
+
+def _peer_failed(err):
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    return isinstance(err, dist.DistError) or any(
+        text in str(err) for text in ("Connection closed by peer", "Connection reset by peer", "Broken pipe"))

@@ -76,6 +76,20 @@ class MetricTracker:
                              "average": [self.avg(k) for k in self.keys]}, index=self.keys)
 
 
+class RankShares:
+    """A tracker's state as a checkpoint part: every rank's partial sums (saving is a collective), and
+    this rank's own share back on loading."""
+
+    def __init__(self, tracker):
+        self.tracker = tracker
+
+    def state_dict(self):
+        return dist.all_gather_object(self.tracker.state_dict())
+
+    def load_state_dict(self, states):
+        self.tracker.load_state_dict(own_share(states))
+
+
 def own_share(states):
     """This rank's tracker state from a checkpoint's per-rank list (or an older single state).
 

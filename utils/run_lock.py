@@ -31,28 +31,46 @@ def acquire(folder, wait=0.0):
     path = _lock_path(folder)
     if path in _held:
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     deadline = time.monotonic() + wait
-    while True:
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except OSError:
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                raise RunBusy(f"run folder {Path(folder)} is in use by {_describe(path)}; wait for that job to "
-                              "end (or stop it), or choose another --run_id") from None
-            time.sleep(0.2)
+    while (fd := _try_lock(path)) is None:
+        if time.monotonic() >= deadline:
+            raise RunBusy(f"run folder {Path(folder)} is in use by {_describe(path)}; wait for that job to "
+                          "end (or stop it), or choose another --run_id")
+        time.sleep(0.2)
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"host {socket.gethostname()} pid {os.getpid()} since "
                   f"{datetime.now().isoformat(timespec='seconds')}\n".encode(), 0)
     _held[path] = fd
 
 
+def _try_lock(path):
+    """A descriptor holding the lock on the file now at `path`, or None when another process holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.fstat(fd).st_ino == os.stat(path).st_ino:
+            return fd
+    except FileNotFoundError:  # released (and removed) between our open and our lock
+        pass
+    except OSError:
+        os.close(fd)
+        return None
+    os.close(fd)  # we locked a file its holder had just removed: try the new one
+    return _try_lock(path)
+
+
 def release(folder):
-    fd = _held.pop(_lock_path(folder), None)
+    """Let go of `folder`; the lock file goes too, so a folder left alone looks as it did."""
+    path = _lock_path(folder)
+    fd = _held.pop(path, None)
     if fd is not None:
-        os.close(fd)  # closing drops the lock; the file stays, holding the last holder's name
+        path.unlink(missing_ok=True)  # before closing: a waiting job then locks a fresh file, never this one
+        os.close(fd)
+
+
+def release_all():
+    for path in list(_held):
+        release(path.parent)
 
 
 def holder(folder):

@@ -1,85 +1,117 @@
-"""Where a run continues from: an explicit -r, a named run's folder (--run_id), or the run a
-torchrun restart belongs to; the checkpoint is read where it exists and sent to every rank.
+"""Which run a start continues, and from which checkpoint: a new run, a named run (--run_id), the
+checkpoint's own run (-r), or the run of the torchrun job this worker group belongs to.
 
-Every rank looks on its own disk, the ranks compare what they found, and the one holding the
-newest checkpoint sends it to the others: multi-node runs need no shared filesystem, and a
-restart that moved rank 0 to another node still finds the run.
+Runs are found by what is unique to them: the folder, the --run_id, or the torchrun job (a record
+in torchrun's own store, which lives exactly as long as the agent: a later job reusing the same
+--rdzv_id starts with an empty store). A run found is locked before anything in it is read.
+Every rank looks on its own disk and the one holding the newest checkpoint sends it to the
+others, so multi-node runs need no shared filesystem.
 """
-import os
+import json
 from pathlib import Path
 
 from utils import distributed as dist
+from utils import run_lock
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
+from utils.overrides import updated_config
+from utils.run_folder import newest_intact, progress, recover
 
-MARKERS = ".torchelastic"  # <save_dir>/.torchelastic/<name>/<torchrun's run id> holds the run's id
+ORIGIN_FILE = "run.json"  # {"origin": the checkpoint a run started from, or null}
+RESTART_WAIT = 60  # seconds a restarted group waits for the old one to let go of the run
 # what a resubmitted named run may change; everything else must match the run's own config
 MAY_CHANGE = {("trainer", k) for k in ("epochs", "verbosity", "save_period", "keep_last", "log_step",
                                        "tensorboard", "tensorboard_images", "tensorboard_histograms",
                                        "checkpoint_interval", "early_stop", "save_dir")} \
-    | {("seed",), ("data_loader", "args", "data_dir")}  # where files live may differ from node to node
+    | {("data_loader", "args", "data_dir")}  # where files live may differ from node to node
 
 
-def newest_checkpoint(folder):
-    """model_latest.pth, else the highest checkpoint-epoch<N>.pth, in `folder`; None when there is none."""
-    folder = Path(folder)
-    if (folder / "model_latest.pth").is_file():
-        return folder / "model_latest.pth"
-    epochs = sorted(folder.glob("checkpoint-epoch*.pth"), key=lambda p: int(p.stem.removeprefix("checkpoint-epoch")))
-    return epochs[-1] if epochs else None
+def take_run(folder, restart=False):
+    """Lock `folder` for this job (rank 0 holds it), then finish any save a kill interrupted there;
+    True when there was one.
 
-
-def load_from_any_rank(local_path, required=False):
-    """The checkpoint at `local_path` (this rank's disk; None: none here), from whichever rank
-    holds the most advanced one, on every rank: (checkpoint, path) or (None, None).
-
-    A bad file, or no file at all when `required`, is a UserError on every rank, so that no
-    rank waits for another in vain.
+    Every rank calls this; a run another job holds is RunBusy on every rank, so none waits in vain.
     """
-    found, problem = None, None
-    if local_path is not None and Path(local_path).is_file():
+    problem, recovered = None, False
+    if dist.is_main_process() and Path(folder).is_dir():
         try:
-            found = load_checkpoint(local_path)
+            run_lock.acquire(folder, wait=RESTART_WAIT if restart else 0)
+            recovered = recover(folder)
         except UserError as err:
             problem = str(err)
-    progress = (found["epoch"], found.get("global_step", 0)) if found is not None else None
-    reports = dist.all_gather_object((progress, problem, str(local_path) if found is not None else None))
-    problems = [p for _, p, _ in reports if p]
+    problem, recovered = dist.broadcast_object((problem, recovered))
+    if problem:
+        raise run_lock.RunBusy(problem)
+    return recovered
+
+
+def newest_on_any_rank(folder, log):
+    """The newest intact checkpoint in `folder` on any rank's disk, sent to every rank: (checkpoint, path)."""
+    found, path = newest_intact(folder, log) if folder is not None and Path(folder).is_dir() else (None, None)
+    return _from_best_rank(found, path)
+
+
+def load_on_any_rank(path):
+    """The checkpoint at `path` (-r), read where it exists and sent to every rank; bad or missing: UserError."""
+    found, problem = None, None
+    if Path(path).is_file():
+        try:
+            found = load_checkpoint(path)
+        except UserError as err:
+            problem = f"{err}{_intact_hint(Path(path))}"
+    problems = [p for p in dist.all_gather_object(problem) if p]
     if problems:
         raise UserError(problems[0])
-    holders = [(progress, -rank) for rank, (progress, _, _) in enumerate(reports) if progress is not None]
+    checkpoint, where = _from_best_rank(found, Path(path) if found is not None else None)
+    if checkpoint is None:
+        raise UserError(f"checkpoint {path} does not exist; pass the path of a .pth file under saved/models/ with -r")
+    return checkpoint, where
+
+
+def _from_best_rank(found, path):
+    reports = dist.all_gather_object((progress(found) if found is not None else None, str(path)))
+    holders = [(prog, -rank) for rank, (prog, _) in enumerate(reports) if prog is not None]
     if not holders:
-        if required:
-            raise UserError(f"checkpoint {local_path} does not exist; pass the path of a .pth file "
-                            "under saved/models/ with -r")
         return None, None
-    source = -max(holders)[1]
+    source = -max(holders)[1]  # the most advanced checkpoint; on a tie, the lowest rank
     checkpoint = dist.broadcast_object(found if dist.get_rank() == source else None, src=source)
-    return checkpoint, Path(reports[source][2])
+    return checkpoint, Path(reports[source][1])
 
 
-def elastic_marker(save_dir, name):
-    """Where the first worker group records its run id, for the groups torchrun restarts; None
-    when torchrun will not restart (no --max-restarts)."""
-    if int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", 0)) == 0 or "TORCHELASTIC_RUN_ID" not in os.environ:
+def _intact_hint(path):
+    """For a broken -r file: the newest checkpoint beside it that loads, if another one does."""
+    _, intact = newest_intact(path.parent)
+    return f"; the newest intact one there is {intact}" if intact is not None and intact != path else ""
+
+
+def saved_config(folder):
+    """The run's own config.json (written when the run was made), from any rank's disk; None if none."""
+    local = None
+    path = Path(folder) / "config.json"
+    if path.is_file():
+        try:
+            local = json.loads(path.read_text())
+        except (OSError, ValueError):
+            local = None
+    return next((c for c in dist.all_gather_object(local) if c is not None), None)
+
+
+def origin_of(folder):
+    """The checkpoint a run started from (run.json), or None."""
+    path = Path(folder) / ORIGIN_FILE
+    try:
+        return json.loads(path.read_text()).get("origin") if path.is_file() else None
+    except (OSError, ValueError):
         return None
-    return Path(save_dir) / MARKERS / name / os.environ["TORCHELASTIC_RUN_ID"]
 
 
-def elastic_run_id(save_dir, name):
-    """(the run id the first worker group recorded, the restart number) when torchrun restarted this
-    group, else (None, 0). Every rank takes part: restart counts differ from node to node (only a
-    failed node's agent counts its restart), and the marker may be on any node's disk."""
-    marker = elastic_marker(save_dir, name)
-    if marker is None:
-        return None, 0
-    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))
-    local = marker.read_text().strip() if marker.is_file() else None
-    reports = dist.all_gather_object((restart, local))
-    restart = max(count for count, _ in reports)
-    if restart == 0:  # a first start; a marker left by an earlier job with the same --rdzv_id is not ours
-        return None, 0
-    return next((found for _, found in reports if found), None), restart
+def check_origin(folder, resume):
+    """`-r FILE --run_id NAME` into an existing run NAME: only that run's own requeue may continue it."""
+    resume = Path(resume).resolve()
+    if resume.parent == Path(folder).resolve() or origin_of(folder) == str(resume):
+        return
+    raise UserError(f"run folder {folder} already holds another run, not one started from {resume}; "
+                    "choose another --run_id, or resume that run with its own checkpoint")
 
 
 def check_same_run(given, saved, folder):
@@ -95,5 +127,92 @@ def _differences(a, b, path=()):
     if isinstance(a, dict) and isinstance(b, dict):
         for key in sorted(set(a) | set(b)):
             yield from _differences(a.get(key), b.get(key), (*path, key))
-    elif a != b and not (path == ("seed",) and a is None):  # seed null: the run chose one
+    elif a != b and not (path == ("seed",) and a is None):  # seed null: the run chose one when it was made
         yield path
+
+
+class RunStart:
+    """From the command line to the run this start is: `parser(cls)` builds the ConfigParser for it."""
+
+    def __init__(self, parsed, modification, overrides, run_id):
+        from utils.util import read_json  # utils.util imports torch-heavy helpers; keep this module light
+
+        self.given = read_json(parsed.config) if parsed.config is not None else None
+        self.resume = Path(parsed.resume) if parsed.resume is not None else None
+        self.modification, self.overrides, self.run_id = modification, overrides, run_id
+        self.restart = False
+        self.log = []  # (level, message) for the run's info.log
+
+    def parser(self, cls):
+        job = dist.job_run()
+        if job is None:
+            return self._first_start(cls)
+        # a group torchrun restarted: the run its job started, from that run's newest checkpoint
+        self.restart = True
+        folder = Path(job["folder"])
+        take_run(folder, restart=True)
+        checkpoint, path = newest_on_any_rank(folder, self.log)
+        if checkpoint is not None:
+            parser = cls(checkpoint["config"], path, self.modification, job["run_id"], self.overrides, checkpoint,
+                         continue_run=True)
+        else:  # killed before its first checkpoint: the same start again, in the same folder, with the same seed
+            parser = self._first_start(cls)
+            parser.config["seed"] = job["seed"]
+        parser.restart_note = " (torchrun restart)"
+        return self._finish(parser, folder)
+
+    def _first_start(self, cls):
+        if self.run_id is not None:
+            return self._named(cls)
+        if self.resume is None:
+            return cls(self.given, None, self.modification, None, self.overrides)
+        return self._from_checkpoint(cls, None)
+
+    def _from_checkpoint(self, cls, run_id):
+        checkpoint, path = load_on_any_rank(self.resume)  # -r alone: its run is locked when training starts
+        if self.given is not None:  # fine-tuning, as in the classic: the file's sections replace the checkpoint's
+            parser = cls({**checkpoint["config"], **self.given}, path, self.modification, run_id, self.overrides,
+                         checkpoint)
+        else:
+            parser = cls(checkpoint["config"], path, self.modification, run_id, self.overrides, checkpoint,
+                         continue_run=True)
+        if run_id is not None or self.given is not None:  # a new run that starts from another's checkpoint
+            parser.origin = str(path.resolve())
+        return self._finish(parser)
+
+    def _named(self, cls):
+        """--run_id NAME: a new run of that name, or the run NAME continued (a requeue) from its newest checkpoint."""
+        base = self.given if self.given is not None else load_on_any_rank(self.resume)[0]["config"]
+        folder = _run_folder(updated_config(base, self.modification, self.overrides), self.run_id)
+        saved = saved_config(folder) if folder is not None else None
+        if saved is None:  # a new named run
+            return self._from_checkpoint(cls, self.run_id) if self.resume else \
+                self._finish(cls(self.given, None, self.modification, self.run_id, self.overrides))
+        take_run(folder, self.restart)
+        if self.resume is not None:
+            check_origin(folder, self.resume)
+        else:
+            check_same_run(updated_config(self.given, self.modification, self.overrides), saved, folder)
+        checkpoint, path = newest_on_any_rank(folder, self.log)
+        if checkpoint is None:  # killed before its first checkpoint: start it again, with the seed it drew
+            parser = self._from_checkpoint(cls, self.run_id) if self.resume else \
+                cls(self.given, None, self.modification, self.run_id, self.overrides)
+            parser.config["seed"] = saved["seed"]
+            return self._finish(parser, folder)
+        config = {**checkpoint["config"], **self.given} if self.given is not None else checkpoint["config"]
+        config = {**config, "seed": saved["seed"]}
+        parser = cls(config, path, self.modification, self.run_id, self.overrides, checkpoint, continue_run=True)
+        return self._finish(parser, folder)
+
+    def _finish(self, parser, folder=None):
+        if folder is not None:
+            parser.use_folder(folder)
+        parser.resume_log.extend(self.log)
+        return parser
+
+
+def _run_folder(config, run_id):
+    trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
+    if not isinstance(config.get("name"), str):
+        return None  # the ConfigParser reports it
+    return Path(str(trainer.get("save_dir", "saved/"))) / "models" / config["name"] / run_id

@@ -40,8 +40,8 @@ def worker(kind):
 def save_seconds(repeats=20):
     """Median time of one model_latest.pth write of the default model and Adam state."""
     import torch
-
     from base.checkpoint_files import CheckpointFiles
+
     from model.model import MnistModel
 
     model = MnistModel()

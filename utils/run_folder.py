@@ -1,0 +1,147 @@
+"""The files of a run folder: its checkpoints, the newest intact one, and saves that commit as a whole.
+
+An epoch's save writes several files (model_latest.pth, checkpoint-epoch<N>.pth,
+model_best.pth, metrics.csv). Each is written to a pending file and fsynced; then a
+journal naming them is committed with one atomic rename; then they are renamed into
+place and the journal removed. A kill before the journal leaves the folder as before
+the save; a kill after it is finished by `recover`, which the next owner runs first.
+So after a SIGKILL at any moment the folder holds the epoch as a whole or not at all.
+
+Every file a run writes goes through `write_files`, so a full disk is one line and
+exit code 74 (SaveFailed), whichever file hit it.
+"""
+import io
+import json
+import logging
+import os
+import re
+import shlex
+from pathlib import Path
+
+import torch
+
+from utils.atomic import SaveFailed, atomic_write_all, fsync_dir
+from utils.checkpoint import load_checkpoint
+from utils.errors import UserError
+
+LATEST, BEST = "model_latest.pth", "model_best.pth"
+JOURNAL = ".commit.json"
+PENDING = ".pending"  # suffix of a group's files until they are renamed into place
+EPOCH_FILE = re.compile(r"checkpoint-epoch([1-9]\d*)\.pth")  # anything else is not ours to read or prune
+def epoch_checkpoints(folder):
+    """[(epoch, path)] of the checkpoint-epoch<N>.pth files in `folder`, oldest first; other files ignored."""
+    found = [(int(m.group(1)), p) for p in Path(folder).glob("checkpoint-epoch*.pth")
+             if (m := EPOCH_FILE.fullmatch(p.name))]
+    return sorted(found)
+
+
+def newest_intact(folder, log=None):
+    """(checkpoint, path) of the most advanced checkpoint in `folder` that loads, or (None, None).
+
+    A truncated or corrupt newest file is passed over for the next one, with a warning naming both:
+    a requeued job then continues from what survived instead of failing on every start.
+    """
+    folder = Path(folder)
+    candidates = [folder / LATEST] + [path for _, path in reversed(epoch_checkpoints(folder))]
+    broken, best = [], None
+    for path in candidates:
+        if not path.is_file():
+            continue
+        try:
+            checkpoint = load_checkpoint(path)
+        except UserError:
+            broken.append(path)
+            continue
+        if best is None or progress(checkpoint) > progress(best[0]):
+            best = (checkpoint, path)
+        if path.name != LATEST:  # epoch files are newest first: the first intact one is the newest
+            break
+    if broken and log is not None:
+        where = f"resuming from {best[1].name} (epoch {best[0]['epoch']}, step {best[0].get('global_step', 0)}); " \
+                "the steps after it are trained again" if best else "no intact checkpoint is left: starting afresh"
+        log.append((logging.WARNING, f"Warning: {', '.join(p.name for p in broken)} in {folder} "
+                                     f"is truncated or corrupt; {where}"))
+    return best if best else (None, None)
+
+
+def progress(checkpoint):
+    return checkpoint["epoch"], checkpoint.get("global_step", 0)
+
+
+def save_group(folder, state, names, extra_files=(), keep_last=None):
+    """Write `state` under each of `names` and each (name, bytes) of `extra_files`, as one commit."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getbuffer()
+    files = [(name, data) for name in names] + list(extra_files)
+    write_files(folder, files)
+    if keep_last:
+        for _, old in epoch_checkpoints(folder)[:-keep_last]:
+            old.unlink(missing_ok=True)
+
+
+def write_files(folder, files):
+    """Replace each (name, bytes) of `files` in `folder`, all or none; a full disk is SaveFailed."""
+    folder = Path(folder)
+    hint = f"free space, then resume with python train.py -r {quote(folder / LATEST)}"
+    needed = sum(len(data) for _, data in files)
+    items = [(name, lambda handle, d=data: handle.write(d)) for name, data in files]
+    if len(items) == 1:
+        atomic_write_all([(folder / items[0][0], items[0][1])], needed=needed, hint=hint)
+        return
+    pending = {name: f".{name}{PENDING}" for name, _ in items}
+    try:
+        atomic_write_all([(folder / pending[name], write) for name, write in items], needed=needed, hint=hint)
+    except SaveFailed:
+        _drop_pending(folder)  # nothing was committed: the pending files are garbage
+        raise
+    journal = json.dumps({"rename": pending}).encode()
+    atomic_write_all([(folder / JOURNAL, lambda handle: handle.write(journal))], hint=hint)  # the commit point
+    recover(folder)
+
+
+def recover(folder):
+    """Finish a commit whose journal was written (rename its files into place), or drop an unfinished one;
+    True when a commit was finished.
+
+    Only the run's owner (the lock holder) calls this: it runs before anything reads the folder.
+    """
+    folder = Path(folder)
+    journal = folder / JOURNAL
+    finished = journal.is_file()
+    if finished:
+        try:
+            renames = json.loads(journal.read_text())["rename"]
+        except (ValueError, KeyError):  # cannot happen with an atomic journal; treat it as uncommitted
+            renames = {}
+        for name, pending in renames.items():
+            if (folder / pending).exists():
+                os.replace(folder / pending, folder / name)
+        fsync_dir(folder)
+        journal.unlink()
+    _drop_pending(folder)
+    return finished
+
+
+def _drop_pending(folder):
+    for stale in Path(folder).glob(f".*{PENDING}"):
+        stale.unlink(missing_ok=True)
+
+
+def write_text_file(path, text):
+    """A small file of the run (config.json, provenance.json, a test result) through the same checked path."""
+    path = Path(path)
+    write_files(path.parent, [(path.name, text.encode("utf-8"))])
+
+
+def quote(path):
+    """A path as it must be typed in a shell."""
+    return shlex.quote(str(path))
+
+
+def log_dir_beside(folder, name):
+    """<root>/log/<name>/<run> for a run folder <root>/models/<name>/<run>; any other folder keeps its log itself."""
+    folder = Path(folder)
+    if folder.parent.name == name and folder.parent.parent.name == "models":
+        return folder.parent.parent.parent / "log" / name / folder.name
+    return folder
