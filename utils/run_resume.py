@@ -182,7 +182,9 @@ class RunStart:
 
     def _named(self, cls):
         """--run_id NAME: a new run of that name, or the run NAME continued (a requeue) from its newest checkpoint."""
-        base = self.given if self.given is not None else load_on_any_rank(self.resume)[0]["config"]
+        base = self.given
+        if self.resume is not None:  # the checkpoint's config, the file's sections replacing its own
+            base = {**load_on_any_rank(self.resume)[0]["config"], **(self.given or {})}
         folder = _run_folder(updated_config(base, self.modification, self.overrides), self.run_id)
         saved = saved_config(folder) if folder is not None else None
         if saved is None:  # a new named run
