@@ -153,7 +153,7 @@ def test_full_disk_while_saving_is_one_line_and_checkpoints_agree(tmp_path, synt
         result = run_script("train.py", "-c", write_config(tmp_path, config))
         line = one_error_line(result, 74)
         (run,) = run_dirs(small / "saved")
-        assert f"could not save model_latest.pth, checkpoint-epoch2.pth, model_best.pth in {run}" in line
+        assert f"could not save model_latest.pth, checkpoint-epoch2.pth, model_best.pth, metrics.csv in {run}" in line
         assert "no space left on the device (it needs" in line and "MB are free" in line
         assert f"resume with python train.py -r {run / 'model_latest.pth'}" in line
         latest, best = (torch.load(run / name, weights_only=True) for name in ("model_latest.pth", "model_best.pth"))

@@ -220,11 +220,11 @@ def test_duration_and_step_intervals_fall_due():
 
 
 def any_rank_worker(rank, port, folder):
-    """Rank 1 alone holds a checkpoint (rank 0's node has none): both end with it."""
+    """Rank 1 holds the newer checkpoint: both ranks end with it."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE="2")
     from utils import distributed as dist
-    from utils.run_resume import load_from_any_rank
+    from utils.run_resume import newest_on_any_rank
 
     dist.init_distributed()
     try:
@@ -234,8 +234,7 @@ def any_rank_worker(rank, port, folder):
             store = store.underlying_store
         left = [key for key in store.list_keys() if key.startswith(dist.JOIN_PREFIX)]
         (folder / f"keys{rank}.txt").write_text(repr(left))
-        local = folder / f"rank{rank}" / "model_latest.pth"
-        checkpoint, path = load_from_any_rank(local)
+        checkpoint, path = newest_on_any_rank(folder / f"rank{rank}", [])
         (folder / f"got{rank}.txt").write_text(f"{checkpoint['epoch']} {checkpoint['global_step']} {path}")
     finally:
         dist.cleanup()
@@ -244,8 +243,10 @@ def any_rank_worker(rank, port, folder):
 def test_the_rank_holding_the_newest_checkpoint_sends_it_to_all_and_join_keys_are_gone(tmp_path):
     import torch.multiprocessing as mp
 
-    (tmp_path / "rank1").mkdir()
-    torch.save({"state_dict": {}, "config": {}, "epoch": 2, "global_step": 41}, tmp_path / "rank1" / "model_latest.pth")
+    for rank, (epoch, step) in enumerate([(1, 20), (2, 41)]):  # rank 0 holds the older one: rank 1's wins
+        (tmp_path / f"rank{rank}").mkdir()
+        torch.save({"state_dict": {}, "config": {}, "epoch": epoch, "global_step": step},
+                   tmp_path / f"rank{rank}" / "model_latest.pth")
     mp.start_processes(any_rank_worker, args=(free_port(), tmp_path), nprocs=2, join=True, start_method="fork")
     expected = f"2 41 {tmp_path / 'rank1' / 'model_latest.pth'}"
     assert [(tmp_path / f"got{r}.txt").read_text() for r in (0, 1)] == [expected, expected]

@@ -24,12 +24,13 @@ def atomic_write(path, write, binary=True, hint=""):
     atomic_write_all([(path, write)], binary, hint=hint)
 
 
-def atomic_write_all(items, binary=True, needed=None, hint=""):
+def atomic_write_all(items, binary=True, needed=None, hint="", shown=None):
     """Replace every (path, write) of `items`, or none of them.
 
     All temp files are written (and fsynced) first, and renamed only when each
-    succeeded: a full disk midway leaves every file as it was. `needed` (bytes)
-    and `hint` (what to do next) complete the SaveFailed message.
+    succeeded: a full disk midway leaves every file as it was. `needed` (bytes),
+    `hint` (what to do next) and `shown` (the names to report) complete the
+    SaveFailed message.
     """
     folders = {Path(path).parent for path, _ in items}
     for folder in folders:
@@ -48,7 +49,7 @@ def atomic_write_all(items, binary=True, needed=None, hint=""):
         for tmp, (path, _) in zip(temps, items, strict=True):
             os.replace(tmp, path)
     except OSError as err:
-        raise save_failed(err, [Path(p) for p, _ in items], needed, hint) from None
+        raise save_failed(err, [Path(p) for p, _ in items], needed, hint, shown) from None
     finally:
         for tmp in temps:
             tmp.unlink(missing_ok=True)
@@ -56,15 +57,16 @@ def atomic_write_all(items, binary=True, needed=None, hint=""):
         fsync_dir(folder)
 
 
-def save_failed(err, paths, needed=None, hint=""):
+def save_failed(err, paths, needed=None, hint="", shown=None):
     folder = paths[0].parent
+    shown = shown or [p.name for p in paths]
     why = "no space left on the device" if err.errno in (errno.ENOSPC, errno.EDQUOT) else err.strerror
     try:
         free = f"{shutil.disk_usage(folder).free / 1e6:.2f} MB are free"
     except OSError:
         free = "free space unknown"
     need = f"it needs {needed / 1e6:.2f} MB, " if needed else ""
-    return SaveFailed(f"could not save {', '.join(p.name for p in paths)} in {folder}: {why} ({need}{free}); "
+    return SaveFailed(f"could not save {', '.join(shown)} in {folder}: {why} ({need}{free}); "
                       f"the files there are unchanged{': ' + hint if hint else ''}")
 
 

@@ -6,6 +6,7 @@ rank 0 of 1 and each helper does the single-process thing.
 import json
 import os
 import sys
+import uuid
 
 import torch
 import torch.distributed as dist
@@ -13,6 +14,7 @@ import torch.distributed as dist
 JOIN_PREFIX = "template_join"  # the keys the process group is joined through, in torchrun's store
 JOB_KEY = "template_job_run"  # the run this torchrun job trains, recorded by its first worker group
 _store = None  # torchrun's store: it lives exactly as long as the agent, across the groups it restarts
+_group = None  # this worker group's own id: a record it wrote itself is no restart (a second run of one job)
 
 
 def launched_by_torchrun():
@@ -26,7 +28,7 @@ def init_distributed():
     """
     if not launched_by_torchrun() or dist.is_initialized():
         return None
-    global _store
+    global _store, _group
     _die_with_parent()
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     store, rank, world_size = next(dist.rendezvous("env://"))
@@ -45,6 +47,7 @@ def init_distributed():
         device = torch.device("cpu")
         dist.init_process_group("gloo", store=group_store, rank=rank, world_size=world_size)
     _forget_join_keys(store, rank)
+    _group = broadcast_object(uuid.uuid4().hex)
     return device
 
 
@@ -68,13 +71,14 @@ def job_run():
     record = None
     if is_main_process() and _store is not None and _store.check([JOB_KEY]):
         record = json.loads(_store.get(JOB_KEY))
+        record = record if record.pop("group") != _group else None
     return broadcast_object(record)
 
 
 def record_job_run(record):
     """Rank 0 records the run this job trains, for the groups torchrun may restart."""
     if _store is not None and is_main_process():
-        _store.set(JOB_KEY, json.dumps(record))
+        _store.set(JOB_KEY, json.dumps({**record, "group": _group}))
 
 
 def _forget_join_keys(store, rank):

@@ -91,7 +91,8 @@ def write_files(folder, files):
         return
     pending = {name: f".{name}{PENDING}" for name, _ in items}
     try:
-        atomic_write_all([(folder / pending[name], write) for name, write in items], needed=needed, hint=hint)
+        atomic_write_all([(folder / pending[name], write) for name, write in items], needed=needed, hint=hint,
+                         shown=list(pending))
     except SaveFailed:
         _drop_pending(folder)  # nothing was committed: the pending files are garbage
         raise

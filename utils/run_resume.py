@@ -8,6 +8,7 @@ Every rank looks on its own disk and the one holding the newest checkpoint sends
 others, so multi-node runs need no shared filesystem.
 """
 import json
+import os
 from pathlib import Path
 
 from utils import distributed as dist
@@ -158,7 +159,7 @@ class RunStart:
         else:  # killed before its first checkpoint: the same start again, in the same folder, with the same seed
             parser = self._first_start(cls)
             parser.config["seed"] = job["seed"]
-        parser.restart_note = " (torchrun restart)"
+        parser.restart_note = f" (torchrun restart {os.environ.get('TORCHELASTIC_RESTART_COUNT', '?')})"
         return self._finish(parser, folder)
 
     def _first_start(self, cls):
