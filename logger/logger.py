@@ -2,7 +2,11 @@
 import json
 import logging
 import logging.config
+import sys
+from functools import partial
 from pathlib import Path
+
+from utils.atomic import SaveFailed, save_failed
 
 DEFAULT_CONFIG = Path(__file__).with_name("logger_config.json")
 
@@ -29,3 +33,18 @@ def setup_logging(save_dir, log_config=DEFAULT_CONFIG, default_level=logging.INF
                 del handlers[name]
                 config["root"]["handlers"].remove(name)
     logging.config.dictConfig(config)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handleError = partial(_fail_on_full_disk, handler)
+
+
+def _fail_on_full_disk(handler, record):
+    """A log file that cannot be written (a full disk) stops the run with one line and exit 74, like
+    every other file of the run; logging's default prints a traceback per message and goes on."""
+    error = sys.exc_info()[1]
+    if isinstance(error, SaveFailed):  # raised below, caught again by RotatingFileHandler.emit's own handler
+        raise error
+    if isinstance(error, OSError):
+        logging.getLogger().removeHandler(handler)  # the one line is printed by the entry point
+        raise save_failed(error, [Path(handler.baseFilename)], hint="free space, then resume the run") from None
+    logging.Handler.handleError(handler, record)

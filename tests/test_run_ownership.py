@@ -203,13 +203,17 @@ def test_resuming_a_broken_file_names_the_newest_intact_one(tmp_path, synthetic_
 
 # ---- 9. a full disk on the small files -------------------------------------------------------
 def test_a_full_disk_on_a_small_file_is_one_line_and_exit_74(tmp_path, synthetic_data_dir):
-    with tmpfs(tmp_path / "small", "64k") as small:
-        cfg = shrink_config(tmp_path, synthetic_data_dir, epochs=1)
-        cfg["trainer"]["save_dir"] = str(small / "saved")
-        (small / "filler").write_bytes(b"x" * 40_000)  # room for the folders, not for config.json's neighbours
-        line = one_error_line(run_script("train.py", "-c", write_config(tmp_path, cfg), "--run_id", "full"), 74)
-        assert "no space left on the device" in line and "MB are free" in line
-        assert line.startswith("error: could not save ")
+    failed = set()
+    for free_kb in (4, 8, 12, 16):  # a 64 KiB disk filled up to that: config.json ... info.log fail in turn
+        with tmpfs(tmp_path / f"small{free_kb}", "64k") as small:
+            (small / "filler").write_bytes(b"x" * (64 - free_kb) * 1024)
+            cfg = shrink_config(tmp_path, synthetic_data_dir, epochs=1)
+            cfg["trainer"]["save_dir"] = str(small / "saved")
+            result = run_script("train.py", "-c", write_config(tmp_path, cfg), "--run_id", "full")
+            line = one_error_line(result, 74)
+            assert line.startswith("error: could not save ") and "no space left on the device" in line
+            failed.add(line.removeprefix("error: could not save ").split(" in ")[0])
+    assert len(failed & {"config.json", "run.json", "provenance.json", "info.log", "metrics.csv"}) >= 2, failed
 
 
 # ---- 10. run names -------------------------------------------------------------------------------

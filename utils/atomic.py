@@ -65,7 +65,7 @@ def save_failed(err, paths, needed=None, hint="", shown=None):
         free = f"{shutil.disk_usage(folder).free / 1e6:.2f} MB are free"
     except OSError:
         free = "free space unknown"
-    need = f"it needs {needed / 1e6:.2f} MB, " if needed else ""
+    need = f"it needs {needed / 1e6:.2f} MB, " if needed and needed >= 10_000 else ""
     return SaveFailed(f"could not save {', '.join(shown)} in {folder}: {why} ({need}{free}); "
                       f"the files there are unchanged{': ' + hint if hint else ''}")
 

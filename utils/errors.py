@@ -30,8 +30,8 @@ def run_cli(main):
     except Exception as err:
         if not _peer_failed(err):
             raise
-        print_line(f"error: rank {os.environ.get('RANK')} stopped: another process of this job failed (see "
-                   f"its message above; {type(err).__name__})")
+        print_line(f"error: rank {os.environ.get('RANK')} stopped: another process of this job failed (its own "
+                   "line says why)")
         sys.exit(1)
     finally:
         run_lock.release_all()  # the process may go on (a test, a notebook): the run is free again

@@ -47,9 +47,19 @@ def take_run(folder, restart=False):
 
 
 def newest_on_any_rank(folder, log):
-    """The newest intact checkpoint in `folder` on any rank's disk, sent to every rank: (checkpoint, path)."""
-    found, path = newest_intact(folder, log) if folder is not None and Path(folder).is_dir() else (None, None)
-    return _from_best_rank(found, path)
+    """The newest intact checkpoint in `folder` on any rank's disk, sent to every rank: (checkpoint, path).
+
+    What the chosen rank found broken on its way is added to `log` once, on rank 0.
+    """
+    broken = []
+    found, path = newest_intact(folder, broken) if folder is not None and Path(folder).is_dir() else (None, None)
+    checkpoint, path = _from_best_rank((found, broken), path)
+    if checkpoint is None:
+        return None, None
+    found, broken = checkpoint
+    if dist.is_main_process():
+        log.extend(broken)
+    return found, path
 
 
 def load_on_any_rank(path):
@@ -70,7 +80,9 @@ def load_on_any_rank(path):
 
 
 def _from_best_rank(found, path):
-    reports = dist.all_gather_object((progress(found) if found is not None else None, str(path)))
+    """`found` (a checkpoint, or a (checkpoint, notes) pair) from the rank holding the most advanced one."""
+    checkpoint = found[0] if isinstance(found, tuple) else found
+    reports = dist.all_gather_object((progress(checkpoint) if checkpoint is not None else None, str(path)))
     holders = [(prog, -rank) for rank, (prog, _) in enumerate(reports) if prog is not None]
     if not holders:
         return None, None
