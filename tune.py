@@ -46,6 +46,7 @@ class Search:
         self.log_root = Path(options.save_dir) / "log"
         self.url = storage_url(self.tune.storage, options.save_dir, self.tune.study)
         self.tensorboard = options.tensorboard
+        self.sampler, self.pruner = build_sampler(self.tune.sampler), build_pruner(self.tune.pruner)
         self.in_trial = False  # under torchrun: whether the other ranks are inside a trial, not waiting
 
     def check_before_trials(self):
@@ -109,7 +110,7 @@ def lead(search):
     """Rank 0: run the study against the storage, sending each trial to the other ranks."""
     tune = search.tune
     storage = open_storage(search.url, tune.heartbeat_interval, tune.grace_period, retry_after_kill())
-    study = open_study(storage, tune.study, search.direction, build_sampler(tune.sampler), build_pruner(tune.pruner))
+    study = open_study(storage, tune.study, search.direction, search.sampler, search.pruner)
     for number in revive_dead_trials(study, search.runs_dir, retry_after_kill()):
         print(f"trial {number}: its worker is gone; queued again to continue its run", flush=True)
     current = {}

@@ -2,12 +2,16 @@
 
 A seeded sampler is built afresh for each trial with seed + trial number: one worker repeats
 its sequence of parameters exactly, while workers sharing a study (each asks other trial
-numbers) never draw the same ones, as copies of one seeded sampler would.
+numbers) never draw the same ones, as copies of one seeded sampler would. Only for samplers whose
+state lives in the study (TPE, random): others, such as GridSampler or QMCSampler, fix an order
+or a sequence from the seed when built, so they keep one seed.
 """
 import optuna
 
 from utils.errors import UserError
 from utils.lookup import check_arguments, find_by_name
+
+RESEEDABLE = ("TPESampler", "RandomSampler")
 
 
 def build_sampler(spec):
@@ -17,7 +21,7 @@ def build_sampler(spec):
     cls = find_by_name(optuna.samplers, spec["type"], "tune.sampler type")
     args = spec.get("args", {})
     _build(cls, args, "sampler")  # refuses bad arguments now, not at the first trial
-    if args.get("seed") is None:
+    if args.get("seed") is None or cls.__name__ not in RESEEDABLE:
         return _build(cls, args, "sampler")
     return TrialSeededSampler(cls, args)
 
