@@ -9,6 +9,7 @@ from pathlib import Path
 import optuna
 
 from tests.conftest import REPO, shrink_config, write_config
+from utils.search_storage import storage_url
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 LR_SPACE = {"optimizer.args.lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}}
@@ -56,9 +57,10 @@ def signal_when(process, path, signum, timeout=120):
 
 
 def load_study(config):
-    storage = config["tune"].get("storage") or f"sqlite:///{Path(config['trainer']['save_dir']) / 'tune' / 's.db'}"
-    return optuna.load_study(study_name=config["tune"]["study"], storage=storage.replace(
-        "postgresql://", "postgresql+psycopg://"))
+    """The study `config` names, read from its storage (tune.py's default SQLite file when null)."""
+    name = config["tune"]["study"]
+    return optuna.load_study(study_name=name, storage=storage_url(config["tune"].get("storage"),
+                                                                  config["trainer"]["save_dir"], name))
 
 
 def write(tmp_path, config, name="config.json"):
