@@ -13,7 +13,7 @@ from tests.synthetic_mnist import write_synthetic_mnist
 from tests.tune_setup import KILL, load_study, signal_when, start_tune, tune_config, write
 from utils.search_storage import open_storage, open_study, storage_url
 
-WORKERS = 6
+WORKERS = 8
 
 
 def _open_at_once(url, barrier, results):
