@@ -58,7 +58,7 @@ finally:
 
 def run(args, probe=False):
     """Wall seconds of one process, and the probe's report when `probe`."""
-    command = [sys.executable, "-c", PROBE.format(tag=TAG), *args] if probe else [sys.executable, *args]
+    command = [sys.executable, "-c", PROBE.format(tag=TAG), *args[1:]] if probe else [sys.executable, *args]
     start = time.perf_counter()
     done = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -98,9 +98,11 @@ def pruning(config):
     import optuna
 
     result = {}
-    for name, pruner in (("median", {"type": "MedianPruner", "args": {"n_startup_trials": 3, "n_warmup_steps": 1}}),
+    # pruning after epoch 1 against the median of the trials so far: the saving pruning can give in 3 epochs
+    for name, pruner in (("median", {"type": "MedianPruner", "args": {"n_startup_trials": 2, "n_warmup_steps": 0}}),
                          ("none", None)):
         run(["tune.py", "-c", config, "--study", f"p_{name}", "--trials", "12", "-o", "trainer.epochs=3",
+             "-o", 'tune.space={"optimizer.args.lr": {"type": "float", "low": 1e-5, "high": 0.1, "log": true}}',
              "-o", f"+tune.pruner={json.dumps(pruner)}"])
         study = optuna.load_study(study_name=f"p_{name}",
                                   storage=f"sqlite:///{Path(config).parent / 'saved' / 'tune' / f'p_{name}.db'}")
