@@ -17,10 +17,13 @@ def runs_of(tmp_path):
 
 
 def test_trials_are_named_runs(tmp_path, synthetic_data_dir, monkeypatch, capsys):
-    config = tune_config(tmp_path, synthetic_data_dir, trainer={"epochs": 1})
+    config = tune_config(tmp_path, synthetic_data_dir, trainer={"epochs": 1, "tensorboard": True})
     code, out, err = run_tune_cli(monkeypatch, capsys, write(tmp_path, config))
     assert code == 0, err
     assert runs_of(tmp_path) == ["s-trial0", "s-trial1"]
+    for run in ("s-trial0", "s-trial1"):  # each trial's parameters and result, for TensorBoard's HParams tab
+        events = b"".join(p.read_bytes() for p in (tmp_path / "saved" / "log" / "Mnist_LeNet" / run).glob("events.*"))
+        assert b"_hparams_/session_start_info" in events and b"optimizer.args.lr" in events
     study = load_study(config)
     for trial in study.trials:
         run = tmp_path / "saved" / "models" / "Mnist_LeNet" / f"s-trial{trial.number}"
