@@ -25,6 +25,11 @@ SECTIONS = ("arch", "data_loader", "optimizer", "loss", "metrics")  # what main(
 
 
 def main(config, device=None):
+    build_trainer(config, device).train()
+
+
+def build_trainer(config, device=None):
+    """Every part the config names, put together into a Trainer; nothing trained, no folder made."""
     check_sections(config.config, SECTIONS)
     config.check_save_dir()
     logger = config.get_logger("train")
@@ -67,7 +72,7 @@ def main(config, device=None):
                       data_loader=data_loader,
                       valid_data_loader=valid_data_loader,
                       lr_scheduler=lr_scheduler)
-    trainer.train()
+    return trainer
 
 
 def _loader_seed(config):

@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# what an entry point adds about the runs it starts (tune.py: {"tune": {"study": ..., "trial": ...}})
+RUN_NOTES = {}
 
 
 def git_state(root=PROJECT_ROOT):
@@ -55,4 +57,5 @@ def collect_provenance(device=None):
         and torch.device(device).type == "cuda" else platform.processor() or platform.machine(),
         "platform": platform.platform(),
         "git": git_state(),
+        **RUN_NOTES,
     }

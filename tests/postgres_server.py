@@ -1,0 +1,76 @@
+"""A throwaway PostgreSQL server for the tune.py tests: Debian's `postgresql` binaries, a cluster
+in a temporary folder, a unix socket only (no TCP port), run as a non-root user, stopped after.
+
+Skips with the reason when the binaries are missing (CI installs them: apt-get install -y postgresql).
+"""
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+USER = "tune"  # the database superuser the cluster is made with
+
+
+def _bin_dir():
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb and shutil.which("pg_ctl") else None
+
+
+def _as_server_user(root):
+    """How to run a command as the server's owner: PostgreSQL refuses to run as root."""
+    if os.geteuid() != 0:
+        return []
+    for name in ("postgres", "nobody"):
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        os.chown(root, entry.pw_uid, entry.pw_gid)
+        return ["runuser", "-u", name, "--"]
+    pytest.skip("PostgreSQL must run as a non-root user, and neither 'postgres' nor 'nobody' exists")
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A function that creates a fresh database and returns its postgresql:// URL."""
+    bin_dir = _bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not found; install them with apt-get install -y postgresql")
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver is missing: pip install 'psycopg[binary]'")
+    root = Path(tempfile.mkdtemp(prefix="pg-"))  # short: a unix socket path has at most 107 bytes
+    root.chmod(0o700)
+    run_as = _as_server_user(root)
+
+    def server(*args):
+        subprocess.run([*run_as, str(bin_dir / args[0]), *args[1:]], check=True, capture_output=True, timeout=60)
+
+    try:
+        server("initdb", "-D", str(root / "data"), "-U", USER, "--auth=trust", "--no-sync")
+        server("pg_ctl", "-D", str(root / "data"), "-l", str(root / "log"), "-w", "-t", "30", "start",
+               "-o", f"-k {root} -c listen_addresses='' -F")
+    except subprocess.CalledProcessError as err:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.fail(f"PostgreSQL did not start: {err.stderr.decode()[-2000:]}")
+
+    def new_database():
+        import psycopg
+
+        name = "t" + uuid.uuid4().hex[:12]
+        with psycopg.connect(f"host={root} user={USER} dbname=postgres", autocommit=True) as connection:
+            connection.execute(f"CREATE DATABASE {name}")
+        return f"postgresql://{USER}@/{name}?host={root}"
+
+    try:
+        yield new_database
+    finally:
+        server("pg_ctl", "-D", str(root / "data"), "-m", "fast", "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)

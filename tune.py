@@ -1,0 +1,222 @@
+"""Search hyperparameters with Optuna: python tune.py -c config.json (see README, Hyperparameter search).
+
+Trial k of study S is the named run S-trial<k>, trained by train.py's own code: it resumes, tests
+and logs like any run. The study lives in a database that any number of workers share; under
+torchrun rank 0 talks to it and the other ranks follow its decisions.
+"""
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import optuna
+
+import train
+from parse_config import ConfigParser
+from utils import distributed as dist
+from utils import provenance, run_lock
+from utils.errors import UserError, run_cli
+from utils.overrides import updated_config
+from utils.search_recovery import requeue, retry_after_kill, revive_dead_trials, run_number, this_worker
+from utils.search_report import DONE, progress_line, summary_lines, write_hparams
+from utils.search_sampler import build_pruner, build_sampler
+from utils.search_space import first_point, read_tune_section, suggest, with_values
+from utils.search_storage import open_storage, open_study, storage_url
+from utils.signals import TrainingInterrupted
+from utils.util import read_json, write_json
+
+
+class Search:
+    """One worker's part of the study: the base config, and how to train a trial of it."""
+
+    def __init__(self, args, device):
+        config = updated_config(read_json(args.config), {"optimizer;args;lr": args.lr,
+                                                         "data_loader;args;batch_size": args.bs}, args.override)
+        self.tune = read_tune_section(config, args.study, args.storage, args.trials)
+        self.base = {k: v for k, v in config.items() if k != "tune"}
+        self.device = device
+        options = ConfigParser(self.base).trainer_options
+        if options.monitor == "off":
+            raise UserError("tune.py optimizes trainer.monitor, which is \"off\"; set it, e.g. "
+                            "-o trainer.monitor=\"min val_loss\"")
+        direction, self.metric = options.monitor.split()
+        self.direction = {"min": "minimize", "max": "maximize"}[direction]
+        self.runs_dir = Path(options.save_dir) / "models" / self.base["name"]
+        self.log_root = Path(options.save_dir) / "log"
+        self.url = storage_url(self.tune.storage, options.save_dir, self.tune.study)
+        self.tensorboard = options.tensorboard
+        self.sampler, self.pruner = build_sampler(self.tune.sampler), build_pruner(self.tune.pruner)
+        self.in_trial = False  # under torchrun: whether the other ranks are inside a trial, not waiting
+
+    def check_before_trials(self):
+        """Build every part once, as a trial would: a monitor the run never produces, or any other
+        config error, is one line before the study has a trial."""
+        trainer = train.build_trainer(ConfigParser(with_values(self.base, first_point(self.tune.space))), self.device)
+        trainer._check_before_training()
+
+    def train_trial(self, plan, trial=None):
+        """Train (or continue) the run of one trial; return (best monitored value, epochs done)."""
+        config = with_values(self.base, plan["values"])
+        config["tune"] = {"study": self.tune.study, "trial": plan["trial"]}
+        provenance.RUN_NOTES["tune"] = {**config["tune"], "optuna_trial": plan["number"], "storage": self.url}
+        with tempfile.TemporaryDirectory() as folder:  # train.py's own parser reads it, --run_id resumes
+            path = Path(folder) / "config.json"
+            write_json(config, path)
+            parsed = train.parse_args(["-c", str(path), "--run_id", plan["run_id"]])
+        trainer = train.build_trainer(parsed, self.device)
+        trainer.epoch_listeners.append(PruneCheck(trial, self.metric, trainer.epochs))
+        with held(parsed.save_dir):
+            trainer.train()
+        return trainer.monitor.best, max(trainer.last_epoch, trainer.start_epoch - 1)
+
+
+class PruneCheck:
+    """Epoch listener: report the monitored value, and end a trial the pruner gives up on.
+
+    Rank 0 (the one with a `trial`) decides; every rank follows, after the epoch's checkpoint is saved.
+    """
+
+    def __init__(self, trial, metric, last_epoch):
+        self.trial, self.metric, self.last_epoch = trial, metric, last_epoch
+
+    def __call__(self, epoch, log):
+        prune = False
+        if self.trial is not None:
+            self.trial.report(float(log[self.metric]), epoch)
+            self.trial.set_user_attr("epochs", epoch)
+            prune = epoch < self.last_epoch and self.trial.should_prune()
+        if dist.broadcast_object(prune):
+            raise optuna.TrialPruned(f"{self.metric} {log[self.metric]:.6g} after epoch {epoch}")
+
+
+class held:
+    """The run folder's lock (rank 0), for the length of a trial: no second job trains the run."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder) if dist.is_main_process() else None
+
+    def __enter__(self):
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            run_lock.acquire(self.folder)
+
+    def __exit__(self, *exc):
+        if self.folder is not None:
+            run_lock.release(self.folder)
+
+
+def lead(search):
+    """Rank 0: run the study against the storage, sending each trial to the other ranks."""
+    tune = search.tune
+    storage = open_storage(search.url, tune.heartbeat_interval, tune.grace_period, retry_after_kill())
+    study = open_study(storage, tune.study, search.direction, search.sampler, search.pruner)
+    for number in revive_dead_trials(study, search.runs_dir, retry_after_kill()):
+        print(f"trial {number}: its worker is gone; queued again to continue its run", flush=True)
+    current = {}
+
+    def objective(trial):
+        values = suggest(trial, tune.space)
+        plan = {"values": values, "trial": run_number(trial), "number": trial.number,
+                "run_id": f"{tune.study}-trial{run_number(trial)}"}
+        trial.set_user_attr("run_id", plan["run_id"])
+        trial.set_user_attr("worker", {**this_worker(), "trial": trial.number})
+        current["id"] = trial._trial_id
+        dist.broadcast_object(("trial", plan))
+        search.in_trial = True
+        try:
+            best, epochs = search.train_trial(plan, trial)
+        except optuna.TrialPruned:
+            search.in_trial = False  # every rank pruned it and waits for the next trial
+            raise
+        search.in_trial = False
+        trial.set_user_attr("epochs", epochs)
+        return best
+
+    def after_trial(study, trial):
+        print(progress_line(study, trial, search.metric, tune.trials), flush=True)
+        if search.tensorboard and trial.state in DONE:
+            write_hparams(search.log_root / search.base["name"] / trial.user_attrs["run_id"], trial.params,
+                          search.metric, trial.value, trial.state.name)
+
+    done = len(study.get_trials(deepcopy=False, states=DONE))
+    print(f"Study {tune.study} in {search.url}: {done} of {tune.trials} trials done", flush=True)
+    try:
+        if done < tune.trials:
+            stop_at = optuna.study.MaxTrialsCallback(tune.trials, states=DONE)
+            study.optimize(objective, callbacks=[stop_at, after_trial], gc_after_trial=True)
+    except (TrainingInterrupted, KeyboardInterrupt):
+        if "id" in current:
+            requeue(study, current["id"])  # Optuna marked it FAIL; the next start continues its run
+        print("The trial's state is saved; run the same command again to continue it.", file=sys.stderr)
+        raise
+    for line in summary_lines(study, search.metric, search.runs_dir, search.url, search.log_root):
+        print(line, flush=True)
+
+
+def follow(search):
+    """Ranks other than 0: train each trial rank 0 sends, until it says the study is over."""
+    while True:
+        kind, plan = dist.broadcast_object(None)
+        if kind == "end":
+            return plan
+        try:
+            search.train_trial(plan)
+        except optuna.TrialPruned:
+            pass
+
+
+def main(argv=None, device=None):
+    search = Search(parse_args(argv), device)
+    search.check_before_trials()
+    if not dist.is_main_process():
+        code = follow(search)
+        if code:
+            sys.exit(code)
+        return
+    code = 1
+    try:
+        lead(search)
+        code = 0
+    except UserError as err:
+        code = err.exit_code
+        raise
+    finally:
+        if dist.is_distributed() and not search.in_trial:  # the others wait for a word: the study is over
+            dist.broadcast_object(("end", code))
+
+
+def parse_args(argv=None):
+    args = argparse.ArgumentParser(description="Hyperparameter search: each trial is a named run (see README)")
+    args.add_argument("-c", "--config", required=True, help="config file with a 'tune' section")
+    args.add_argument("-d", "--device", default=None, help="indices of GPUs to enable (default: all)")
+    args.add_argument("-o", "--override", action="append", default=[], metavar="KEY.PATH=VALUE",
+                      help="change the base config, e.g. -o trainer.epochs=3 (repeatable)")
+    args.add_argument("--lr", "--learning_rate", type=train.non_negative_float, help="sets optimizer.args.lr")
+    args.add_argument("--bs", "--batch_size", type=train.positive_int, help="sets data_loader.args.batch_size")
+    args.add_argument("--trials", type=train.positive_int, help="finished trials wanted, over all workers")
+    args.add_argument("--storage", help="database URL, e.g. postgresql://user@host/db (default: SQLite file)")
+    args.add_argument("--study", type=train.run_name, help="study name (default: tune.study or the config's name)")
+    args.error = lambda message: args.exit(2, f"error: {message}; see python tune.py --help\n")
+    parsed = args.parse_args(argv)
+    if parsed.device is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = parsed.device
+    return parsed
+
+
+def cli():
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # tune.py prints its own line per trial
+    device = dist.init_distributed()  # None unless launched by torchrun
+    try:
+        run_cli(lambda: main(device=device))
+    except TrainingInterrupted as stop:
+        sys.exit(stop.exit_code)
+    except KeyboardInterrupt:
+        print("Aborted by Ctrl-C.", file=sys.stderr)
+        sys.exit(130)
+    finally:
+        dist.cleanup()
+
+
+if __name__ == "__main__":
+    cli()

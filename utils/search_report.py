@@ -1,0 +1,79 @@
+"""What tune.py prints and writes about trials: a line per trial, the final table, the best trial
+with the commands to test and browse it, and each trial's hyperparameters for TensorBoard."""
+import math
+
+from optuna.trial import TrialState
+
+DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def progress_line(study, trial, metric, wanted):
+    done = sum(t.state in DONE for t in study.get_trials(deepcopy=False))
+    seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() \
+        if trial.datetime_complete and trial.datetime_start else 0.0
+    line = (f"[{done}/{wanted}] trial {trial.number} ({trial.user_attrs.get('run_id', '?')}) {trial.state.name}: "
+            f"{metric} {_number(trial.value)} after {trial.user_attrs.get('epochs', '?')} epochs, {seconds:.1f}s; "
+            f"{_params(trial.params)}")
+    best = best_trial(study)
+    return line + (f" | best: trial {best.number}, {_number(best.value)}" if best is not None else "")
+
+
+def trials_table(trials, metric):
+    """One row per trial: number, run, state, objective, epochs, then each parameter."""
+    keys = sorted({k for t in trials for k in t.params})
+    header = ["trial", "run", "state", metric, "epochs", *keys]
+    rows = [[str(t.number), t.user_attrs.get("run_id", "-"), t.state.name, _number(t.value),
+             str(t.user_attrs.get("epochs", "-")), *(_value(t.params.get(k, "-")) for k in keys)] for t in trials]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in [header, *rows]]
+
+
+def best_trial(study):
+    """The best COMPLETE trial, or None while there is none."""
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.value is not None and not math.isnan(t.value)]
+    if not complete:
+        return None
+    pick = min if study.direction.name == "MINIMIZE" else max
+    return pick(complete, key=lambda t: t.value)
+
+
+def summary_lines(study, metric, runs_dir, dashboard_url, log_root):
+    lines = [f"Study {study.study_name}:", *trials_table(study.get_trials(deepcopy=False), metric)]
+    best = best_trial(study)
+    if best is None:
+        return [*lines, "No trial has completed yet."]
+    run = runs_dir / best.user_attrs.get("run_id", "")
+    return [*lines,
+            f"Best: trial {best.number} ({run.name}), {metric} {_number(best.value)}; {_params(best.params)}",
+            f"Test it:      python test.py -r {run / 'model_best.pth'}",
+            f"Dashboard:    optuna-dashboard {dashboard_url}",
+            f"TensorBoard:  tensorboard --logdir {log_root}  (HParams tab compares the trials)"]
+
+
+def write_hparams(log_dir, params, metric, value, state):
+    """The trial's parameters and result in its own TensorBoard run (the HParams tab)."""
+    from torch.utils.tensorboard import SummaryWriter  # only when TensorBoard is on: it is slow to import
+    from torch.utils.tensorboard.summary import hparams
+
+    hparam_dict = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in params.items()}
+    metric_dict = {f"tune/{metric}": float("nan") if value is None else float(value)}
+    experiment, start, end = hparams({**hparam_dict, "state": state}, metric_dict)
+    with SummaryWriter(log_dir=str(log_dir)) as writer:
+        for summary in (experiment, start, end):
+            writer.file_writer.add_summary(summary)
+        for key, number in metric_dict.items():
+            writer.add_scalar(key, number)
+
+
+def _params(params):
+    return ", ".join(f"{k}={_value(v)}" for k, v in params.items())
+
+
+def _value(value):
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _number(value):
+    return "-" if value is None else f"{value:.6g}"

@@ -1,0 +1,88 @@
+"""Where a study lives (tune.py): a SQLite file under save_dir by default, or a database server
+(postgresql://...) that workers on many machines share.
+
+Workers that start at the same instant race to create the schema and the study: one wins, the
+others get "table already exists", a duplicate key or a locked database. Those errors are retried
+after a short random pause, by which time the winner's tables and study are there to load.
+"""
+import random
+import time
+from pathlib import Path
+
+import optuna
+import sqlalchemy
+from sqlalchemy.exc import ArgumentError, DBAPIError
+
+from utils.errors import UserError
+
+RACE_ERRORS = (DBAPIError, optuna.exceptions.StorageInternalError, optuna.exceptions.DuplicatedStudyError)
+ATTEMPTS = 40  # ~10 s of retries at most: far longer than any creation race lasts
+
+
+def storage_url(given, save_dir, study):
+    """The SQLAlchemy URL of the study's storage: `given`, or <save_dir>/tune/<study>.db."""
+    if given is None:
+        return f"sqlite:///{Path(save_dir) / 'tune' / f'{study}.db'}"
+    for plain in ("postgresql://", "postgres://"):  # SQLAlchemy's default driver for these is psycopg2
+        if given.startswith(plain):
+            return "postgresql+psycopg://" + given[len(plain):]
+    return given
+
+
+def open_storage(url, heartbeat_interval, grace_period, on_stale):
+    """An Optuna RDBStorage on `url`; a UserError when the database cannot be reached."""
+    _check_reachable(url)
+    sqlite = url.startswith("sqlite")
+    # SQLite: wait for a busy database instead of failing; a server: fail fast when it is gone
+    connect = {"timeout": 60} if sqlite else {"connect_timeout": 10}
+    return retry_races(lambda: optuna.storages.RDBStorage(
+        url, engine_kwargs={"connect_args": connect, **({} if sqlite else {"pool_pre_ping": True})},
+        heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+        heartbeat_stale_trial_callback=on_stale), f"open the study storage {url}")
+
+
+def open_study(storage, name, direction, sampler, pruner):
+    """The study `name` in `storage`, created by whichever worker comes first."""
+    study = retry_races(lambda: optuna.create_study(storage=storage, study_name=name, direction=direction,
+                                                    sampler=sampler, pruner=pruner, load_if_exists=True),
+                        f"create the study {name}")
+    if study.direction.name.lower() != direction:
+        raise UserError(f"study {name} in {storage.url} is to {study.direction.name.lower()} its objective, but "
+                        f"trainer.monitor asks to {direction} it; name another study with --study")
+    return study
+
+
+def retry_races(make, what):
+    for attempt in range(ATTEMPTS):
+        try:
+            return make()
+        except RACE_ERRORS as err:
+            if attempt == ATTEMPTS - 1:
+                raise UserError(f"could not {what}: {_first_line(err)}") from None
+            time.sleep(random.uniform(0.05, 0.5))
+    return None
+
+
+def _check_reachable(url):
+    if url.startswith("sqlite:///"):
+        folder = Path(url.removeprefix("sqlite:///")).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"cannot create {folder} for the study's SQLite file: {err.strerror}; "
+                            "choose another trainer.save_dir or --storage") from None
+        return
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 10}
+                                          if url.startswith("postgresql") else {})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except (ArgumentError, ImportError, DBAPIError, ValueError) as err:
+        raise UserError(f"cannot reach the study storage {url}: {_first_line(err)}; start the database "
+                        "server or fix --storage / tune.storage") from None
+
+
+def _first_line(err):
+    text = str(getattr(err, "orig", None) or err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
