@@ -136,7 +136,7 @@ def test_bad_input_is_one_line_before_any_trial(case, tmp_path, synthetic_data_d
 
 
 @pytest.mark.parametrize("flags, expected", [(["--trials", "0"], "argument --trials: invalid positive_int"),
-                                             (["--study", "a/b"], "argument --study: invalid run_name")])
+                                             (["--study", "a/b"], "argument --study: 'a/b' is not a run name")])
 def test_bad_flag_is_one_line(flags, expected, tmp_path, synthetic_data_dir, monkeypatch, capsys):
     code, _, err = run_tune_cli(monkeypatch, capsys, write(tmp_path, tune_config(tmp_path, synthetic_data_dir)),
                                 *flags)
