@@ -1,6 +1,7 @@
 """BaseTrainer: the epoch loop, monitoring, early stopping, checkpoints and resume."""
 import logging
 import signal
+import sys
 from abc import ABC, abstractmethod
 
 import torch
@@ -8,13 +9,15 @@ import torch
 from base.checkpoint_files import LATEST, CheckpointFiles
 from base.history import append_epoch_row
 from base.monitor import Monitor
-from base.reporting import epoch_block, summary_lines, write_epoch_scalars
+from base.reporting import best_so_far, epoch_block, summary_lines, write_epoch_scalars
 from base.training_state import capture_state, restore_state
 from logger import TensorboardWriter
+from logger.trackers.run_info import RunInfo
+from logger.trackers.tracker_set import TrackerSet
 from utils import distributed as dist
 from utils.checkpoint import unwrap_model
 from utils.errors import UserError
-from utils.provenance import collect_provenance
+from utils.provenance import collect_provenance, git_state
 from utils.signals import StopSignals, TrainingInterrupted
 
 
@@ -51,8 +54,11 @@ class BaseTrainer(ABC):
         self.resume_log = []  # (level, message): written once the run's info.log exists
         # callables `listener(epoch, log)`, called on every rank after each epoch is saved (trackers, search
         # pruning); one may raise to end training, after that epoch's checkpoint is safe
-        self.epoch_listeners = []
-        self.writer = TensorboardWriter(config.log_dir, self.logger, self.options.tensorboard and self.is_main)
+        self.epoch_listeners = [self._end_epoch_in_writer]
+        # experiment trackers (MLflow, W&B) record rank 0 only; the writer hands them every scalar
+        trackers = TrackerSet(self.options.trackers if self.is_main else [], self.logger)
+        tensorboard = (self.options.tensorboard or trackers.wants("tensorboard")) and self.is_main
+        self.writer = TensorboardWriter(config.log_dir, self.logger, tensorboard, trackers, config.config)
 
     @property
     def checkpoint_dir(self):
@@ -90,7 +96,7 @@ class BaseTrainer(ABC):
                     break
         finally:
             self.stop_signals.restore()
-            self.writer.close()
+            self.writer.close(sys.exc_info()[1])  # the trackers' runs end FINISHED, KILLED or FAILED
         dist.barrier()  # rank 0 may still be writing checkpoints that code after train() reads
         self._report_end()
 
@@ -106,6 +112,7 @@ class BaseTrainer(ABC):
                                 f"To train further, resume with -o trainer.epochs=N, N > {self.epochs}")
             return False
         self._check_before_training()
+        self.writer.trackers.connect(self.options.save_dir, self.config["name"])  # before any run folder
         if not self.config.run_started:
             self.config.init_run()
         self.checkpoints = CheckpointFiles(self.checkpoint_dir, self.save_period, self.options.keep_last, self.logger)
@@ -115,6 +122,10 @@ class BaseTrainer(ABC):
         if self.is_main:
             device = next(self.raw_model.parameters(), torch.empty(0)).device
             self.config.write_run_file("provenance.json", collect_provenance(device))
+        if self.writer.trackers:
+            self.writer.trackers.open_run(RunInfo(
+                self.config["name"], self.config.run_id, self.checkpoint_dir, self.config.log_dir, self.config.config,
+                dist.get_world_size(), (git_state() or {}).get("commit", "")))
         return True
 
     def _check_before_training(self):
@@ -137,6 +148,9 @@ class BaseTrainer(ABC):
             if not self.writer.classic_steps:  # a classic trainer writes its own <metric>/train scalars
                 write_epoch_scalars(self.writer, log)
         self.last_epoch = log["epoch"]
+
+    def _end_epoch_in_writer(self, epoch, log):
+        self.writer.end_epoch(epoch, log, best_so_far(self.monitor, self.checkpoint_dir))
 
     def _report_end(self):
         for line in summary_lines(self.monitor, self.checkpoint_dir, self.config.log_dir, self.last_epoch):
