@@ -70,7 +70,7 @@ class TrackerSet:
         try:
             return call(*args)
         except Exception as err:  # noqa: BLE001  any failure of a tracker, never of training
-            reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
+            reason = f"{type(err).__name__}: {' '.join(str(err).split())}"[:300]  # one line, whatever the error
             self.active = [(s, t) for s, t in self.active if s is not spec]
             if at_start and spec.required:
                 raise UserError(f"tracker {spec.name} {what} ({reason}); it is required "

@@ -33,12 +33,13 @@ class WandbTracker:
         run_id = (saved or {}).get("id") or _new_id(run.run_id)
         if not saved:
             run.save_ids({**run.saved_ids(), "wandb": {"id": run_id}})
-        tags = [f"{k}:{v}" for k, v in run.tags.items() if v][:20]
+        # W&B tags are short labels (64 characters at most): the full run folder and commit go in the config
+        tags = [f"{k}:{v}"[:64] for k, v in run.tags.items() if v and k != "run_folder"]
+        config = {**flatten(run.config), **{f"run.{k}": v for k, v in run.tags.items()}}
         self.run = wandb.init(id=run_id, resume="allow", mode=self.mode, project=self.project,
-                              dir=str(run.log_dir), name=run.run_id, config=flatten(run.config),
+                              dir=str(run.log_dir), name=run.run_id, config=config,
                               tags=self.args.pop("tags", tags), **self.args,
                               settings=wandb.Settings(silent=True, x_disable_stats=True))
-        self.run.summary.update({"run_folder": run.tags["run_folder"]})
         return {"id": run_id}
 
     def log_scalars(self, scalars, step):
