@@ -167,6 +167,7 @@ class BaseTrainer(ABC):
         state = capture_state(self, epoch - 1, resume_batch=self._batches_done(), extra=self._extra_state())
         if self.is_main:
             self.checkpoints.write(state, [LATEST])
+            self.writer.flush()  # trackers buffer: they must hold every step this checkpoint holds
         return state
 
     def _save_interrupted(self, epoch):
