@@ -32,8 +32,8 @@ class MlflowTracker:
         root = Path(save_root).absolute()
         self.uri = self.args.get("tracking_uri") or f"sqlite:///{root / 'mlflow.db'}"
         name = self.args.get("experiment") or experiment
-        self.client = MlflowClient(tracking_uri=self.uri)
         with _store_lock(self.uri, root), _quick_failure():  # a dead server: one warning in seconds
+            self.client = MlflowClient(tracking_uri=self.uri)  # a new SQLite store gets its tables here
             found = self.client.get_experiment_by_name(name)
             self.experiment_id = found.experiment_id if found else self._create_experiment(name, root)
 
