@@ -129,3 +129,26 @@ def test_a_required_tracker_that_cannot_be_reached_is_one_line_and_exit_2(tmp_pa
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: tracker mlflow cannot be reached") and "required" in lines[0]
     assert run_dirs(tmp_path / "saved") == []
+
+
+def test_classic_writer_calls_reach_the_trackers(tmp_path):
+    """A classic trainer's `set_step` + `add_scalar` / `add_scalars` land in MLflow with TensorBoard's tags."""
+    from logger import TensorboardWriter
+    from logger.trackers.run_info import RunInfo
+    from logger.trackers.tracker_set import TrackerSet
+
+    trackers = TrackerSet(["mlflow"])
+    trackers.connect(tmp_path, "Mnist_LeNet")
+    (tmp_path / "run").mkdir()
+    trackers.open_run(RunInfo("Mnist_LeNet", "run", tmp_path / "run", tmp_path / "log", {"name": "Mnist_LeNet"}))
+    writer = TensorboardWriter(tmp_path / "log", enabled=False, trackers=trackers)
+    assert writer.enabled and not writer.tensorboard  # trackers on, TensorBoard off: no event files
+    writer.set_step(7, "valid")
+    writer.add_scalar("loss", 0.25)
+    writer.add_scalars("acc", {"top1": 0.5})
+    writer.close()
+    client, (run,) = mlflow_runs(tmp_path)
+    assert run.info.status == "FINISHED"
+    assert {key: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)]
+            for key in ("loss/valid", "acc/valid/top1")} == {"loss/valid": [(7, 0.25)], "acc/valid/top1": [(7, 0.5)]}
+    assert not list((tmp_path / "log").glob("events.*"))
