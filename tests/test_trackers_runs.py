@@ -89,6 +89,22 @@ def test_a_killed_and_resubmitted_run_id_job_continues_the_same_mlflow_run(tmp_p
     assert steps(client, run.info.run_id, "loss/step") == list(range(1, 2 * BATCHES + 1))
 
 
+def test_steps_mlflow_already_has_are_not_logged_again_when_a_resume_replays_them(tmp_path, data_dir):
+    """Batches of 2, no interval checkpoint: MLflow gets a batch of points every 200 steps (mlflow_tracker's
+    FLUSH_EVERY), so the job killed at step 500 has steps 271-470 in MLflow that its resume from the epoch-1
+    checkpoint (step 270) trains again."""
+    cfg = shrink_config(tmp_path, data_dir, log_step=1, trackers=["mlflow"])
+    cfg["data_loader"]["args"]["batch_size"] = 2  # 270 steps per epoch
+    argv = ["-c", write_config(tmp_path, cfg), "--run_id", "job"]
+    run_until(argv, "Train Epoch: 2 [230/", signal.SIGKILL, tmp_path / "first.log")
+    client, (run,) = mlflow_runs(tmp_path / "saved")
+    assert steps(client, run.info.run_id, "loss/step")[-1] == 470
+    run_to_end(argv, tmp_path / "again.log")
+    assert "Resume training from epoch 2\n" in (tmp_path / "again.log").read_text()
+    client, (run,) = mlflow_runs(tmp_path / "saved")
+    assert steps(client, run.info.run_id, "loss/step") == list(range(1, 541))
+
+
 def test_a_worker_killed_under_torchrun_restart_continues_the_same_mlflow_run(tmp_path, data_dir):
     cfg = small_batches(tmp_path, data_dir, trackers=["mlflow"], epochs=2)
     log = tmp_path / "torchrun.log"
