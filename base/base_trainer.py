@@ -1,19 +1,22 @@
 """BaseTrainer: the epoch loop, monitoring, early stopping, checkpoints and resume."""
 import logging
 import signal
+import sys
 from abc import ABC, abstractmethod
 
 import torch
 
 from base.history import history_with_row
 from base.monitor import Monitor
-from base.reporting import epoch_block, summary_lines, write_epoch_scalars
+from base.reporting import best_so_far, epoch_block, summary_lines, write_epoch_scalars
 from base.training_state import restore_rng, restore_weights_and_optimizer
 from logger import TensorboardWriter
+from logger.trackers.run_info import RunInfo
+from logger.trackers.tracker_set import TrackerSet
 from utils import distributed as dist
 from utils.checkpoint import unwrap_model
 from utils.errors import UserError
-from utils.provenance import collect_provenance
+from utils.provenance import collect_provenance, git_state
 from utils.run_folder import BEST, LATEST, quote, save_group
 from utils.seed import get_rng_state
 from utils.signals import StopSignals, TrainingInterrupted
@@ -53,8 +56,11 @@ class BaseTrainer(ABC):
         self.resume_log = []  # (level, message): written once the run's info.log exists
         # callables `listener(epoch, log)`, called on every rank after each epoch is saved (trackers, search
         # pruning); one may raise to end training, after that epoch's checkpoint is safe
-        self.epoch_listeners = []
-        self.writer = TensorboardWriter(config.log_dir, self.logger, self.options.tensorboard and self.is_main)
+        self.epoch_listeners = [self._end_epoch_in_writer]
+        # experiment trackers (MLflow, W&B) record rank 0 only; the writer hands them every scalar
+        trackers = TrackerSet(self.options.trackers if self.is_main else [], self.logger)
+        tensorboard = (self.options.tensorboard or trackers.wants("tensorboard")) and self.is_main
+        self.writer = TensorboardWriter(config.log_dir, self.logger, tensorboard, trackers, config.config)
 
     @property
     def checkpoint_dir(self):
@@ -97,7 +103,7 @@ class BaseTrainer(ABC):
                     break
         finally:
             self.stop_signals.restore()
-            self.writer.close()
+            self.writer.close(sys.exc_info()[1])  # the trackers' runs end FINISHED, KILLED or FAILED
         dist.barrier()  # rank 0 may still be writing checkpoints that code after train() reads
         self._report_end()
 
@@ -115,6 +121,7 @@ class BaseTrainer(ABC):
                                 f"To train further, resume with -o trainer.epochs=N, N > {self.epochs}")
             return False
         self._check_before_training()
+        self.writer.trackers.connect(self.options.save_dir, self.config["name"])  # before any run folder
         if not self.config.run_started:
             self.config.init_run()
         self.writer.log_dir = str(self.config.log_dir)  # the run id may have gained a suffix
@@ -123,6 +130,12 @@ class BaseTrainer(ABC):
         if self.is_main:
             device = next(self.raw_model.parameters(), torch.empty(0)).device
             self.config.write_run_file("provenance.json", collect_provenance(device))
+        if self.writer.trackers:
+            search = self.config.get("tune") if isinstance(self.config.get("tune"), dict) else {}
+            self.writer.trackers.open_run(RunInfo(
+                self.config["name"], self.config.run_id, self.checkpoint_dir, self.config.log_dir, self.config.config,
+                dist.get_world_size(), (git_state() or {}).get("commit", ""),
+                {f"tune_{key}": str(search[key]) for key in ("study", "trial") if key in search}))  # a search trial
         return True
 
     def _check_before_training(self):
@@ -144,6 +157,9 @@ class BaseTrainer(ABC):
             if not self.writer.classic_steps:  # a classic trainer writes its own <metric>/train scalars
                 write_epoch_scalars(self.writer, log)
         self.last_epoch = log["epoch"]
+
+    def _end_epoch_in_writer(self, epoch, log):
+        self.writer.end_epoch(epoch, log, best_so_far(self.monitor, self.checkpoint_dir))
 
     def _report_end(self):
         for line in summary_lines(self.monitor, self.checkpoint_dir, self.config.log_dir, self.last_epoch):
@@ -194,6 +210,7 @@ class BaseTrainer(ABC):
         state = self._state(epoch - 1, resume_batch=self.batch_in_epoch)
         if self.is_main:
             save_group(self.checkpoint_dir, state, [LATEST])
+            self.writer.flush()  # trackers buffer: they must hold every step this checkpoint holds
         return state
 
     def _save_interrupted(self, epoch):

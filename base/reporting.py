@@ -33,3 +33,12 @@ def summary_lines(monitor, checkpoint_dir, log_dir, last_epoch):
               f"Resume: python train.py -r {quote(checkpoint_dir / 'model_latest.pth')}",
               f"Test:   python test.py -r {quote(chosen)}"]
     return lines
+
+
+def best_so_far(monitor, checkpoint_dir):
+    """The monitored metric's best value and epoch, and the best checkpoint's path, for trackers."""
+    best = checkpoint_dir / "model_best.pth"
+    found = monitor.enabled and monitor.best_epoch is not None
+    return {"run_folder": str(checkpoint_dir.absolute()), "metric": monitor.metric if found else None,
+            "value": monitor.best if found else None, "epoch": monitor.best_epoch if found else None,
+            "checkpoint": str(best.absolute()) if best.is_file() else None}

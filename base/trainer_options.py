@@ -8,6 +8,7 @@ and that are not near misses belong to the user's own trainer and pass through.
 import re
 from types import SimpleNamespace
 
+from logger.trackers.specs import check_trackers
 from utils.config_check import is_int, is_number, refuse_near_misses
 from utils.errors import UserError
 
@@ -43,6 +44,8 @@ TRAINER_OPTIONS = {
     "tensorboard": (False, _bool, "true or false"),
     "tensorboard_images": (False, _bool, "true or false"),
     "tensorboard_histograms": (False, _bool, "true or false"),
+    # experiment trackers beside TensorBoard; an unknown name is refused with a did-you-mean by the test itself
+    "trackers": ([], check_trackers, "a list of tracker names or {\"type\", \"args\"} sections"),
     "len_epoch": (None, _optional_positive_int, "a positive integer or null"),
     "log_step": (None, _optional_positive_int, "a positive integer or null"),
     "keep_last": (None, _optional_positive_int, "a positive integer or null"),

@@ -1,7 +1,11 @@
-"""TensorboardWriter: SummaryWriter calls tagged by mode, created only when used."""
+"""TensorboardWriter: SummaryWriter calls tagged by mode, created only when used; every scalar
+also goes to the run's experiment trackers (MLflow, W&B), so classic trainer code reaches them."""
 import importlib
 import logging
 from datetime import datetime
+
+from logger.trackers.hparams import HParamsWriter
+from logger.trackers.tracker_set import TrackerSet
 
 
 class TensorboardWriter:
@@ -13,16 +17,21 @@ class TensorboardWriter:
     `write(...)` writes one value at an explicit step and tag, leaving that state
     alone. When disabled, every call is a no-op. The SummaryWriter (and
     TensorBoard with it) is imported on the first write, not at start-up.
+    `trackers` (a TrackerSet) receives every add_scalar / add_scalars value with
+    the same tag and step; the writer is enabled when either side is on.
     """
 
     TB_METHODS = {"add_scalar", "add_scalars", "add_image", "add_images", "add_audio",
                   "add_text", "add_histogram", "add_pr_curve", "add_embedding"}
     UNTAGGED = {"add_histogram", "add_embedding"}
 
-    def __init__(self, log_dir, logger=None, enabled=True):
+    def __init__(self, log_dir, logger=None, enabled=True, trackers=None, config=None):
         self.log_dir = str(log_dir)
         self.logger = logger or logging.getLogger("tensorboard")
-        self.enabled = enabled
+        self.tensorboard = enabled  # TensorBoard's own event files
+        self.trackers = trackers if trackers is not None else TrackerSet([])
+        self.enabled = enabled or bool(self.trackers)
+        self.hparams = HParamsWriter(config or {})
         self._writer = None
         self.step = 0
         self.mode = ""
@@ -31,13 +40,13 @@ class TensorboardWriter:
 
     @property
     def writer(self):
-        if self._writer is None and self.enabled:
+        if self._writer is None and self.tensorboard:
             try:
                 tensorboard = importlib.import_module("torch.utils.tensorboard")
             except ImportError:
                 self.logger.warning("Warning: TensorBoard is not installed (pip install tensorboard); "
                                     "set trainer.tensorboard to false to silence this.")
-                self.enabled = False
+                self.tensorboard = False
                 return None
             self._writer = tensorboard.SummaryWriter(self.log_dir)
         return self._writer
@@ -60,7 +69,8 @@ class TensorboardWriter:
 
     def write(self, method, tag, data, step, **kwargs):
         """`SummaryWriter.<method>(tag, data, step)` as given: no suffix, no change of step or mode."""
-        writer = self.writer if self.enabled else None
+        self._track(method, tag, data, step)
+        writer = self.writer if self.tensorboard else None
         if writer is not None:
             getattr(writer, method)(tag, data, step, **kwargs)
 
@@ -71,19 +81,38 @@ class TensorboardWriter:
 
     def _tagged(self, name):
         def write(tag, data, *args, **kwargs):
-            writer = self.writer if self.enabled else None
-            if writer is None:
-                return
             if name not in self.UNTAGGED and self.mode:
                 tag = f"{tag}/{self.mode}"
-            getattr(writer, name)(tag, data, self.step, *args, **kwargs)
+            self._track(name, tag, data, self.step)
+            writer = self.writer if self.tensorboard else None
+            if writer is not None:
+                getattr(writer, name)(tag, data, self.step, *args, **kwargs)
         return write
+
+    def _track(self, method, tag, data, step):
+        if not self.trackers.active:
+            return
+        if method == "add_scalar":
+            self.trackers.log_scalars({tag: data}, step)
+        elif method == "add_scalars":
+            self.trackers.log_scalars({f"{tag}/{k}": v for k, v in data.items()}, step)
+
+    def end_epoch(self, epoch, log, best):
+        """After an epoch is saved: HParams (settings beside final and best metrics), tracker artifacts."""
+        writer = self.writer if self.tensorboard else None
+        if writer is not None:
+            self.hparams.write(writer, epoch, log, best)
+            writer.flush()
+        self.trackers.end_epoch(epoch, log, best)
 
     def flush(self):
         if self._writer is not None:
             self._writer.flush()
+        self.trackers.flush()
 
-    def close(self):
+    def close(self, error=None):
+        """Close the event file and end the tracker runs: `error` is the exception ending training, if any."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        self.trackers.finish(error)

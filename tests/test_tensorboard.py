@@ -65,7 +65,10 @@ def test_tags_are_exactly_the_documented_ones(tb_run):
     config, history = tb_run
     tags = read_events(config.log_dir).Tags()
     expected = {epoch_tag(c) for c in history.columns if c not in ("epoch", "samples_per_sec")}
-    assert set(tags["scalars"]) == expected | {"samples_per_sec/train", "loss/step"}
+    summary = {t for t in tags["scalars"] if t.startswith("hparams/")}  # the HParams tab's final/best values
+    assert set(tags["scalars"]) - summary == expected | {"samples_per_sec/train", "loss/step"}
+    assert summary == {f"hparams/final_{c}" for c in history.columns if c not in ("epoch_time", "samples_per_sec")} \
+        | {"hparams/best_val_loss", "hparams/best_epoch"}  # config.json monitors "min val_loss"
     assert tags["images"] == [] and tags["histograms"] == []  # optional, off by default
 
 

@@ -22,7 +22,7 @@ ORIGIN_FILE = "run.json"  # {"origin": the checkpoint a run started from, or nul
 RESTART_WAIT = 60  # seconds a restarted group waits for the old one to let go of the run
 # what a resubmitted named run may change; everything else must match the run's own config
 MAY_CHANGE = {("trainer", k) for k in ("epochs", "verbosity", "save_period", "keep_last", "log_step",
-                                       "tensorboard", "tensorboard_images", "tensorboard_histograms",
+                                       "tensorboard", "tensorboard_images", "tensorboard_histograms", "trackers",
                                        "checkpoint_interval", "early_stop", "save_dir")} \
     | {("data_loader", "args", "data_dir")}  # where files live may differ from node to node
 

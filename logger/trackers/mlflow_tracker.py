@@ -1,0 +1,144 @@
+"""MLflow: one MLflow run per run folder, in an embedded SQLite store unless a tracking URI is given.
+
+args: tracking_uri (default sqlite:///<save_dir>/mlflow.db), experiment (default: config name),
+tags (extra tags). Only this module imports mlflow, and only when "mlflow" is listed.
+"""
+import fcntl
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from logger.trackers.run_info import flatten
+
+# mid-run, a server outage costs a few seconds per call, not MLflow's default minutes of retries
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+PARAM_CHUNK, MAX_PARAM = 100, 6000  # MLflow's limits: params per batch, characters per value
+FLUSH_EVERY = 200  # buffered metric points; also flushed at every epoch end
+
+
+class MlflowTracker:
+    def __init__(self, args):
+        self.args = dict(args)
+        self.tags = self.args.pop("tags", {})
+        unknown = set(self.args) - {"tracking_uri", "experiment"}
+        if unknown:
+            raise ValueError(f"unknown mlflow args {sorted(unknown)}; use tracking_uri, experiment, tags, required")
+        self.client = self.run_id = self.experiment_id = None
+        self.buffer, self.high_water = [], {}
+
+    def connect(self, save_root, experiment):
+        from mlflow.tracking import MlflowClient
+        root = Path(save_root).absolute()
+        self.uri = self.args.get("tracking_uri") or f"sqlite:///{root / 'mlflow.db'}"
+        name = self.args.get("experiment") or experiment
+        with _store_lock(self.uri, root), _quick_failure():  # a dead server: one warning in seconds
+            self.client = MlflowClient(tracking_uri=self.uri)  # a new SQLite store gets its tables here
+            found = self.client.get_experiment_by_name(name)
+            self.experiment_id = found.experiment_id if found else self._create_experiment(name, root)
+
+    def _create_experiment(self, name, root):
+        from mlflow.exceptions import MlflowException
+        artifacts = (root / "mlflow-artifacts").as_uri() if self.uri.startswith("sqlite:") else None
+        try:
+            return self.client.create_experiment(name, artifact_location=artifacts)
+        except MlflowException:  # created by another run a moment ago (server stores have no file lock)
+            return self.client.get_experiment_by_name(name).experiment_id
+
+    def open(self, run, saved):
+        """Continue the MLflow run this run folder already has (trackers.json, else its tag), or start one."""
+        tags = {**run.tags, **self.tags}
+        self.run_id = self._existing_run(saved, tags["run_folder"])
+        if self.run_id is None:
+            self.run_id = self.client.create_run(self.experiment_id, tags=tags, run_name=run.run_id).info.run_id
+        else:
+            self.client.update_run(self.run_id, status="RUNNING")
+            self.high_water = self._logged_steps()
+        self._log_params(flatten(run.config))
+        if run.git_commit:  # where MLflow's UI looks for the commit
+            self.client.set_tag(self.run_id, "mlflow.source.git.commit", run.git_commit)
+        return {"run_id": self.run_id, "tracking_uri": self.uri}
+
+    def _existing_run(self, saved, folder):
+        if saved and saved.get("tracking_uri") == self.uri:
+            return saved["run_id"]
+        # killed between creating the run and saving its id: the run folder tag finds it
+        found = self.client.search_runs([self.experiment_id], f"tags.run_folder = '{folder}'", max_results=1)
+        return found[0].info.run_id if found else None
+
+    def _logged_steps(self):
+        """{metric: last step stored}: steps replayed after a kill are not stored twice."""
+        logged = self.client.get_run(self.run_id).data.metrics
+        return {key: max(m.step for m in self.client.get_metric_history(self.run_id, key)) for key in logged}
+
+    def _log_params(self, flat):
+        from mlflow.entities import Param
+        stored = self.client.get_run(self.run_id).data.params  # a resumed run: values may not change
+        params = [Param(k, str(v)[:MAX_PARAM]) for k, v in flat.items() if k not in stored]
+        for start in range(0, len(params), PARAM_CHUNK):
+            self.client.log_batch(self.run_id, params=params[start:start + PARAM_CHUNK])
+
+    def log_scalars(self, scalars, step):
+        import time
+
+        from mlflow.entities import Metric
+        now = int(time.time() * 1000)
+        for key, value in scalars.items():
+            if step > self.high_water.get(key, -1):
+                self.high_water[key] = step
+                self.buffer.append(Metric(key, float(value), now, step))
+        if len(self.buffer) >= FLUSH_EVERY:
+            self.flush()
+
+    def flush(self):
+        while self.buffer:
+            batch, self.buffer = self.buffer[:1000], self.buffer[1000:]
+            self.client.log_batch(self.run_id, metrics=batch)
+
+    def end_epoch(self, epoch, log, best):
+        """Artifacts that follow the run: its config, its metrics.csv, where its best checkpoint is."""
+        self.flush()
+        folder = Path(best["run_folder"])
+        for name in ("config.json", "metrics.csv"):
+            if (folder / name).is_file():
+                self.client.log_artifact(self.run_id, str(folder / name))
+        if best.get("checkpoint"):
+            self.client.log_text(self.run_id, best["checkpoint"] + "\n", "best_checkpoint.txt")
+            self.client.set_tag(self.run_id, "best_checkpoint", best["checkpoint"])
+
+    def finish(self, status):
+        try:
+            self.flush()
+        finally:
+            self.client.set_terminated(self.run_id, status)
+
+
+@contextmanager
+def _store_lock(uri, root):
+    """Runs starting at the same instant on a new SQLite store would each create its tables and
+    crash; a file lock lets the first create them and the others find them."""
+    if not uri.startswith("sqlite:"):
+        yield
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "mlflow.db.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _quick_failure():
+    """No retries while connecting: an unreachable server is reported at once, not after minutes."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
+    os.environ.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="5")
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key)
+            else:
+                os.environ[key] = value

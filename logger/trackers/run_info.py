@@ -1,0 +1,64 @@
+"""What a tracker needs to know about the run it records, and the tracker runs it already has.
+
+The tracker run ids live in the run folder (trackers.json, written atomically), so a
+resume with -r, a --run_id requeue or a torchrun restart, which all continue in the same
+folder, continue the same tracker runs; a new run folder starts new ones.
+"""
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from utils.signals import TrainingInterrupted
+from utils.util import write_json
+
+IDS_FILE = "trackers.json"
+
+
+@dataclass
+class RunInfo:
+    name: str  # the experiment: config "name"
+    run_id: str  # the run folder's name
+    save_dir: Path  # checkpoints, config.json, metrics.csv
+    log_dir: Path  # info.log, TensorBoard events
+    config: dict
+    world_size: int = 1
+    git_commit: str = ""
+    extra_tags: dict = field(default_factory=dict)
+
+    @property
+    def tags(self):
+        """What identifies the run in any tracker's UI."""
+        return {"run_folder": str(Path(self.save_dir).absolute()), "run_id": self.run_id,
+                "git_commit": self.git_commit, "world_size": str(self.world_size), **self.extra_tags}
+
+    def saved_ids(self):
+        """{tracker name: what it stored} from an earlier start of this run; {} for a new run."""
+        path = Path(self.save_dir) / IDS_FILE
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def save_ids(self, ids):
+        write_json(ids, Path(self.save_dir) / IDS_FILE)
+
+
+def flatten(config, prefix=""):
+    """{"trainer.epochs": 2, ...}: every leaf of a nested config under its dotted key."""
+    flat = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def run_status(error):
+    """How the run ended, given the exception on its way out (None: it finished)."""
+    if error is None:
+        return "FINISHED"
+    if isinstance(error, (TrainingInterrupted, KeyboardInterrupt)):
+        return "KILLED"
+    return "FAILED"

@@ -1,0 +1,57 @@
+"""`trainer.trackers`: which experiment trackers a run writes to, read without importing any of them.
+
+Each entry is a name ("mlflow") or a section {"type": "mlflow", "args": {...}}. The
+module of a tracker is named here as a string and imported only when the tracker is
+listed, so a user without MLflow or W&B installed never pays for them.
+"""
+import difflib
+from types import SimpleNamespace
+
+from utils.errors import UserError
+
+# name -> "module:class"; "tensorboard" is the writer's own SummaryWriter (trainer.tensorboard)
+KNOWN = {
+    "mlflow": "logger.trackers.mlflow_tracker:MlflowTracker",
+    "wandb": "logger.trackers.wandb_tracker:WandbTracker",
+    "tensorboard": None,
+}
+EXAMPLE = '["mlflow"] or [{"type": "mlflow", "args": {"tracking_uri": "http://host:5000"}}]'
+
+
+def parse_trackers(value, where="config: trainer.trackers"):
+    """[SimpleNamespace(name, args, required)] for a valid list; a one-line UserError otherwise."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise UserError(f"{where} must be a list such as {EXAMPLE}, got {value!r}")
+    specs = [_parse_entry(entry, where) for entry in value]
+    names = [s.name for s in specs]
+    doubled = sorted({n for n in names if names.count(n) > 1})
+    if doubled:
+        raise UserError(f"{where} lists {', '.join(doubled)} more than once; keep one entry per tracker")
+    return specs
+
+
+def check_trackers(value):
+    """The trainer option table's test: parse (raising the did-you-mean line) and say yes."""
+    parse_trackers(value)
+    return True
+
+
+def _parse_entry(entry, where):
+    if isinstance(entry, str):
+        name, args = entry, {}
+    elif isinstance(entry, dict) and isinstance(entry.get("type"), str) and isinstance(entry.get("args", {}), dict) \
+            and set(entry) <= {"type", "args"}:
+        name, args = entry["type"], dict(entry.get("args", {}))
+    else:
+        raise UserError(f"{where}: each entry is a tracker name or {{\"type\": name, \"args\": {{...}}}}, "
+                        f"got {entry!r}")
+    if name not in KNOWN:
+        close = difflib.get_close_matches(name, list(KNOWN), n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise UserError(f"{where}: unknown tracker '{name}'; {hint}known trackers: {', '.join(KNOWN)}")
+    required = args.pop("required", False)
+    if not isinstance(required, bool):
+        raise UserError(f"{where}: {name}.args.required must be true or false, got {required!r}")
+    return SimpleNamespace(name=name, args=args, required=required)

@@ -1,0 +1,91 @@
+"""TrackerSet: the experiment trackers of one run (rank 0 only), each behind a safety net.
+
+A tracker may be down, slow or broken; training must not notice. Every call into a
+tracker goes through `_guard`: the first failure is one warning and the tracker is
+dropped for the rest of the run (or, at start and when the user asked for `required`,
+a UserError: one line, exit 2). The run's own files keep everything regardless.
+"""
+import importlib
+import logging
+
+from logger.trackers.run_info import run_status
+from logger.trackers.specs import KNOWN, parse_trackers
+from utils.errors import UserError
+
+
+class TrackerSet:
+    def __init__(self, value, logger=None):
+        """`value`: trainer.trackers as the config gives it; nothing is imported yet."""
+        self.specs = parse_trackers(value)
+        self.logger = logger or logging.getLogger("trackers")
+        self.active = []  # (spec, tracker) pairs still working
+        self.ids = {}
+
+    def wants(self, name):
+        return any(spec.name == name for spec in self.specs)
+
+    def __bool__(self):
+        return any(KNOWN[spec.name] for spec in self.specs)
+
+    def connect(self, save_root, experiment):
+        """Import each listed tracker and reach its store or server (before the run folder exists)."""
+        for spec in self.specs:
+            if KNOWN[spec.name] is None:
+                continue
+            tracker = self._guard(spec, "cannot be started", True, _build, spec)
+            if tracker is not None and self._guard(spec, "cannot be reached", True, _connect, tracker,
+                                                   save_root, experiment):
+                self.active.append((spec, tracker))
+
+    def open_run(self, run):
+        """Start this run's tracker runs, or continue the ones an earlier start of the run opened."""
+        saved = run.saved_ids()
+        for spec, tracker in list(self.active):
+            found = self._guard(spec, "cannot open a run", True, tracker.open, run, saved.get(spec.name))
+            if found is not None:
+                self.ids[spec.name] = found
+        if self.ids and self.ids != {k: saved.get(k) for k in self.ids}:
+            run.save_ids({**saved, **self.ids})
+
+    def log_scalars(self, scalars, step):
+        self._each("log_scalars", scalars, step)
+
+    def end_epoch(self, epoch, log, best):
+        self._each("end_epoch", epoch, log, best)
+
+    def flush(self):
+        self._each("flush")
+
+    def finish(self, error=None):
+        """End every tracker run with the status the run ended with (exception on its way out, or None)."""
+        self._each("finish", run_status(error))
+        self.active = []
+
+    def _each(self, method, *args):
+        for spec, tracker in list(self.active):
+            self._guard(spec, "failed", False, getattr(tracker, method), *args)
+
+    def _guard(self, spec, what, at_start, call, *args):
+        """call(*args), or None after one warning (a UserError at start when the tracker is required)."""
+        try:
+            return call(*args)
+        except Exception as err:  # noqa: BLE001  any failure of a tracker, never of training
+            reason = f"{type(err).__name__}: {' '.join(str(err).split())}"[:300]  # one line, whatever the error
+            self.active = [(s, t) for s, t in self.active if s is not spec]
+            if at_start and spec.required:
+                raise UserError(f"tracker {spec.name} {what} ({reason}); it is required "
+                                f"(trainer.trackers: {spec.name}.args.required): fix it or drop 'required'") from None
+            self.logger.warning(f"Warning: tracker {spec.name} {what} ({reason}); training goes on without it, "
+                                "the run folder keeps every metric")
+            return None
+
+
+def _build(spec):
+    """The tracker's class, imported now that the config lists it."""
+    module, cls = KNOWN[spec.name].split(":")
+    return getattr(importlib.import_module(module), cls)(spec.args)
+
+
+def _connect(tracker, save_root, experiment):
+    tracker.connect(save_root, experiment)
+    return True

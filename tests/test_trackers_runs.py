@@ -1,0 +1,137 @@
+"""One tracker run per run, however the run is stopped and continued: SIGTERM then -r, a SIGKILLed
+--run_id job resubmitted, a worker killed under `torchrun --max-restarts`; and 4 runs started at
+the same instant on a new MLflow store. Read back from MLflow's store and W&B's offline files;
+every process is bounded in time."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import REPO, run_dirs, shrink_config, write_config
+from tests.synthetic_mnist import write_synthetic_mnist
+from tests.test_elastic import finish, kill_worker_at, start, torchrun
+from tests.tracker_stores import mlflow_runs, steps, wandb_segments
+
+pytest.importorskip("mlflow")
+pytest.importorskip("wandb")
+pytestmark = pytest.mark.slow
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+BATCHES = 68  # per epoch: 540 training samples in batches of 8
+LIMIT = 120  # seconds for any one process
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_synthetic_mnist(tmp_path_factory.mktemp("trackers") / "data", n_train=600, n_test=10)
+
+
+def small_batches(tmp_path, data_dir, **trainer):
+    cfg = shrink_config(tmp_path, data_dir, log_step=1, checkpoint_interval=10, **trainer)
+    cfg["data_loader"]["args"]["batch_size"] = 8
+    return write_config(tmp_path, cfg)
+
+
+def run_until(argv, line, signum, log):
+    """Start train.py, send `signum` once `line` is printed; return the exit code."""
+    process = subprocess.Popen([sys.executable, "train.py", *map(str, argv)], cwd=REPO, env=ENV,
+                               stdout=log.open("w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + LIMIT
+    while line not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"{line!r} never appeared:\n{log.read_text()[-2000:]}")
+        time.sleep(0.05)
+    process.send_signal(signum)
+    return process.wait(timeout=LIMIT)
+
+
+def run_to_end(argv, log):
+    done = subprocess.run([sys.executable, "train.py", *map(str, argv)], cwd=REPO, env=ENV, text=True,
+                          stdout=log.open("w"), stderr=subprocess.STDOUT, timeout=LIMIT)
+    assert done.returncode == 0, log.read_text()[-3000:]
+    assert "Warning: tracker" not in log.read_text()
+
+
+def test_sigterm_then_resume_continues_the_same_mlflow_and_wandb_run(tmp_path, data_dir):
+    cfg = small_batches(tmp_path, data_dir, trackers=["mlflow", "wandb"])
+    assert run_until(["-c", cfg], "Train Epoch: 2 [5/", signal.SIGTERM, tmp_path / "first.log") == 143
+    client, (run,) = mlflow_runs(tmp_path / "saved")
+    assert run.info.status == "KILLED"
+    (folder,) = run_dirs(tmp_path / "saved")
+    run_to_end(["-r", folder / "model_latest.pth"], tmp_path / "resumed.log")
+
+    client, (run,) = mlflow_runs(tmp_path / "saved")
+    assert run.info.status == "FINISHED"
+    assert steps(client, run.info.run_id, "loss/step") == list(range(1, 2 * BATCHES + 1))  # each step once
+    assert steps(client, run.info.run_id, "loss/train") == [1, 2]
+    segments = wandb_segments(tmp_path / "saved" / "log" / "Mnist_LeNet" / folder.name)
+    assert len(segments) == 2 and len({run_id for run_id, _, _ in segments}) == 1
+    assert [code for _, _, code in segments] == [143, 0]
+    logged = [int(row["_step"]) for _, rows, _ in segments for row in rows]
+    assert logged == sorted(set(logged)) and logged[-1] == 2 * BATCHES  # one W&B history, steps only grow
+
+
+def test_a_killed_and_resubmitted_run_id_job_continues_the_same_mlflow_run(tmp_path, data_dir):
+    cfg = small_batches(tmp_path, data_dir, trackers=["mlflow"])
+    argv = ["-c", cfg, "--run_id", "job"]
+    run_until(argv, "Train Epoch: 2 [15/", signal.SIGKILL, tmp_path / "first.log")  # no chance to save
+    client, (run,) = mlflow_runs(tmp_path / "saved")
+    assert run.info.status == "RUNNING"  # as it happened: nothing could record a SIGKILL
+    run_to_end(argv, tmp_path / "again.log")
+    assert "Resume training from epoch 2, batch 11" in (tmp_path / "again.log").read_text()
+
+    client, (run,) = mlflow_runs(tmp_path / "saved")
+    assert run.info.status == "FINISHED" and run.data.tags["run_id"] == "job"
+    # batches 11-15 of epoch 2 ran twice; MLflow has each step once
+    assert steps(client, run.info.run_id, "loss/step") == list(range(1, 2 * BATCHES + 1))
+
+
+def test_steps_mlflow_already_has_are_not_logged_again_when_a_resume_replays_them(tmp_path, data_dir):
+    """Batches of 2, no interval checkpoint: MLflow gets a batch of points every 200 steps (mlflow_tracker's
+    FLUSH_EVERY), so the job killed at step 500 has steps 271-470 in MLflow that its resume from the epoch-1
+    checkpoint (step 270) trains again."""
+    cfg = shrink_config(tmp_path, data_dir, log_step=1, trackers=["mlflow"])
+    cfg["data_loader"]["args"]["batch_size"] = 2  # 270 steps per epoch
+    argv = ["-c", write_config(tmp_path, cfg), "--run_id", "job"]
+    run_until(argv, "Train Epoch: 2 [230/", signal.SIGKILL, tmp_path / "first.log")
+    client, (run,) = mlflow_runs(tmp_path / "saved")
+    assert steps(client, run.info.run_id, "loss/step")[-1] == 470
+    run_to_end(argv, tmp_path / "again.log")
+    assert "Resume training from epoch 2\n" in (tmp_path / "again.log").read_text()
+    client, (run,) = mlflow_runs(tmp_path / "saved")
+    assert steps(client, run.info.run_id, "loss/step") == list(range(1, 541))
+
+
+def test_a_worker_killed_under_torchrun_restart_continues_the_same_mlflow_run(tmp_path, data_dir):
+    cfg = small_batches(tmp_path, data_dir, trackers=["mlflow"], epochs=2)
+    log = tmp_path / "torchrun.log"
+    deadline = time.monotonic() + 3 * LIMIT
+    agent = start(torchrun("--standalone", "--nproc_per_node=2", "--max-restarts=1", "train.py", "-c", cfg), REPO, log)
+    kill_worker_at([agent], [log], "Train Epoch: 2 [15/", rank=1, deadline=deadline)
+    assert finish([agent], deadline) == [0], log.read_text()[-3000:]
+    assert "torchrun restart 1" in log.read_text()
+
+    client, runs = mlflow_runs(tmp_path / "saved")
+    assert len(runs) == 1, [r.data.tags for r in runs]  # rank 0 only, and the restart reopened it
+    (run,) = runs
+    assert run.info.status == "FINISHED" and run.data.tags["world_size"] == "2"
+    per_rank = BATCHES // 2  # the sampler splits each epoch between the 2 ranks
+    assert steps(client, run.info.run_id, "loss/step") == list(range(1, 2 * per_rank + 1))
+
+
+def test_four_runs_started_at_once_on_a_new_mlflow_store_all_succeed(tmp_path, data_dir):
+    cfg = write_config(tmp_path, shrink_config(tmp_path, data_dir, epochs=1, trackers=["mlflow"]))
+    logs = [tmp_path / f"run{i}.log" for i in range(4)]
+    processes = [subprocess.Popen([sys.executable, "train.py", "-c", str(cfg)], cwd=REPO, env=ENV,
+                                  stdout=log.open("w"), stderr=subprocess.STDOUT) for log in logs]
+    codes = [p.wait(timeout=3 * LIMIT) for p in processes]
+    assert codes == [0, 0, 0, 0], [log.read_text()[-1500:] for log in logs]
+    for log in logs:
+        assert "Warning: tracker" not in log.read_text(), log.read_text()[-1500:]
+    client, runs = mlflow_runs(tmp_path / "saved")
+    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
+    assert {r.data.tags["run_folder"] for r in runs} == {str(p.absolute()) for p in run_dirs(tmp_path / "saved")}
+    assert all(steps(client, r.info.run_id, "loss/train") == [1] for r in runs)
