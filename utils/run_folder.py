@@ -28,6 +28,8 @@ LATEST, BEST = "model_latest.pth", "model_best.pth"
 JOURNAL = ".commit.json"
 PENDING = ".pending"  # suffix of a group's files until they are renamed into place
 EPOCH_FILE = re.compile(r"checkpoint-epoch([1-9]\d*)\.pth")  # anything else is not ours to read or prune
+
+
 def epoch_checkpoints(folder):
     """[(epoch, path)] of the checkpoint-epoch<N>.pth files in `folder`, oldest first; other files ignored."""
     found = [(int(m.group(1)), p) for p in Path(folder).glob("checkpoint-epoch*.pth")
@@ -42,20 +44,15 @@ def newest_intact(folder, log=None):
     a requeued job then continues from what survived instead of failing on every start.
     """
     folder = Path(folder)
+    # model_latest.pth is part of every save, so it is the newest; then the epochs, newest first
     candidates = [folder / LATEST] + [path for _, path in reversed(epoch_checkpoints(folder))]
     broken, best = [], None
-    for path in candidates:
-        if not path.is_file():
-            continue
+    for path in (p for p in candidates if p.is_file()):
         try:
-            checkpoint = load_checkpoint(path)
+            best = (load_checkpoint(path), path)
+            break
         except UserError:
             broken.append(path)
-            continue
-        if best is None or progress(checkpoint) > progress(best[0]):
-            best = (checkpoint, path)
-        if path.name != LATEST:  # epoch files are newest first: the first intact one is the newest
-            break
     if broken and log is not None:
         where = f"resuming from {best[1].name} (epoch {best[0]['epoch']}, step {best[0].get('global_step', 0)}); " \
                 "the steps after it are trained again" if best else "no intact checkpoint is left: starting afresh"
