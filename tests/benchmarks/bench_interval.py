@@ -40,9 +40,9 @@ def worker(kind):
 def save_seconds(repeats=20):
     """Median time of one model_latest.pth write of the default model and Adam state."""
     import torch
-    from base.checkpoint_files import CheckpointFiles
 
     from model.model import MnistModel
+    from utils.run_folder import save_group
 
     model = MnistModel()
     optimizer = torch.optim.Adam(model.parameters(), amsgrad=True)
@@ -50,11 +50,10 @@ def save_seconds(repeats=20):
     optimizer.step()
     state = {"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 1}
     with tempfile.TemporaryDirectory() as tmp:
-        files = CheckpointFiles(Path(tmp))
         times = []
         for _ in range(repeats):
             started = time.perf_counter()
-            files.write(state, ["model_latest.pth"])
+            save_group(Path(tmp), state, ["model_latest.pth"])
             times.append(time.perf_counter() - started)
     return statistics.median(times)
 
