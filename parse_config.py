@@ -8,14 +8,14 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 
-from base.trainer_options import read_trainer_options
+from base.trainer_options import TRAINER_OPTIONS, read_trainer_options
 from logger import setup_logging
 from utils import distributed as dist
 from utils import run_lock
 from utils.config_check import check_typed_section
 from utils.errors import UserError
 from utils.lookup import check_arguments, find_by_name
-from utils.overrides import updated_config
+from utils.overrides import updated_config, with_known_keys
 from utils.run_folder import log_dir_beside, recover, write_text_file
 from utils.run_resume import ORIGIN_FILE, RunStart
 
@@ -75,7 +75,8 @@ class ConfigParser:
             raise UserError("give a config with -c (e.g. -c config.json) or a checkpoint to resume "
                             "with -r (e.g. -r saved/models/<name>/<run>/model_latest.pth)")
         modification = {opt.target: getattr(parsed, _get_opt_name(opt.flags)) for opt in options}
-        start = RunStart(parsed, modification, parsed.override or (), getattr(parsed, "run_id", None))
+        overrides = with_known_keys(parsed.override or (), {"trainer": TRAINER_OPTIONS})
+        start = RunStart(parsed, modification, overrides, getattr(parsed, "run_id", None))
         return start.parser(cls)
 
     def init_obj(self, name, module, *args, **kwargs):
