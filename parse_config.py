@@ -15,7 +15,7 @@ from utils import run_lock
 from utils.config_check import check_typed_section
 from utils.errors import UserError
 from utils.lookup import check_arguments, find_by_name
-from utils.overrides import updated_config, with_known_keys
+from utils.overrides import changed_keys, updated_config, with_known_keys
 from utils.run_folder import log_dir_beside, recover, write_text_file
 from utils.run_resume import ORIGIN_FILE, RunStart
 
@@ -51,6 +51,9 @@ class ConfigParser:
         self.restart_note = ""  # " (torchrun restart)" when a restarted worker group continues its run
         self.origin = None  # the checkpoint a new run starts from (run.json), so its requeue is known
         self.resume_log = []  # (level, message) about the resume, for the run's info.log
+        if checkpoint is not None and not continue_run:  # a new run from a checkpoint: say what its config changes
+            changes = changed_keys(checkpoint["config"], self._config) or ["nothing"]
+            self.resume_log.append((logging.INFO, f"Config changed from the checkpoint's: {'; '.join(changes)}"))
         self._folder = self.resume.parent if continue_run and run_id is None else None  # -r: the checkpoint's own
         self._run_id = self._folder.name if self._folder is not None else \
             run_id or dist.broadcast_object(datetime.now().strftime(r"%m%d_%H%M%S"))

@@ -105,6 +105,30 @@ def updated_config(config, modification, overrides):
     return config
 
 
+def merged_config(base, patch):
+    """`patch` over `base` key by key: {"trainer": {"epochs": 5}} changes trainer.epochs alone.
+
+    A section that names another `type` replaces the old one whole (its args belong to the new type);
+    lists and values replace.
+    """
+    if not (isinstance(base, dict) and isinstance(patch, dict)):
+        return _plain(patch)
+    if patch.get("type", base.get("type")) != base.get("type"):
+        return _plain(patch)
+    merged = _plain(base)
+    for key, value in patch.items():
+        merged[key] = merged_config(base[key], value) if key in base else _plain(value)
+    return merged
+
+
+def changed_keys(old, new, path=()):
+    """'key.path: old -> new' for every value that differs between two configs."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [line for key in list(old) + [k for k in new if k not in old]
+                for line in changed_keys(old.get(key), new.get(key), (*path, key))]
+    return [] if old == new else [f"{'.'.join(path)}: {json.dumps(old)} -> {json.dumps(new)}"]
+
+
 def _plain(value):
     """A deep copy made of dicts and lists only."""
     if isinstance(value, dict):
