@@ -64,7 +64,7 @@ class ConfigParser:
     def from_args(cls, args, options=(), argv=None):
         """Build a ConfigParser from an ArgumentParser (with -c/-r/-d) plus CustomArgs options."""
         for opt in options:
-            args.add_argument(*opt.flags, default=None, type=opt.type, help=f"sets {opt.target}")
+            args.add_argument(*opt.flags, default=None, type=opt.type, help=f"sets {opt.target.replace(';', '.')}")
         if "--override" not in args._option_string_actions:
             args.add_argument("-o", "--override", action="append", default=[], metavar="KEY.PATH=VALUE",
                               help="set any config value, e.g. -o trainer.epochs=3 (repeatable); "
