@@ -1,5 +1,6 @@
 """MNIST from torchvision's files: a clear error when they are missing, and an
 in-memory dataset that serves whole normalised batches by index."""
+import logging
 import math
 import re
 import struct
@@ -42,6 +43,7 @@ def ensure_mnist_files(data_dir, train, download):
     missing = [name for name in MNIST_FILES if not (raw / name).is_file()]
     attempt = "download is off (data_loader.args.download: false)"
     if missing and download:
+        logging.getLogger("data_loader").info(f"MNIST files missing in {raw}: downloading them")
         failure = _download(data_dir, train, raw)
         missing = [name for name in MNIST_FILES if not (raw / name).is_file()]
         attempt = f"the download failed ({failure})" if failure else "the download did not bring them"
