@@ -11,6 +11,42 @@ EXCLUDED_PARTS = {".git", "__pycache__", ".pytest_cache", ".ruff_cache", ".venv"
 # project is itself a template that may be copied again (a lab's base project, one copy per experiment)
 EXCLUDED_TOP = {"data", "saved"}
 KEEP_EMPTY = ("data", "saved")  # folders the new project needs, without their contents
+NEXT_STEPS = ("pip install -r requirements.txt", "python train.py -c config.json -o trainer.epochs=2",
+              'python -m pytest -m "not slow"')
+
+# the template's README and CI script describe the template and its CI machine; a new project gets its own
+CI_RUN = """#!/usr/bin/env bash
+# CI: install what the project needs, run the quick and the slow tests.
+# Real-data tests run when MNIST_DIR names a folder holding MNIST/raw's files (else they skip).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install -r requirements.txt
+if [ -n "${MNIST_DIR:-}" ] && [ ! -e data/MNIST ]; then
+    mkdir -p data && ln -s "$MNIST_DIR" data/MNIST
+fi
+python -m pytest -m "not slow"
+python -m pytest -m slow
+"""
+
+
+def project_readme(name):
+    steps = "\n".join(NEXT_STEPS)
+    return f"""# {name}
+
+Started from a PyTorch template: `config.json` names each part of the experiment
+(model, data loader, loss, metrics, optimizer), `train.py` trains it into
+`saved/models/<name>/<run_id>/`, `test.py -r <checkpoint>` tests it.
+
+```bash
+{steps}
+python -m pytest -m slow   # kills, restarts, torchrun
+```
+
+MNIST is downloaded to `data/MNIST/raw/` when missing; offline, place the files
+there and set `data_loader.args.download` to false. Replace the MNIST parts with
+your own: [docs/customizing.md](docs/customizing.md). Checkpoints and resuming:
+[docs/checkpoints.md](docs/checkpoints.md). `.ci/run` installs and runs both test commands.
+"""
 
 
 def git(*args):
@@ -56,11 +92,13 @@ def main(argv):
     for folder in KEEP_EMPTY:
         (target / folder).mkdir(parents=True, exist_ok=True)
         (target / folder / ".gitkeep").touch()
+    (target / "README.md").write_text(project_readme(target.name))
+    (target / ".ci").mkdir(exist_ok=True)
+    (target / ".ci" / "run").write_text(CI_RUN)
+    (target / ".ci" / "run").chmod(0o755)
     print(f"New project at {target} ({len(files)} files). Next:")
-    print(f"  cd {target}")
-    print("  pip install -r requirements.txt")
-    print("  python train.py -c config.json")
-    print("  python -m pytest")
+    for line in (f"cd {target}", *NEXT_STEPS):
+        print(f"  {line}")
     return 0
 
 

@@ -8,14 +8,14 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 
-from base.trainer_options import read_trainer_options
+from base.trainer_options import TRAINER_OPTIONS, read_trainer_options
 from logger import setup_logging
 from utils import distributed as dist
 from utils import run_lock
 from utils.config_check import check_typed_section
 from utils.errors import UserError
 from utils.lookup import check_arguments, find_by_name
-from utils.overrides import updated_config
+from utils.overrides import changed_keys, updated_config, with_known_keys
 from utils.run_folder import log_dir_beside, recover, write_text_file
 from utils.run_resume import ORIGIN_FILE, RunStart
 
@@ -51,6 +51,9 @@ class ConfigParser:
         self.restart_note = ""  # " (torchrun restart)" when a restarted worker group continues its run
         self.origin = None  # the checkpoint a new run starts from (run.json), so its requeue is known
         self.resume_log = []  # (level, message) about the resume, for the run's info.log
+        if checkpoint is not None and not continue_run:  # a new run from a checkpoint: say what its config changes
+            changes = changed_keys(checkpoint["config"], self._config) or ["nothing"]
+            self.resume_log.append((logging.INFO, f"Config changed from the checkpoint's: {'; '.join(changes)}"))
         self._folder = self.resume.parent if continue_run and run_id is None else None  # -r: the checkpoint's own
         self._run_id = self._folder.name if self._folder is not None else \
             run_id or dist.broadcast_object(datetime.now().strftime(r"%m%d_%H%M%S"))
@@ -61,7 +64,7 @@ class ConfigParser:
     def from_args(cls, args, options=(), argv=None):
         """Build a ConfigParser from an ArgumentParser (with -c/-r/-d) plus CustomArgs options."""
         for opt in options:
-            args.add_argument(*opt.flags, default=None, type=opt.type, help=f"sets {opt.target}")
+            args.add_argument(*opt.flags, default=None, type=opt.type, help=f"sets {opt.target.replace(';', '.')}")
         if "--override" not in args._option_string_actions:
             args.add_argument("-o", "--override", action="append", default=[], metavar="KEY.PATH=VALUE",
                               help="set any config value, e.g. -o trainer.epochs=3 (repeatable); "
@@ -75,7 +78,8 @@ class ConfigParser:
             raise UserError("give a config with -c (e.g. -c config.json) or a checkpoint to resume "
                             "with -r (e.g. -r saved/models/<name>/<run>/model_latest.pth)")
         modification = {opt.target: getattr(parsed, _get_opt_name(opt.flags)) for opt in options}
-        start = RunStart(parsed, modification, parsed.override or (), getattr(parsed, "run_id", None))
+        overrides = with_known_keys(parsed.override or (), {"trainer": TRAINER_OPTIONS})
+        start = RunStart(parsed, modification, overrides, getattr(parsed, "run_id", None))
         return start.parser(cls)
 
     def init_obj(self, name, module, *args, **kwargs):

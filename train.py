@@ -60,7 +60,7 @@ def build_trainer(config, device=None):
     criterion = config.init_named("loss", module_loss)
     metrics = [find_by_name(module_metric, met, "metric") for met in config["metrics"]]
 
-    # build optimizer, learning rate scheduler; delete every line containing lr_scheduler to disable it
+    # build optimizer, learning rate scheduler; leave lr_scheduler out of the config to disable it
     trainable_params = filter(lambda p: p.requires_grad, model.parameters())
     optimizer = config.init_obj("optimizer", torch.optim, trainable_params, **_fused(config, device))
     lr_scheduler = config.init_obj("lr_scheduler", torch.optim.lr_scheduler, optimizer) \

@@ -158,7 +158,7 @@ class BaseDataLoader(BatchTransformLoader):
 
 def default_num_workers():
     """Loader workers for this process when the config does not say: its share of the cores, less one
-    for the training step. Below 4 cores, none: workers there only compete with the step (README)."""
+    for the training step. Below 4 cores, none: workers there only compete with the step (docs/customizing.md)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     share = cores // int(os.environ.get("LOCAL_WORLD_SIZE", 1))  # torchrun: the processes on this node
     workers = 0 if share < 4 else min(share - 1, 8)

@@ -3,8 +3,10 @@ from utils.run_folder import quote
 
 
 def epoch_block(log):
-    """The classic aligned per-epoch block, one line per value."""
-    return [f"    {str(key):15s}: {value}" for key, value in log.items()]
+    """The classic aligned per-epoch block, one line per value; floats to 6 significant digits
+    (metrics.csv keeps every digit)."""
+    return [f"    {str(key):15s}: {value:.6g}" if isinstance(value, float) else f"    {str(key):15s}: {value}"
+            for key, value in log.items()]
 
 
 def write_epoch_scalars(writer, log):

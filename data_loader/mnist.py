@@ -1,6 +1,8 @@
 """MNIST from torchvision's files: a clear error when they are missing, and an
 in-memory dataset that serves whole normalised batches by index."""
+import logging
 import math
+import re
 import struct
 from pathlib import Path
 
@@ -32,22 +34,52 @@ def load_mnist(data_dir, train, download, transform=None):
         raise _corrupt(raw, err) from None
 
 
+DOWNLOAD_TIMEOUT_S = 15  # per connection and read: an unreachable mirror fails in seconds, not minutes
+
+
 def ensure_mnist_files(data_dir, train, download):
     """The folder of the raw MNIST files; downloads missing ones when allowed, else a UserError."""
     raw = Path(data_dir) / "MNIST" / "raw"
     missing = [name for name in MNIST_FILES if not (raw / name).is_file()]
+    attempt = "download is off (data_loader.args.download: false)"
     if missing and download:
-        from torchvision import datasets
-
-        try:
-            datasets.MNIST(data_dir, train=train, download=True)
-            missing = []
-        except Exception:  # no network, a proxy, a mirror down: all end the same way
-            pass
+        logging.getLogger("data_loader").info(f"MNIST files missing in {raw}: downloading them")
+        failure = _download(data_dir, train, raw)
+        missing = [name for name in MNIST_FILES if not (raw / name).is_file()]
+        attempt = f"the download failed ({failure})" if failure else "the download did not bring them"
     if missing:
-        raise UserError(f"MNIST files missing in {raw}: {', '.join(missing)}; place the four files "
-                        f"({', '.join(MNIST_FILES)}) there, or set data_loader.args.data_dir")
+        skip = " and set data_loader.args.download to false to skip the download" if download else ""
+        raise UserError(f"MNIST files missing in {raw}: {', '.join(missing)}; {attempt}. Place the four "
+                        f"unpacked files there, link a folder holding them to {raw.parent}, or set "
+                        f"data_loader.args.data_dir to the folder above MNIST/raw{skip}")
     return raw
+
+
+def _download(data_dir, train, raw):
+    """Try torchvision's download: None, or why it failed. Folders the attempt left empty are removed."""
+    import socket
+
+    from torchvision import datasets
+
+    made = [folder for folder in (Path(data_dir), raw.parent, raw) if not folder.exists()]
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        datasets.MNIST(data_dir, train=train, download=True)
+        return None
+    except Exception as err:  # no network, a proxy, a mirror down: all end the same way
+        return _reason(err)
+    finally:
+        socket.setdefaulttimeout(previous)
+        for folder in reversed(made):  # an empty raw/ would make a link placed there land in raw/raw
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
+
+def _reason(err):
+    """The last line of a download error, without urllib's wrapping: 'Name or service not known'."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+    return re.sub(r"^<urlopen error (.*)>$", r"\1", lines[-1])
 
 
 def _corrupt(raw, err):

@@ -56,10 +56,11 @@ def test_new_project_copies_tracked_files_and_runs_on_its_own(tmp_path, syntheti
     assert not any(set(f.parts) & NEVER_COPIED for f in copied)
     assert {Path("tests/conftest.py"), Path("tests/test_smoke.py"), Path(".ci/run"), Path("config.json"),
             Path("new_project.py"), Path("tests/test_new_project.py")} <= copied
-    for f in ("config.json", "tests/conftest.py", ".ci/run"):  # copies, byte for byte
+    for f in ("config.json", "tests/conftest.py"):  # copies, byte for byte
         assert (project / f).read_bytes() == (REPO / f).read_bytes(), f
     assert [line.strip() for line in result.stdout.splitlines()[1:]] == [
-        f"cd {project}", "pip install -r requirements.txt", "python train.py -c config.json", "python -m pytest"]
+        f"cd {project}", "pip install -r requirements.txt", "python train.py -c config.json -o trainer.epochs=2",
+        'python -m pytest -m "not slow"']
 
     # its own test suite (a part of it) and one short run, side by side to share the start-up time
     tests = start_in(project, "-m", "pytest", "tests/test_smoke.py", "-q", "-p", "no:cacheprovider")

@@ -68,12 +68,12 @@ def test_overrides_of_several_types(config_path):
 
 @pytest.mark.parametrize("flag, expected", [
     ("trainer.epoch=3", ["unknown config key trainer.epoch;", "did you mean trainer.epochs?",
-                         "+trainer.epoch=VALUE"]),
+                         "write -o trainer.epochs=3"]),
     ("optimizer.args.weight_decy=0.1", ["unknown config key optimizer.args.weight_decy",
                                         "did you mean optimizer.args.weight_decay?"]),
     ("optimiser.args.lr=0.1", ["unknown config key optimiser;", "did you mean optimizer?",
                                "+optimiser.args.lr=VALUE"]),
-    ("trainer.len_epoch=2", ["unknown config key trainer.len_epoch", "+trainer.len_epoch=VALUE"]),
+    ("trainer.my_option=2", ["unknown config key trainer.my_option", "-o +trainer.my_option=VALUE"]),
 ])
 def test_an_unknown_path_exits_2_with_the_near_misses(config_path, monkeypatch, capsys, flag, expected):
     code, lines = cli_error(config_path, monkeypatch, capsys, "-o", flag)
@@ -118,3 +118,24 @@ def test_interplay_with_the_registered_flags(config_path):
     # -o is applied after --lr/--bs, so it wins where both set the same key
     assert parse(config_path, "--lr", "0.01", "-o", "optimizer.args.lr=0.05")["optimizer"]["args"]["lr"] == 0.05
     assert parse(config_path, "-o", "optimizer.args.lr=0.05", "--lr", "0.01")["optimizer"]["args"]["lr"] == 0.05
+
+
+def test_trainer_options_are_known_keys_without_plus(config_path):
+    """Every option of the trainer table is settable with -o even when the config file leaves it out."""
+    config = parse(config_path, "-o", "trainer.checkpoint_interval=10", "-o", "trainer.len_epoch=2",
+                   "-o", "trainer.amp=bf16")
+    assert config["trainer"]["checkpoint_interval"] == 10 and config["trainer"]["len_epoch"] == 2
+    assert config.trainer_options.checkpoint_interval == 10 and config.trainer_options.amp == "bf16"
+    with pytest.raises(UserError, match="trainer.len_epoch must be a positive integer"):
+        parse(config_path, "-o", "trainer.len_epoch=0")  # still checked
+
+
+@pytest.mark.parametrize("flag", ["+trainer.epoch=3", "trainer.epoch=3", "+trainer.len_epochs=4",
+                                  "trainer.checkpoint_intervall=10", "trainer.checkpoint_interval=often"])
+def test_every_error_suggests_a_form_that_works(config_path, monkeypatch, capsys, flag):
+    code, lines = cli_error(config_path, monkeypatch, capsys, "-o", flag)
+    assert code == 2 and len(lines) == 1
+    suggested = lines[0].split(" -o ", 1)[1].split()[0]
+    # a bad value: the suggestion names the key, the user picks the value
+    suggested = suggested.replace("=...", "=10") if suggested.endswith("=...") else suggested.rstrip(";.,")
+    assert parse(config_path, "-o", suggested), lines[0]  # the suggested form is accepted

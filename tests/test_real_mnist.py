@@ -15,7 +15,8 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.real_data,
     pytest.mark.skipif(bool(MISSING), reason=f"real MNIST not found: {REAL_MNIST} lacks {', '.join(MISSING)} "
-                                             "(link ../shared/data/MNIST to data/MNIST to run this test)"),
+                                             "(place the files there, or link a folder holding them to "
+                                             "data/MNIST, to run this test)"),
 ]
 
 

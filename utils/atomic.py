@@ -12,7 +12,7 @@ from pathlib import Path
 
 from utils.errors import UserError
 
-EXIT_SAVE_FAILED = 74  # sysexits' EX_IOERR: the run's state could not be written (README: exit codes)
+EXIT_SAVE_FAILED = 74  # sysexits' EX_IOERR: the run's state could not be written (docs/checkpoints.md: exit codes)
 
 
 class SaveFailed(UserError):

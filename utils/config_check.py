@@ -94,7 +94,7 @@ def refuse_near_misses(section, known, where, source="config", cutoff=0.75):
         close = difflib.get_close_matches(key, list(known), n=1, cutoff=cutoff) if key not in known else None
         if close:
             raise UserError(f"{source}: unknown key {where}.{key}; did you mean {where}.{close[0]}? "
-                            "Rename it in the config file")
+                            "Rename it where it is set (the config file, or -o)")
 
 
 def warn_near_miss_sections(config, source="config"):

@@ -19,6 +19,26 @@ def parse_override(text):
     return key.split("."), value, allow_new
 
 
+def with_known_keys(overrides, known):
+    """-o texts with keys the code knows marked as addable; a near miss of one is an error.
+
+    known: {'trainer': option names}: keys read with a default, so `-o trainer.len_epoch=100`
+    works when the config file leaves the key out, and `+trainer.epoch=3` (a key nothing reads) is refused.
+    """
+    marked = []
+    for text in overrides:
+        path, value, allow_new = parse_override(text)
+        section, last = ".".join(path[:-1]), path[-1]
+        names = list(known.get(section, ()))
+        close = difflib.get_close_matches(last, names, n=1, cutoff=0.75) if last not in names else []
+        if close:
+            right = f"{section}.{close[0]}"
+            raise UserError(f"unknown config key {'.'.join(path)}; did you mean {right}? "
+                            f"write -o {right}={_shown(value)}")
+        marked.append(text if allow_new or last not in names else "+" + text)
+    return marked
+
+
 def apply_override(config, path, value, allow_new=False):
     """Set config[path] = value, refusing unknown keys and changes of type."""
     dotted = ".".join(path)
@@ -49,7 +69,12 @@ def _unknown_key(node, path, full_dotted):
     dotted = ".".join(path)
     hint = difflib.get_close_matches(path[-1], list(node), n=3, cutoff=0.6)
     near = f"did you mean {', '.join('.'.join(path[:-1] + [h]) for h in hint)}? " if hint else ""
-    return (f"unknown config key {dotted}; {near}to add a new key write +{full_dotted}=VALUE")
+    return f"unknown config key {dotted}; {near}to add a new key write -o +{full_dotted}=VALUE"
+
+
+def _shown(value):
+    """A value as written on the command line: strings bare, the rest as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _kind(value):
@@ -78,6 +103,30 @@ def updated_config(config, modification, overrides):
         path, value, allow_new = parse_override(text)
         apply_override(config, path, value, allow_new)
     return config
+
+
+def merged_config(base, patch):
+    """`patch` over `base` key by key: {"trainer": {"epochs": 5}} changes trainer.epochs alone.
+
+    A section that names another `type` replaces the old one whole (its args belong to the new type);
+    lists and values replace.
+    """
+    if not (isinstance(base, dict) and isinstance(patch, dict)):
+        return _plain(patch)
+    if patch.get("type", base.get("type")) != base.get("type"):
+        return _plain(patch)
+    merged = _plain(base)
+    for key, value in patch.items():
+        merged[key] = merged_config(base[key], value) if key in base else _plain(value)
+    return merged
+
+
+def changed_keys(old, new, path=()):
+    """'key.path: old -> new' for every value that differs between two configs."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [line for key in list(old) + [k for k in new if k not in old]
+                for line in changed_keys(old.get(key), new.get(key), (*path, key))]
+    return [] if old == new else [f"{'.'.join(path)}: {json.dumps(old)} -> {json.dumps(new)}"]
 
 
 def _plain(value):

@@ -15,7 +15,7 @@ from utils import distributed as dist
 from utils import run_lock
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
-from utils.overrides import updated_config
+from utils.overrides import merged_config, updated_config
 from utils.run_folder import newest_intact, progress, recover
 
 ORIGIN_FILE = "run.json"  # {"origin": the checkpoint a run started from, or null}
@@ -183,9 +183,9 @@ class RunStart:
 
     def _from_checkpoint(self, cls, run_id):
         checkpoint, path = load_on_any_rank(self.resume)  # -r alone: its run is locked when training starts
-        if self.given is not None:  # fine-tuning, as in the classic: the file's sections replace the checkpoint's
-            parser = cls({**checkpoint["config"], **self.given}, path, self.modification, run_id, self.overrides,
-                         checkpoint)
+        if self.given is not None:  # fine-tuning: the file's keys replace the checkpoint's, key by key
+            parser = cls(merged_config(checkpoint["config"], self.given), path, self.modification, run_id,
+                         self.overrides, checkpoint)
         else:
             parser = cls(checkpoint["config"], path, self.modification, run_id, self.overrides, checkpoint,
                          continue_run=True)
@@ -196,8 +196,8 @@ class RunStart:
     def _named(self, cls):
         """--run_id NAME: a new run of that name, or the run NAME continued (a requeue) from its newest checkpoint."""
         base = self.given
-        if self.resume is not None:  # the checkpoint's config, the file's sections replacing its own
-            base = {**load_on_any_rank(self.resume)[0]["config"], **(self.given or {})}
+        if self.resume is not None:  # the checkpoint's config, the file's keys replacing its own
+            base = merged_config(load_on_any_rank(self.resume)[0]["config"], self.given or {})
         folder = _run_folder(updated_config(base, self.modification, self.overrides), self.run_id)
         saved = saved_config(folder) if folder is not None else None
         if saved is None:  # a new named run
@@ -214,7 +214,7 @@ class RunStart:
                 cls(self.given, None, self.modification, self.run_id, self.overrides)
             parser.config["seed"] = saved["seed"]
             return self._finish(parser, folder)
-        config = {**checkpoint["config"], **self.given} if self.given is not None else checkpoint["config"]
+        config = merged_config(checkpoint["config"], self.given) if self.given is not None else checkpoint["config"]
         config = {**config, "seed": saved["seed"]}
         parser = cls(config, path, self.modification, self.run_id, self.overrides, checkpoint, continue_run=True)
         return self._finish(parser, folder)
