@@ -64,11 +64,11 @@ def printed_lines(text):
 
 
 def check_blocks_and_summary(lines, run, history):
-    """The per-epoch block (values as in metrics.csv) and the summary, each exactly once."""
+    """The per-epoch block (values as in metrics.csv, to 6 significant digits) and the summary, each exactly once."""
     for row in history.itertuples(index=False):
         block_start = lines.index(f"    epoch          : {row.epoch}")
         block = dict(line.split(":", 1) for line in lines[block_start:block_start + len(row)])
-        assert {key.strip(): float(value) for key, value in block.items()} == pytest.approx(row._asdict())
+        assert {key.strip(): float(value) for key, value in block.items()} == pytest.approx(row._asdict(), rel=1e-5)
         assert lines.count(f"    epoch          : {row.epoch}") == 1
     best = history.loc[history["val_loss"].idxmin()]
     summary = [f"Training finished after epoch {len(history)}.",
