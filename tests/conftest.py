@@ -19,6 +19,17 @@ def synthetic_data_dir(tmp_path_factory):
     return write_synthetic_mnist(tmp_path_factory.mktemp("mnist"), n_train=600, n_test=200)
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny batches on a small shared machine: a pool of torch threads waits more than it works."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def shrink_config(tmp_path, data_dir, **trainer):
     """config.json made small: synthetic data, 2 epochs, output under tmp_path.
 

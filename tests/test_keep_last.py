@@ -1,19 +1,9 @@
 """trainer.keep_last prunes old checkpoint-epoch<N>.pth files, newest by epoch number, and
 leaves model_best.pth and model_latest.pth alone."""
-import pytest
 import torch
 
 from tests.conftest import run_dirs, shrink_config, train_in_process, write_config
 from tests.synthetic_mnist import write_synthetic_mnist
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny batches on a small shared machine: a pool of torch threads waits more than it works."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_keep_last_two(tmp_path, one_thread):

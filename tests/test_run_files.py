@@ -4,21 +4,9 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 import base.base_trainer
 from tests.conftest import shrink_config, train_in_process, write_config
 from utils.run_folder import LATEST
-
-
-@pytest.fixture
-def one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_interval_saves_count_from_the_last_save_of_either_kind(tmp_path, synthetic_data_dir, monkeypatch,
