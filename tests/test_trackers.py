@@ -152,3 +152,16 @@ def test_classic_writer_calls_reach_the_trackers(tmp_path):
     assert {key: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)]
             for key in ("loss/valid", "acc/valid/top1")} == {"loss/valid": [(7, 0.25)], "acc/valid/top1": [(7, 0.5)]}
     assert not list((tmp_path / "log").glob("events.*"))
+
+
+def test_a_search_trial_is_tagged_with_its_study_and_trial(tmp_path, synthetic_data_dir, monkeypatch, capsys):
+    from tests.tune_setup import run_tune_cli, tune_config
+
+    config = tune_config(tmp_path, synthetic_data_dir, trainer={"epochs": 1, "trackers": ["mlflow"],
+                                                                 "monitor": "min val_loss"}, trials=1)
+    code, out, err = run_tune_cli(monkeypatch, capsys, write_config(tmp_path, config))
+    assert code == 0, out + err
+    _, runs = mlflow_runs(tmp_path / "saved")
+    (run,) = runs
+    assert run.data.tags["tune_study"] == "s" and run.data.tags["tune_trial"] == "0"
+    assert run.data.tags["run_id"] == "s-trial0"
