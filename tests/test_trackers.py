@@ -154,6 +154,7 @@ def test_classic_writer_calls_reach_the_trackers(tmp_path):
     assert not list((tmp_path / "log").glob("events.*"))
 
 
+@pytest.mark.slow
 def test_a_search_trial_is_tagged_with_its_study_and_trial(tmp_path, synthetic_data_dir, monkeypatch, capsys):
     from tests.tune_setup import run_tune_cli, tune_config
 
