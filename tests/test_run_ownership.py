@@ -216,6 +216,20 @@ def test_a_full_disk_on_a_small_file_is_one_line_and_exit_74(tmp_path, synthetic
     assert len(failed & {"config.json", "run.json", "provenance.json", "info.log", "metrics.csv"}) >= 2, failed
 
 
+
+def test_a_run_on_a_read_only_disk_is_one_line_for_train_and_test(tmp_path, synthetic_data_dir):
+    with tmpfs(tmp_path / "archive", "8m") as archive:
+        cfg = shrink_config(tmp_path, synthetic_data_dir, epochs=1)
+        cfg["trainer"]["save_dir"] = str(archive / "saved")
+        path = write_config(tmp_path, cfg)
+        assert run_script("train.py", "-c", path, "--run_id", "ro").returncode == 0
+        subprocess.run(["mount", "-o", "remount,ro", str(archive)], check=True)  # an archive of finished runs
+        run = archive / "saved" / "models" / cfg["name"] / "ro"
+        line = one_error_line(run_script("train.py", "-c", path, "--run_id", "ro", "-o", "trainer.epochs=2"), 2)
+        assert f"cannot take run folder {run}: its lock file cannot be written (Read-only file system)" in line
+        line = one_error_line(run_script("test.py", "-r", run / "model_best.pth"), 74)
+        assert "could not save model_best.test.json" in line and "Read-only file system" in line
+
 # ---- 10. run names -------------------------------------------------------------------------------
 @pytest.mark.parametrize("bad", ["x" * 300, "my run", "run*", "-r", ".hidden", "a/b"])
 def test_a_run_id_unsafe_in_a_path_or_shell_is_refused_before_any_data(tmp_path, bad):

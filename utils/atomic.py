@@ -5,6 +5,7 @@ half-written file under the real name. A write that fails (a full disk, mostly)
 is SaveFailed: one line naming the files, why, and the space free, exit code 74.
 A run's files reach this through utils/run_folder.py, which adds group commits.
 """
+import contextlib
 import errno
 import os
 import shutil
@@ -52,7 +53,8 @@ def atomic_write_all(items, binary=True, needed=None, hint="", shown=None):
         raise save_failed(err, [Path(p) for p, _ in items], needed, hint, shown) from None
     finally:
         for tmp in temps:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a read-only folder refuses even this: keep the error above
+                tmp.unlink(missing_ok=True)
     for folder in folders:
         fsync_dir(folder)
 

@@ -45,7 +45,11 @@ def acquire(folder, wait=0.0):
 
 def _try_lock(path):
     """A descriptor holding the lock on the file now at `path`, or None when another process holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as err:  # a read-only or foreign folder: no job can own it, this one included
+        raise UserError(f"cannot take run folder {path.parent}: its lock file cannot be written "
+                        f"({err.strerror}); copy the run somewhere writable and resume it there") from None
     try:
         fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         if os.fstat(fd).st_ino == os.stat(path).st_ino:
