@@ -122,6 +122,17 @@ def test_a_requeue_that_changes_the_experiment_by_a_flag_is_refused(tmp_path, sy
     assert train_cli(["-c", config, "--run_id", "x", "-o", "trainer.epochs=2"], monkeypatch) == 0  # may change
 
 
+def test_a_requeue_under_r_that_changes_the_experiment_by_a_flag_is_refused(tmp_path, synthetic_data_dir,
+                                                                             monkeypatch):
+    config, run = named(tmp_path, synthetic_data_dir, "x", epochs=1)
+    assert train_cli(["-c", config, "--run_id", "x"], monkeypatch) == 0
+    before = snapshot(tmp_path / "saved")
+    resume = ["-r", run / "model_latest.pth", "--run_id", "x", "-o", "trainer.epochs=2"]
+    assert train_cli([*resume, "-o", "data_loader.args.validation_split=0.5"], monkeypatch) == 2
+    assert snapshot(tmp_path / "saved") == before  # the split did not change under the run
+    assert train_cli(resume, monkeypatch) == 0
+
+
 # ---- 6. a kill between the renames of one epoch's save ----------------------------------------
 KILL_AFTER_FIRST_RENAME = """
 import os, runpy, signal, sys

@@ -206,8 +206,8 @@ class RunStart:
         take_run(folder, self.restart)
         if self.resume is not None:
             check_origin(folder, self.resume)
-        else:
-            check_same_run(updated_config(self.given, self.modification, self.overrides), saved, folder)
+        # with -r too: the run's own checkpoint with an -o or --lr change would be another experiment
+        check_same_run(updated_config(base, self.modification, self.overrides), saved, folder)
         checkpoint, path = newest_on_any_rank(folder, self.log)
         if checkpoint is None:  # killed before its first checkpoint: start it again, with the seed it drew
             parser = self._from_checkpoint(cls, self.run_id) if self.resume else \
