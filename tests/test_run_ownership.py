@@ -133,6 +133,20 @@ def test_a_requeue_under_r_that_changes_the_experiment_by_a_flag_is_refused(tmp_
     assert train_cli(resume, monkeypatch) == 0
 
 
+
+def test_a_named_run_whose_config_json_is_broken_or_gone_is_refused_not_retrained(tmp_path, synthetic_data_dir,
+                                                                                monkeypatch):
+    config, run = named(tmp_path, synthetic_data_dir, "x", epochs=1)
+    assert train_cli(["-c", config, "--run_id", "x"], monkeypatch) == 0
+    (run / "config.json").write_text('{"name": ')  # a hand edit gone wrong
+    line = one_error_line(run_script("train.py", "-c", config, "--run_id", "x"), 2)
+    assert f"{run / 'config.json'} cannot be read" in line  # not "just started by another job", forever
+    (run / "config.json").unlink()
+    before = snapshot(tmp_path / "saved")
+    line = one_error_line(run_script("train.py", "-c", config, "--run_id", "x"), 2)
+    assert f"run folder {run} holds checkpoints but no config.json" in line
+    assert snapshot(tmp_path / "saved") == before  # its history was not trained over
+
 # ---- 6. a kill between the renames of one epoch's save ----------------------------------------
 KILL_AFTER_FIRST_RENAME = """
 import os, runpy, signal, sys

@@ -37,6 +37,10 @@ def epoch_checkpoints(folder):
     return sorted(found)
 
 
+def holds_checkpoints(folder):
+    return (Path(folder) / LATEST).is_file() or bool(epoch_checkpoints(folder))
+
+
 def newest_intact(folder, log=None):
     """(checkpoint, path) of the most advanced checkpoint in `folder` that loads, or (None, None).
 

@@ -99,14 +99,19 @@ def _intact_hint(path):
 
 def saved_config(folder):
     """The run's own config.json (written when the run was made), from any rank's disk; None if none."""
-    local = None
+    local, problem = None, None
     path = Path(folder) / "config.json"
     if path.is_file():
         try:
             local = json.loads(path.read_text())
-        except (OSError, ValueError):
-            local = None
-    return next((c for c in dist.all_gather_object(local) if c is not None), None)
+        except (OSError, ValueError) as err:  # hand-edited, most likely: taking it for a new run would fail forever
+            problem = f"{path} cannot be read ({type(err).__name__}: {err}); repair it, or choose another --run_id"
+    found = dist.all_gather_object((local, problem))
+    config = next((c for c, _ in found if c is not None), None)
+    problem = next((p for _, p in found if p), None)
+    if config is None and problem:
+        raise UserError(problem)
+    return config
 
 
 def origin_of(folder):
