@@ -290,6 +290,20 @@ def test_resuming_a_copied_run_folder_logs_beside_the_copy(tmp_path, synthetic_d
     assert "Resume training from epoch 2" in (lone / "info.log").read_text()
 
 
+
+def test_resuming_a_checkpoint_beside_someone_elses_config_json_leaves_it_alone(tmp_path, synthetic_data_dir,
+                                                                               monkeypatch):
+    config, run = named(tmp_path, synthetic_data_dir, "x", epochs=1)
+    assert train_cli(["-c", config, "--run_id", "x"], monkeypatch) == 0
+    downloads = tmp_path / "Downloads"
+    downloads.mkdir()
+    shutil.copy(run / "model_latest.pth", downloads / "pretrained.pth")
+    (downloads / "config.json").write_text('{"another": "tool"}')
+    before = snapshot(downloads)
+    line = one_error_line(run_script("train.py", "-r", downloads / "pretrained.pth", "-o", "trainer.epochs=2"), 2)
+    assert f"{downloads} holds a config.json that is not this run's" in line
+    assert snapshot(downloads) == before
+
 # ---- 12. a model with its own submodule named `module` ------------------------------------------------
 def test_a_model_owning_a_submodule_named_module_survives_save_resume_and_test(tmp_path, synthetic_data_dir,
                                                                              monkeypatch):

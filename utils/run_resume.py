@@ -123,6 +123,14 @@ def origin_of(folder):
         return None
 
 
+def check_own_folder(path, checkpoint):
+    """-r FILE goes on in FILE's folder: one whose config.json is another's (a download folder) is not written over."""
+    saved = saved_config(path.parent)
+    if saved is not None and (not isinstance(saved, dict) or saved.get("name") != checkpoint["config"]["name"]):
+        raise UserError(f"{path.parent} holds a config.json that is not this run's, and resuming {path.name} there "
+                        "would overwrite it; copy the checkpoint into a folder of its own and resume the copy")
+
+
 def check_origin(folder, resume):
     """`-r FILE --run_id NAME` into an existing run NAME: only that run's own requeue may continue it."""
     resume = Path(resume).resolve()
@@ -192,6 +200,8 @@ class RunStart:
             parser = cls({**checkpoint["config"], **self.given}, path, self.modification, run_id, self.overrides,
                          checkpoint)
         else:
+            if run_id is None:
+                check_own_folder(path, checkpoint)
             parser = cls(checkpoint["config"], path, self.modification, run_id, self.overrides, checkpoint,
                          continue_run=True)
         if run_id is not None or self.given is not None:  # a new run that starts from another's checkpoint
