@@ -298,11 +298,12 @@ def test_resuming_a_checkpoint_beside_someone_elses_config_json_leaves_it_alone(
     downloads = tmp_path / "Downloads"
     downloads.mkdir()
     shutil.copy(run / "model_latest.pth", downloads / "pretrained.pth")
-    (downloads / "config.json").write_text('{"another": "tool"}')
-    before = snapshot(downloads)
-    line = one_error_line(run_script("train.py", "-r", downloads / "pretrained.pth", "-o", "trainer.epochs=2"), 2)
-    assert f"{downloads} holds a config.json that is not this run's" in line
-    assert snapshot(downloads) == before
+    for name, text in (("metrics.csv", "step,value\n1,2\n"), ("config.json", '{"another": "tool"}')):
+        (downloads / name).write_text(text)
+        before = snapshot(downloads)
+        line = one_error_line(run_script("train.py", "-r", downloads / "pretrained.pth", "-o", "trainer.epochs=2"), 2)
+        assert f"{downloads} holds a config.json or metrics.csv that is not this run's" in line
+        assert snapshot(downloads) == before
 
 # ---- 12. a model with its own submodule named `module` ------------------------------------------------
 def test_a_model_owning_a_submodule_named_module_survives_save_resume_and_test(tmp_path, synthetic_data_dir,

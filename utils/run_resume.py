@@ -126,9 +126,18 @@ def origin_of(folder):
 def check_own_folder(path, checkpoint):
     """-r FILE goes on in FILE's folder: one whose config.json is another's (a download folder) is not written over."""
     saved = saved_config(path.parent)
-    if saved is not None and (not isinstance(saved, dict) or saved.get("name") != checkpoint["config"]["name"]):
-        raise UserError(f"{path.parent} holds a config.json that is not this run's, and resuming {path.name} there "
-                        "would overwrite it; copy the checkpoint into a folder of its own and resume the copy")
+    foreign = saved is not None and (not isinstance(saved, dict) or saved.get("name") != checkpoint["config"]["name"])
+    if any(dist.all_gather_object(foreign or _foreign_history(path.parent / "metrics.csv"))):
+        raise UserError(f"{path.parent} holds a config.json or metrics.csv that is not this run's, and resuming "
+                        f"{path.name} there would overwrite it; copy the checkpoint into a folder of its own and "
+                        "resume the copy")
+
+
+def _foreign_history(csv):
+    try:
+        return csv.is_file() and "epoch" not in csv.open(encoding="utf-8").readline().strip().split(",")
+    except (OSError, ValueError):
+        return True
 
 
 def check_origin(folder, resume):
