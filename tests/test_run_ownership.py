@@ -4,6 +4,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -90,6 +91,31 @@ def test_a_second_job_on_a_held_run_exits_2_naming_the_holder(tmp_path, syntheti
     assert [p.name for p in run.parent.iterdir()] == ["job"]
     assert not (run / ".lock").exists()  # let go at the end
 
+
+
+def test_a_job_whose_lock_file_was_removed_stops_before_writing_beside_the_new_owner(tmp_path, synthetic_data_dir):
+    config, run = named(tmp_path, synthetic_data_dir, "job", epochs=500)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    jobs, logs = [], [tmp_path / "first.log", tmp_path / "second.log"]
+    try:
+        for log in logs:
+            jobs.append(subprocess.Popen([sys.executable, "train.py", "-c", config, "--run_id", "job"], cwd=REPO,
+                                         env=env, stdout=log.open("w"), stderr=subprocess.PIPE, text=True))
+            deadline = time.monotonic() + 120
+            while "Saving checkpoint" not in log.read_text():
+                assert jobs[-1].poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+                time.sleep(0.05)
+            if len(jobs) == 1:  # a long epoch, during which a cleanup of dot files lets a second job in
+                jobs[0].send_signal(signal.SIGSTOP)
+                (run / ".lock").unlink()
+        jobs[0].send_signal(signal.SIGCONT)  # its next save: it finds its lock file gone
+        assert jobs[0].wait(timeout=120) == 2
+        assert "the lock file of run folder" in jobs[0].stderr.read()
+        time.sleep(3)  # epochs of the second job: had the first removed its lock file, it would stop too
+        assert jobs[1].poll() is None and (run / ".lock").exists(), jobs[1].stderr.read() if jobs[1].poll() else ""
+    finally:
+        for job in jobs:
+            job.kill()
 
 # ---- 3. seed null is drawn once --------------------------------------------------------------
 def test_a_named_run_keeps_the_seed_it_drew_and_its_folder_when_killed_before_its_first_checkpoint(
