@@ -16,7 +16,7 @@ from utils.config_check import check_typed_section
 from utils.errors import UserError
 from utils.lookup import check_arguments, find_by_name
 from utils.overrides import changed_keys, updated_config, with_known_keys
-from utils.run_folder import log_dir_beside, recover, write_text_file
+from utils.run_folder import LATEST, holds_checkpoints, log_dir_beside, quote, recover, write_text_file
 from utils.run_resume import ORIGIN_FILE, RunStart
 
 LOG_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
@@ -184,6 +184,9 @@ class ConfigParser:
             if self._folder is None and (self.save_dir / "config.json").is_file():  # it was new at our start
                 raise UserError(f"run folder {self.save_dir} was just started by another job; run the same "
                                 "command again to continue that run, or choose another --run_id")
+            if self._folder is None and holds_checkpoints(self.save_dir):  # a run whose config.json is gone
+                raise UserError(f"run folder {self.save_dir} holds checkpoints but no config.json; continue it with "
+                                f"-r {quote(self.save_dir / LATEST)}, or choose another --run_id")
         else:
             base_id, suffix = self._run_id, 0
             while True:

@@ -207,6 +207,7 @@ def parse_args(argv=None):
 def cli():
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # tune.py prints its own line per trial
     device = dist.init_distributed()  # None unless launched by torchrun
+    dist.find_runs_by_name_only()  # trials are named runs; a torchrun restart finds each by its name
     try:
         run_cli(lambda: main(device=device))
     except TrainingInterrupted as stop:

@@ -98,7 +98,7 @@ KILLS = [
 REAL_NAME = re.compile(r"^(model_latest|model_best|checkpoint-epoch\d+)\.pth$|^(config|provenance|run)\.json$"
                        r"|^metrics\.csv$")
 # hidden: the run's lock, an epoch's commit journal, its pending files, temp files of a write
-TEMP_NAME = re.compile(r"^\.+(.+?)(\.pending)?(\.tmp\d*)?$")
+TEMP_NAME = re.compile(r"^\.+(.+?)(\.pending)?(\.tmp\d*(\.[\w.-]+)?)?$")  # .tmp<pid>.<host>
 
 
 class ForkServer:

@@ -4,8 +4,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import base.base_trainer
-from tests.conftest import shrink_config, train_in_process, write_config
+from tests.conftest import REPO, shrink_config, train_in_process, write_config
+from utils.atomic import atomic_write
 from utils.run_folder import LATEST
 
 
@@ -40,6 +43,25 @@ def test_a_save_leaves_the_temp_files_of_live_writers_alone(tmp_path, synthetic_
         assert not dead_temp.exists()  # nobody will: swept
     finally:
         writer.kill()
+
+
+SWEEP = ("import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+         "from utils.atomic import _remove_stale_temps; _remove_stale_temps(Path(sys.argv[2]))")
+
+
+def test_a_save_from_another_host_leaves_a_live_writers_temp_file_alone(tmp_path):
+    """test.py on a login node saves beside a training on a compute node (shared storage): our pids mean
+    nothing there, so its sweep must not take our temp file."""
+    def write(handle):
+        handle.write(b"half a checkpoint")
+        as_another_host = 'hostname other-node && exec "$0" -c "$1" "$2" "$3"'
+        swept = subprocess.run(["unshare", "--pid", "--uts", "--fork", "sh", "-c", as_another_host, sys.executable,
+                                SWEEP, str(REPO), str(tmp_path)], capture_output=True, text=True)
+        if swept.returncode != 0:
+            pytest.skip(f"cannot play another host here (unshare, needs root): {swept.stderr.strip()}")
+
+    atomic_write(tmp_path / "model_latest.pth", write)
+    assert (tmp_path / "model_latest.pth").read_bytes() == b"half a checkpoint"
 
 
 def test_every_file_is_fsynced_before_it_takes_its_real_name(tmp_path, synthetic_data_dir, monkeypatch):

@@ -4,6 +4,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -91,6 +92,31 @@ def test_a_second_job_on_a_held_run_exits_2_naming_the_holder(tmp_path, syntheti
     assert not (run / ".lock").exists()  # let go at the end
 
 
+
+def test_a_job_whose_lock_file_was_removed_stops_before_writing_beside_the_new_owner(tmp_path, synthetic_data_dir):
+    config, run = named(tmp_path, synthetic_data_dir, "job", epochs=500)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    jobs, logs = [], [tmp_path / "first.log", tmp_path / "second.log"]
+    try:
+        for log in logs:
+            jobs.append(subprocess.Popen([sys.executable, "train.py", "-c", config, "--run_id", "job"], cwd=REPO,
+                                         env=env, stdout=log.open("w"), stderr=subprocess.PIPE, text=True))
+            deadline = time.monotonic() + 120
+            while "Saving checkpoint" not in log.read_text():
+                assert jobs[-1].poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+                time.sleep(0.05)
+            if len(jobs) == 1:  # a long epoch, during which a cleanup of dot files lets a second job in
+                jobs[0].send_signal(signal.SIGSTOP)
+                (run / ".lock").unlink()
+        jobs[0].send_signal(signal.SIGCONT)  # its next save: it finds its lock file gone
+        assert jobs[0].wait(timeout=120) == 2
+        assert "the lock file of run folder" in jobs[0].stderr.read()
+        time.sleep(3)  # epochs of the second job: had the first removed its lock file, it would stop too
+        assert jobs[1].poll() is None and (run / ".lock").exists(), jobs[1].stderr.read() if jobs[1].poll() else ""
+    finally:
+        for job in jobs:
+            job.kill()
+
 # ---- 3. seed null is drawn once --------------------------------------------------------------
 def test_a_named_run_keeps_the_seed_it_drew_and_its_folder_when_killed_before_its_first_checkpoint(
         tmp_path, synthetic_data_dir, monkeypatch):
@@ -121,6 +147,31 @@ def test_a_requeue_that_changes_the_experiment_by_a_flag_is_refused(tmp_path, sy
     assert snapshot(tmp_path / "saved") == before
     assert train_cli(["-c", config, "--run_id", "x", "-o", "trainer.epochs=2"], monkeypatch) == 0  # may change
 
+
+def test_a_requeue_under_r_that_changes_the_experiment_by_a_flag_is_refused(tmp_path, synthetic_data_dir,
+                                                                             monkeypatch):
+    config, run = named(tmp_path, synthetic_data_dir, "x", epochs=1)
+    assert train_cli(["-c", config, "--run_id", "x"], monkeypatch) == 0
+    before = snapshot(tmp_path / "saved")
+    resume = ["-r", run / "model_latest.pth", "--run_id", "x", "-o", "trainer.epochs=2"]
+    assert train_cli([*resume, "-o", "data_loader.args.validation_split=0.5"], monkeypatch) == 2
+    assert snapshot(tmp_path / "saved") == before  # the split did not change under the run
+    assert train_cli(resume, monkeypatch) == 0
+
+
+
+def test_a_named_run_whose_config_json_is_broken_or_gone_is_refused_not_retrained(tmp_path, synthetic_data_dir,
+                                                                                monkeypatch):
+    config, run = named(tmp_path, synthetic_data_dir, "x", epochs=1)
+    assert train_cli(["-c", config, "--run_id", "x"], monkeypatch) == 0
+    (run / "config.json").write_text('{"name": ')  # a hand edit gone wrong
+    line = one_error_line(run_script("train.py", "-c", config, "--run_id", "x"), 2)
+    assert f"{run / 'config.json'} cannot be read" in line  # not "just started by another job", forever
+    (run / "config.json").unlink()
+    before = snapshot(tmp_path / "saved")
+    line = one_error_line(run_script("train.py", "-c", config, "--run_id", "x"), 2)
+    assert f"run folder {run} holds checkpoints but no config.json" in line
+    assert snapshot(tmp_path / "saved") == before  # its history was not trained over
 
 # ---- 6. a kill between the renames of one epoch's save ----------------------------------------
 KILL_AFTER_FIRST_RENAME = """
@@ -216,6 +267,20 @@ def test_a_full_disk_on_a_small_file_is_one_line_and_exit_74(tmp_path, synthetic
     assert len(failed & {"config.json", "run.json", "provenance.json", "info.log", "metrics.csv"}) >= 2, failed
 
 
+
+def test_a_run_on_a_read_only_disk_is_one_line_for_train_and_test(tmp_path, synthetic_data_dir):
+    with tmpfs(tmp_path / "archive", "8m") as archive:
+        cfg = shrink_config(tmp_path, synthetic_data_dir, epochs=1)
+        cfg["trainer"]["save_dir"] = str(archive / "saved")
+        path = write_config(tmp_path, cfg)
+        assert run_script("train.py", "-c", path, "--run_id", "ro").returncode == 0
+        subprocess.run(["mount", "-o", "remount,ro", str(archive)], check=True)  # an archive of finished runs
+        run = archive / "saved" / "models" / cfg["name"] / "ro"
+        line = one_error_line(run_script("train.py", "-c", path, "--run_id", "ro", "-o", "trainer.epochs=2"), 2)
+        assert f"cannot take run folder {run}: its lock file cannot be written (Read-only file system)" in line
+        line = one_error_line(run_script("test.py", "-r", run / "model_best.pth"), 74)
+        assert "could not save model_best.test.json" in line and "Read-only file system" in line
+
 # ---- 10. run names -------------------------------------------------------------------------------
 @pytest.mark.parametrize("bad", ["x" * 300, "my run", "run*", "-r", ".hidden", "a/b"])
 def test_a_run_id_unsafe_in_a_path_or_shell_is_refused_before_any_data(tmp_path, bad):
@@ -250,6 +315,21 @@ def test_resuming_a_copied_run_folder_logs_beside_the_copy(tmp_path, synthetic_d
     assert train_cli(["-r", lone / "model_latest.pth", "-o", "trainer.epochs=2"], monkeypatch) == 0
     assert "Resume training from epoch 2" in (lone / "info.log").read_text()
 
+
+
+def test_resuming_a_checkpoint_beside_someone_elses_config_json_leaves_it_alone(tmp_path, synthetic_data_dir,
+                                                                               monkeypatch):
+    config, run = named(tmp_path, synthetic_data_dir, "x", epochs=1)
+    assert train_cli(["-c", config, "--run_id", "x"], monkeypatch) == 0
+    downloads = tmp_path / "Downloads"
+    downloads.mkdir()
+    shutil.copy(run / "model_latest.pth", downloads / "pretrained.pth")
+    for name, text in (("metrics.csv", "step,value\n1,2\n"), ("config.json", '{"another": "tool"}')):
+        (downloads / name).write_text(text)
+        before = snapshot(downloads)
+        line = one_error_line(run_script("train.py", "-r", downloads / "pretrained.pth", "-o", "trainer.epochs=2"), 2)
+        assert f"{downloads} holds a config.json or metrics.csv that is not this run's" in line
+        assert snapshot(downloads) == before
 
 # ---- 12. a model with its own submodule named `module` ------------------------------------------------
 def test_a_model_owning_a_submodule_named_module_survives_save_resume_and_test(tmp_path, synthetic_data_dir,

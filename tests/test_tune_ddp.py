@@ -4,11 +4,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
+import torch
 from optuna.trial import TrialState
 
 from tests.conftest import REPO
+from tests.test_elastic import RUN_LIMIT, finish, kill_worker_at, start, torchrun
 from tests.tune_setup import ENV, load_study, tune_config, write
 
 
@@ -35,3 +38,18 @@ def test_two_rank_trials_follow_rank_zero(tmp_path, synthetic_data_dir):
     assert stdout.count("Study s:") == 1  # rank 0 alone reports
     runs = sorted(p.name for p in (tmp_path / "saved" / "models" / "Mnist_LeNet").iterdir())
     assert runs == ["s-trial0", "s-trial1"]
+
+
+@pytest.mark.slow
+def test_trials_after_a_torchrun_restart_train_their_own_runs(tmp_path, synthetic_data_dir):
+    config = tune_config(tmp_path, synthetic_data_dir, trainer={"epochs": 1}, trials=3)
+    agent = start(torchrun("--standalone", "--nproc_per_node=2", "--max-restarts=1", "tune.py", "-c",
+                           write(tmp_path, config)), REPO, log := tmp_path / "tune.log")
+    deadline = time.monotonic() + 2 * RUN_LIMIT
+    kill_worker_at([agent], [log], "[1/3] trial 0 ", rank=1, deadline=deadline)  # as trial 1 starts
+    assert finish([agent], deadline) == [0], log.read_text()[-3000:]
+    runs = tmp_path / "saved" / "models" / config["name"]
+    for trial in load_study(config).trials:
+        if trial.state == TrialState.COMPLETE:  # its value is its own run's, trained with its own lr
+            latest = torch.load(runs / trial.user_attrs["run_id"] / "model_latest.pth", weights_only=True)
+            assert latest["config"]["optimizer"]["args"]["lr"] == trial.params["optimizer.args.lr"], trial.number

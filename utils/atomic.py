@@ -5,13 +5,16 @@ half-written file under the real name. A write that fails (a full disk, mostly)
 is SaveFailed: one line naming the files, why, and the space free, exit code 74.
 A run's files reach this through utils/run_folder.py, which adds group commits.
 """
+import contextlib
 import errno
 import os
 import shutil
+import socket
 from pathlib import Path
 
 from utils.errors import UserError
 
+HOST = socket.gethostname()  # in temp names: a pid says whether its writer lives only on the writer's host
 EXIT_SAVE_FAILED = 74  # sysexits' EX_IOERR: the run's state could not be written (docs/checkpoints.md: exit codes)
 
 
@@ -39,7 +42,7 @@ def atomic_write_all(items, binary=True, needed=None, hint="", shown=None):
     try:
         for path, write in items:
             path = Path(path)
-            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.{HOST}")
             temps.append(tmp)
             text_mode = {} if binary else {"encoding": "utf-8", "newline": ""}
             with tmp.open("wb" if binary else "w", **text_mode) as handle:
@@ -52,7 +55,8 @@ def atomic_write_all(items, binary=True, needed=None, hint="", shown=None):
         raise save_failed(err, [Path(p) for p, _ in items], needed, hint, shown) from None
     finally:
         for tmp in temps:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a read-only folder refuses even this: keep the error above
+                tmp.unlink(missing_ok=True)
     for folder in folders:
         fsync_dir(folder)
 
@@ -73,12 +77,13 @@ def save_failed(err, paths, needed=None, hint="", shown=None):
 def _remove_stale_temps(folder):
     """Delete temp files whose writer died mid-write (SIGKILL, OOM): never read, and as big as a checkpoint.
 
-    A temp file of a live process (test.py writing beside a running training) is left alone.
+    A temp file of a live process (test.py writing beside a running training) is left alone, and so is
+    one of another host (shared storage): its pid means nothing here.
     """
     if os.name != "posix":  # os.kill(pid, 0) only asks on POSIX; elsewhere it would kill
         return
     for tmp in folder.glob(".*.tmp*"):
-        pid = tmp.name.rpartition(".tmp")[2]
+        pid = tmp.name.rpartition(".tmp")[2].removesuffix(f".{HOST}")  # another host's: not digits, kept
         if pid.isdigit() and not _process_alive(int(pid)):
             tmp.unlink(missing_ok=True)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from utils import run_lock
 from utils.atomic import SaveFailed, atomic_write_all, fsync_dir
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
@@ -35,6 +36,10 @@ def epoch_checkpoints(folder):
     found = [(int(m.group(1)), p) for p in Path(folder).glob("checkpoint-epoch*.pth")
              if (m := EPOCH_FILE.fullmatch(p.name))]
     return sorted(found)
+
+
+def holds_checkpoints(folder):
+    return (Path(folder) / LATEST).is_file() or bool(epoch_checkpoints(folder))
 
 
 def newest_intact(folder, log=None):
@@ -80,6 +85,7 @@ def save_group(folder, state, names, extra_files=(), keep_last=None):
 def write_files(folder, files):
     """Replace each (name, bytes) of `files` in `folder`, all or none; a full disk is SaveFailed."""
     folder = Path(folder)
+    run_lock.check_still_held(folder)
     hint = f"free space, then resume with python train.py -r {quote(folder / LATEST)}"
     needed = sum(len(data) for _, data in files)
     items = [(name, lambda handle, d=data: handle.write(d)) for name, data in files]

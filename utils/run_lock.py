@@ -6,6 +6,7 @@ loader workers do not inherit it, and a killed trainer frees its run at once.
 Their one trap: closing *any* descriptor of the lock file in the holding process
 drops the lock, so this process never opens a file it holds (see `_held`).
 """
+import contextlib
 import fcntl
 import os
 import socket
@@ -45,7 +46,11 @@ def acquire(folder, wait=0.0):
 
 def _try_lock(path):
     """A descriptor holding the lock on the file now at `path`, or None when another process holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as err:  # a read-only or foreign folder: no job can own it, this one included
+        raise UserError(f"cannot take run folder {path.parent}: its lock file cannot be written "
+                        f"({err.strerror}); copy the run somewhere writable and resume it there") from None
     try:
         fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         if os.fstat(fd).st_ino == os.stat(path).st_ino:
@@ -59,12 +64,28 @@ def _try_lock(path):
     return _try_lock(path)
 
 
+def check_still_held(folder):
+    """Before a write by the holder: its lock file removed (a cleanup of dot files) lets a second job lock a
+    new one, so this job stops rather than write beside it. A folder this process does not hold is not checked."""
+    path = _lock_path(folder)
+    fd = _held.get(path)
+    try:
+        same = fd is None or os.fstat(fd).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        same = False
+    if not same:
+        raise RunBusy(f"the lock file of run folder {Path(folder)} was removed while this job held it, so another "
+                      "job may own the run now; this job stops without writing: run it again to continue the run")
+
+
 def release(folder):
     """Let go of `folder`; the lock file goes too, so a folder left alone looks as it did."""
     path = _lock_path(folder)
     fd = _held.pop(path, None)
     if fd is not None:
-        path.unlink(missing_ok=True)  # before closing: a waiting job then locks a fresh file, never this one
+        with contextlib.suppress(FileNotFoundError):  # ours was removed: the file there now is another job's
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                path.unlink()  # before closing: a waiting job then locks a fresh file, never this one
         os.close(fd)
 
 

@@ -99,14 +99,19 @@ def _intact_hint(path):
 
 def saved_config(folder):
     """The run's own config.json (written when the run was made), from any rank's disk; None if none."""
-    local = None
+    local, problem = None, None
     path = Path(folder) / "config.json"
     if path.is_file():
         try:
             local = json.loads(path.read_text())
-        except (OSError, ValueError):
-            local = None
-    return next((c for c in dist.all_gather_object(local) if c is not None), None)
+        except (OSError, ValueError) as err:  # hand-edited, most likely: taking it for a new run would fail forever
+            problem = f"{path} cannot be read ({type(err).__name__}: {err}); repair it, or choose another --run_id"
+    found = dist.all_gather_object((local, problem))
+    config = next((c for c, _ in found if c is not None), None)
+    problem = next((p for _, p in found if p), None)
+    if config is None and problem:
+        raise UserError(problem)
+    return config
 
 
 def origin_of(folder):
@@ -116,6 +121,23 @@ def origin_of(folder):
         return json.loads(path.read_text()).get("origin") if path.is_file() else None
     except (OSError, ValueError):
         return None
+
+
+def check_own_folder(path, checkpoint):
+    """-r FILE goes on in FILE's folder: one whose config.json is another's (a download folder) is not written over."""
+    saved = saved_config(path.parent)
+    foreign = saved is not None and (not isinstance(saved, dict) or saved.get("name") != checkpoint["config"]["name"])
+    if any(dist.all_gather_object(foreign or _foreign_history(path.parent / "metrics.csv"))):
+        raise UserError(f"{path.parent} holds a config.json or metrics.csv that is not this run's, and resuming "
+                        f"{path.name} there would overwrite it; copy the checkpoint into a folder of its own and "
+                        "resume the copy")
+
+
+def _foreign_history(csv):
+    try:
+        return csv.is_file() and "epoch" not in csv.open(encoding="utf-8").readline().strip().split(",")
+    except (OSError, ValueError):
+        return True
 
 
 def check_origin(folder, resume):
@@ -187,6 +209,8 @@ class RunStart:
             parser = cls(merged_config(checkpoint["config"], self.given), path, self.modification, run_id,
                          self.overrides, checkpoint)
         else:
+            if run_id is None:
+                check_own_folder(path, checkpoint)
             parser = cls(checkpoint["config"], path, self.modification, run_id, self.overrides, checkpoint,
                          continue_run=True)
         if run_id is not None or self.given is not None:  # a new run that starts from another's checkpoint
@@ -206,8 +230,8 @@ class RunStart:
         take_run(folder, self.restart)
         if self.resume is not None:
             check_origin(folder, self.resume)
-        else:
-            check_same_run(updated_config(self.given, self.modification, self.overrides), saved, folder)
+        # with -r too: the run's own checkpoint with an -o or --lr change would be another experiment
+        check_same_run(updated_config(base, self.modification, self.overrides), saved, folder)
         checkpoint, path = newest_on_any_rank(folder, self.log)
         if checkpoint is None:  # killed before its first checkpoint: start it again, with the seed it drew
             parser = self._from_checkpoint(cls, self.run_id) if self.resume else \
