@@ -138,6 +138,14 @@ def write_text_file(path, text):
     write_files(path.parent, [(path.name, text.encode("utf-8"))])
 
 
+def foreign_history(csv):
+    """A metrics.csv that is not a run's (no epoch column): resuming beside it would overwrite it."""
+    try:
+        return csv.is_file() and "epoch" not in csv.open(encoding="utf-8").readline().strip().split(",")
+    except (OSError, ValueError):
+        return True
+
+
 def quote(path):
     """A path as it must be typed in a shell."""
     return shlex.quote(str(path))

@@ -16,7 +16,7 @@ from utils import run_lock
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
 from utils.overrides import merged_config, updated_config
-from utils.run_folder import newest_intact, progress, recover
+from utils.run_folder import foreign_history, newest_intact, progress, recover
 
 ORIGIN_FILE = "run.json"  # {"origin": the checkpoint a run started from, or null}
 RESTART_WAIT = 60  # seconds a restarted group waits for the old one to let go of the run
@@ -127,17 +127,10 @@ def check_own_folder(path, checkpoint):
     """-r FILE goes on in FILE's folder: one whose config.json is another's (a download folder) is not written over."""
     saved = saved_config(path.parent)
     foreign = saved is not None and (not isinstance(saved, dict) or saved.get("name") != checkpoint["config"]["name"])
-    if any(dist.all_gather_object(foreign or _foreign_history(path.parent / "metrics.csv"))):
+    if any(dist.all_gather_object(foreign or foreign_history(path.parent / "metrics.csv"))):
         raise UserError(f"{path.parent} holds a config.json or metrics.csv that is not this run's, and resuming "
                         f"{path.name} there would overwrite it; copy the checkpoint into a folder of its own and "
                         "resume the copy")
-
-
-def _foreign_history(csv):
-    try:
-        return csv.is_file() and "epoch" not in csv.open(encoding="utf-8").readline().strip().split(",")
-    except (OSError, ValueError):
-        return True
 
 
 def check_origin(folder, resume):
