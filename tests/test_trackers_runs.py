@@ -3,6 +3,7 @@
 the same instant on a new MLflow store. Read back from MLflow's store and W&B's offline files;
 every process is bounded in time."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -81,11 +82,13 @@ def test_a_killed_and_resubmitted_run_id_job_continues_the_same_mlflow_run(tmp_p
     client, (run,) = mlflow_runs(tmp_path / "saved")
     assert run.info.status == "RUNNING"  # as it happened: nothing could record a SIGKILL
     run_to_end(argv, tmp_path / "again.log")
-    assert "Resume training from epoch 2, batch 11" in (tmp_path / "again.log").read_text()
+    # from the last interval checkpoint (every 10 steps) before the kill landed: batch 11, or 21 on a slow signal
+    resumed = re.search(r"Resume training from epoch 2, batch (\d+)", (tmp_path / "again.log").read_text())
+    assert resumed and int(resumed.group(1)) in (11, 21), resumed
 
     client, (run,) = mlflow_runs(tmp_path / "saved")
     assert run.info.status == "FINISHED" and run.data.tags["run_id"] == "job"
-    # batches 11-15 of epoch 2 ran twice; MLflow has each step once
+    # the batches after that checkpoint ran twice; MLflow has each step once
     assert steps(client, run.info.run_id, "loss/step") == list(range(1, 2 * BATCHES + 1))
 
 
