@@ -138,8 +138,14 @@ def non_negative_float(text):
 
 def cli():
     device = dist.init_distributed()  # None unless launched by torchrun
+    run_entry(lambda: main(parse_args(), device))
+
+
+def run_entry(main):
+    """An entry point's `main()` (train.py, tune.py): a user error is one line, a saved stop exits with its
+    signal's code, and the process group is left either way."""
     try:
-        run_cli(lambda: main(parse_args(), device))
+        run_cli(main)
     except TrainingInterrupted as stop:
         sys.exit(stop.exit_code)
     except KeyboardInterrupt:

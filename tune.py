@@ -16,7 +16,7 @@ import train
 from parse_config import ConfigParser
 from utils import distributed as dist
 from utils import provenance, run_lock
-from utils.errors import UserError, run_cli
+from utils.errors import UserError
 from utils.overrides import updated_config
 from utils.search_recovery import requeue, retry_after_kill, revive_dead_trials, run_number, this_worker
 from utils.search_report import DONE, progress_line, summary_lines, write_hparams
@@ -208,15 +208,7 @@ def cli():
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # tune.py prints its own line per trial
     device = dist.init_distributed()  # None unless launched by torchrun
     dist.find_runs_by_name_only()  # trials are named runs; a torchrun restart finds each by its name
-    try:
-        run_cli(lambda: main(device=device))
-    except TrainingInterrupted as stop:
-        sys.exit(stop.exit_code)
-    except KeyboardInterrupt:
-        print("Aborted by Ctrl-C.", file=sys.stderr)
-        sys.exit(130)
-    finally:
-        dist.cleanup()
+    train.run_entry(lambda: main(device=device))
 
 
 if __name__ == "__main__":
