@@ -209,8 +209,8 @@ class BaseTrainer(ABC):
         """model_latest.pth with the exact position inside `epoch` (a collective: every rank calls it)."""
         state = self._state(epoch - 1, resume_batch=self.batch_in_epoch)
         if self.is_main:
+            self.writer.flush()  # first: trackers then hold every step the checkpoint holds, even after a kill
             save_group(self.checkpoint_dir, state, [LATEST])
-            self.writer.flush()  # trackers buffer: they must hold every step this checkpoint holds
         return state
 
     def _save_interrupted(self, epoch):

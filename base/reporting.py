@@ -20,7 +20,7 @@ def write_epoch_scalars(writer, log):
         else:
             tag = f"{key[4:]}/valid" if key.startswith("val_") else f"{key}/train"
         writer.write("add_scalar", tag, value, epoch)
-    writer.flush()
+    writer.flush()  # before the epoch's checkpoint: trackers then hold every step it holds, even after a kill
 
 
 def summary_lines(monitor, checkpoint_dir, log_dir, last_epoch):

@@ -3,7 +3,6 @@
 the same instant on a new MLflow store. Read back from MLflow's store and W&B's offline files;
 every process is bounded in time."""
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -75,21 +74,47 @@ def test_sigterm_then_resume_continues_the_same_mlflow_and_wandb_run(tmp_path, d
     assert logged == sorted(set(logged)) and logged[-1] == 2 * BATCHES  # one W&B history, steps only grow
 
 
-def test_a_killed_and_resubmitted_run_id_job_continues_the_same_mlflow_run(tmp_path, data_dir):
+KILL_AFTER_COMMIT = r"""
+import os, runpy, signal, sys
+import base.base_trainer as trainer_module
+
+real_save_group, kill_at = trainer_module.save_group, (int(sys.argv[1]) - 1, int(sys.argv[2]))
+
+def save_then_die(folder, state, *args, **kwargs):
+    real_save_group(folder, state, *args, **kwargs)
+    # a position in epoch N has "epoch": N - 1; the checkpoint is on disk now, the process is not
+    if (state["epoch"], state.get("resume_batch")) == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+trainer_module.save_group = save_then_die
+sys.argv = ["train.py", *sys.argv[3:]]
+runpy.run_path("train.py", run_name="__main__")
+"""
+
+
+def killed_after_interval_checkpoint(argv, epoch, batch, log):
+    """train.py, SIGKILLed the moment its checkpoint after `batch` of `epoch` is committed: the worst
+    instant for a tracker that buffers steps."""
+    done = subprocess.run([sys.executable, "-c", KILL_AFTER_COMMIT, str(epoch), str(batch), *map(str, argv)], cwd=REPO,
+                          env=ENV, stdout=log.open("w"), stderr=subprocess.STDOUT, timeout=LIMIT)
+    assert done.returncode == -signal.SIGKILL, log.read_text()[-3000:]
+
+
+@pytest.mark.parametrize("batch, resumed", [(20, "epoch 2, batch 21\n"), (0, "epoch 2\n")],
+                         ids=["mid-epoch checkpoint", "epoch checkpoint"])
+def test_a_killed_and_resubmitted_run_id_job_continues_the_same_mlflow_run(tmp_path, data_dir, batch, resumed):
     cfg = small_batches(tmp_path, data_dir, trackers=["mlflow"])
     argv = ["-c", cfg, "--run_id", "job"]
-    run_until(argv, "Train Epoch: 2 [15/", signal.SIGKILL, tmp_path / "first.log")  # no chance to save
+    killed_after_interval_checkpoint(argv, 2, batch, tmp_path / "first.log")  # batch 0 of 2: the end of 1
     client, (run,) = mlflow_runs(tmp_path / "saved")
     assert run.info.status == "RUNNING"  # as it happened: nothing could record a SIGKILL
+    assert steps(client, run.info.run_id, "loss/step")[-1] == BATCHES + batch  # flushed before the commit
     run_to_end(argv, tmp_path / "again.log")
-    # from the last interval checkpoint (every 10 steps) before the kill landed: batch 11, or 21 on a slow signal
-    resumed = re.search(r"Resume training from epoch 2, batch (\d+)", (tmp_path / "again.log").read_text())
-    assert resumed and int(resumed.group(1)) in (11, 21), resumed
+    assert "Resume training from " + resumed in (tmp_path / "again.log").read_text()
 
     client, (run,) = mlflow_runs(tmp_path / "saved")
     assert run.info.status == "FINISHED" and run.data.tags["run_id"] == "job"
-    # the batches after that checkpoint ran twice; MLflow has each step once
-    assert steps(client, run.info.run_id, "loss/step") == list(range(1, 2 * BATCHES + 1))
+    assert steps(client, run.info.run_id, "loss/step") == list(range(1, 2 * BATCHES + 1))  # each step once
 
 
 def test_steps_mlflow_already_has_are_not_logged_again_when_a_resume_replays_them(tmp_path, data_dir):
