@@ -8,11 +8,12 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 
-from base.trainer_options import TRAINER_OPTIONS, read_trainer_options
+from base.trainer_options import read_trainer_options
 from logger import setup_logging
 from utils import distributed as dist
 from utils import run_lock
-from utils.config_check import check_typed_section
+from utils.config_check import check_typed_section, check_value
+from utils.config_rules import TRAINER_OPTIONS
 from utils.errors import UserError
 from utils.lookup import check_arguments, find_by_name
 from utils.overrides import changed_keys, updated_config, with_known_keys
@@ -41,10 +42,7 @@ class ConfigParser:
         self.resume = Path(resume) if resume is not None else None
         self.checkpoint = checkpoint
         self._setup_logging(to_file=False)  # console only until the run folder exists
-        seed = self._config.get("seed")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise UserError(f"config: seed must be an integer or null, got {seed!r}")
-        if seed is None:
+        if check_value("seed", self._config.get("seed")) is None:
             # no seed given: choose one, record it, and share it so every rank agrees
             self._config["seed"] = dist.broadcast_object(random.SystemRandom().randrange(2**31))
         self.continue_run = continue_run

@@ -204,8 +204,8 @@ def test_interval_option_is_checked():
 
 
 def test_duration_and_step_intervals_fall_due():
-    from base.trainer_options import parse_duration
     from trainer.checkpoint_interval import CheckpointInterval
+    from utils.config_rules import parse_duration
 
     assert (parse_duration("30s"), parse_duration("10min"), parse_duration("1.5h")) == (30, 600, 5400)
     steps = CheckpointInterval(3)

@@ -4,6 +4,14 @@ import inspect
 
 from utils.errors import UserError
 
+TYPO = 0.75  # a key this close to a known one is a misspelling of it (farther ones may be the user's own)
+HINT = 0.6  # a name that is wrong anyway: suggest what is this close
+
+
+def did_you_mean(name, known, cutoff=HINT, n=1):
+    """The known names closest to `name`, best first; [] when none is within `cutoff` (difflib's ratio)."""
+    return difflib.get_close_matches(str(name), list(known), n=n, cutoff=cutoff)
+
 
 def public_names(module):
     """The public classes and functions a config may name in `module`.
@@ -32,9 +40,9 @@ def find_by_name(module, name, what):
     offered = public_names(module)
     if isinstance(name, str) and name in offered:
         return getattr(module, name)
-    hint = difflib.get_close_matches(str(name), offered, n=1, cutoff=0.6)
-    did_you_mean = f"did you mean '{hint[0]}'? " if hint else ""
-    raise UserError(f"unknown {what} '{name}' in {module.__name__}; {did_you_mean}"
+    hint = did_you_mean(name, offered)
+    suggestion = f"did you mean '{hint[0]}'? " if hint else ""
+    raise UserError(f"unknown {what} '{name}' in {module.__name__}; {suggestion}"
                     f"available: {', '.join(offered)}")
 
 

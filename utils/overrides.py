@@ -1,8 +1,8 @@
 """Command-line overrides of config values: `-o key.path=value` and `+key.path=value`."""
-import difflib
 import json
 
 from utils.errors import UserError
+from utils.lookup import TYPO, did_you_mean
 
 
 def parse_override(text):
@@ -30,7 +30,7 @@ def with_known_keys(overrides, known):
         path, value, allow_new = parse_override(text)
         section, last = ".".join(path[:-1]), path[-1]
         names = list(known.get(section, ()))
-        close = difflib.get_close_matches(last, names, n=1, cutoff=0.75) if last not in names else []
+        close = did_you_mean(last, names, TYPO) if last not in names else []
         if close:
             right = f"{section}.{close[0]}"
             raise UserError(f"unknown config key {'.'.join(path)}; did you mean {right}? "
@@ -67,7 +67,7 @@ def apply_override(config, path, value, allow_new=False):
 def _unknown_key(node, path, full_dotted):
     """`path` ends at the first key missing from `node`; `full_dotted` is what the user wrote."""
     dotted = ".".join(path)
-    hint = difflib.get_close_matches(path[-1], list(node), n=3, cutoff=0.6)
+    hint = did_you_mean(path[-1], node, n=3)
     near = f"did you mean {', '.join('.'.join(path[:-1] + [h]) for h in hint)}? " if hint else ""
     return f"unknown config key {dotted}; {near}to add a new key write -o +{full_dotted}=VALUE"
 

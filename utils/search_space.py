@@ -2,11 +2,12 @@
 the search space of dotted config keys. Every mistake is one UserError, before any trial starts.
 """
 import copy
-import difflib
 from types import SimpleNamespace
 
-from utils.config_check import VALUE_RULES, is_int, is_number, refuse_near_misses
+from utils.config_check import refuse_near_misses
+from utils.config_rules import RULES, is_int, is_number
 from utils.errors import UserError
+from utils.lookup import did_you_mean
 
 TUNE_KEYS = ("study", "storage", "trials", "sampler", "pruner", "space", "heartbeat_interval", "grace_period")
 DIMENSION_KEYS = {"float": ("type", "low", "high", "log", "step"), "int": ("type", "low", "high", "log", "step"),
@@ -89,7 +90,7 @@ def _check_dimension(key, spec, config):
     current = _lookup(config, key)
     extremes = _check_choices(where, spec, current) if spec["type"] == "categorical" \
         else _check_range(where, spec, current)
-    test, expected = VALUE_RULES.get(key, (lambda v: True, ""))
+    test, expected = RULES[key][1:] if key in RULES else (lambda v: True, "")
     for value in extremes:
         if not test(value):
             raise UserError(f"{where} reaches {value!r}, but {key} must be {expected}; change the space")
@@ -137,7 +138,7 @@ def _lookup(config, key):
         if not isinstance(node, dict):
             raise UserError(f"tune.space: {'.'.join(parts[:depth])} is not an object, so {key} cannot be set")
         if part not in node:
-            near = difflib.get_close_matches(part, list(node), n=1, cutoff=0.6)
+            near = did_you_mean(part, node)
             hint = f"did you mean {'.'.join(parts[:depth] + near)}? " if near else ""
             raise UserError(f"tune.space: unknown config key {key}; {hint}a space key names a value that the "
                             "config already sets")

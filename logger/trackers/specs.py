@@ -4,10 +4,10 @@ Each entry is a name ("mlflow") or a section {"type": "mlflow", "args": {...}}. 
 module of a tracker is named here as a string and imported only when the tracker is
 listed, so a user without MLflow or W&B installed never pays for them.
 """
-import difflib
 from types import SimpleNamespace
 
 from utils.errors import UserError
+from utils.lookup import did_you_mean
 
 # name -> "module:class"; "tensorboard" is the writer's own SummaryWriter (trainer.tensorboard)
 KNOWN = {
@@ -48,7 +48,7 @@ def _parse_entry(entry, where):
         raise UserError(f"{where}: each entry is a tracker name or {{\"type\": name, \"args\": {{...}}}}, "
                         f"got {entry!r}")
     if name not in KNOWN:
-        close = difflib.get_close_matches(name, list(KNOWN), n=1, cutoff=0.5)
+        close = did_you_mean(name, KNOWN)
         hint = f"did you mean '{close[0]}'? " if close else ""
         raise UserError(f"{where}: unknown tracker '{name}'; {hint}known trackers: {', '.join(KNOWN)}")
     required = args.pop("required", False)
