@@ -3,23 +3,19 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 import data_loader.data_loaders as module_data
 import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
-from base.batch_transform import device_transform
 from parse_config import ConfigParser
-from trainer.progress import EpochProgress, use_progress_bar
+from trainer.evaluation import evaluate
+from trainer.progress import use_progress_bar
 from utils import distributed as dist
-from utils import prepare_device
 from utils.checkpoint import load_weights
 from utils.config_check import check_sections
 from utils.errors import UserError, run_cli
 from utils.lookup import find_by_name
-from utils.metric_tracker import MetricTracker, metric_name, update_metrics
-from utils.util import write_json
+from utils.util import place_model, write_json
 
 SECTIONS = ("arch", "data_loader", "loss", "metrics")  # what main() builds
 
@@ -39,37 +35,15 @@ def main(config, device=None):
     model = config.init_obj("arch", module_arch)
     logger.info(model)
     load_weights(model, config.checkpoint["state_dict"], config.resume)
-
-    device_ids = []
-    if device is None:
-        device, device_ids = prepare_device(config["n_gpu"])
-    model = model.to(device)
-    if len(device_ids) > 1:
-        model = torch.nn.DataParallel(model, device_ids=device_ids)
+    model, device = place_model(model, config["n_gpu"], device)
     model.eval()
 
     loss_fn = config.init_named("loss", module_loss)
     metric_fns = [find_by_name(module_metric, met, "metric") for met in config["metrics"]]
-    results = evaluate(model, data_loader, loss_fn, metric_fns, device,
-                       show_bar=use_progress_bar(config.trainer_options.verbosity))
+    metrics = evaluate(model, data_loader, loss_fn, metric_fns, device, "Test",
+                       use_progress_bar(config.trainer_options.verbosity))
     if dist.is_main_process():
-        report(results, config.resume, logger)
-
-
-def evaluate(model, data_loader, loss_fn, metric_fns, device, show_bar=False):
-    """Average loss and metrics over every test sample (all ranks together)."""
-    tracker = MetricTracker("loss", *[metric_name(m) for m in metric_fns])
-    transform = device_transform(data_loader)
-    progress = EpochProgress(len(data_loader), "Test", show_bar)
-    with torch.no_grad():
-        for data, target in data_loader:
-            data, target = data.to(device, non_blocking=True), target.to(device, non_blocking=True)
-            output = model(transform(data) if transform else data)
-            update_metrics(tracker, metric_fns, output, target, loss_fn(output, target))
-            progress.update(target.size(0))
-    progress.close()
-    tracker.all_reduce(dist.all_reduce_sum)
-    return {"metrics": tracker.result(), "n_samples": tracker._counts["loss"]}
+        report({"metrics": metrics.result(), "n_samples": metrics.count("loss")}, config.resume, logger)
 
 
 def report(results, checkpoint_path, logger):

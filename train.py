@@ -5,7 +5,6 @@ import re
 import sys
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 import data_loader.data_loaders as module_data
 import model.loss as module_loss
@@ -14,12 +13,12 @@ import model.model as module_arch
 from parse_config import ConfigParser
 from trainer.trainer import Trainer
 from utils import distributed as dist
-from utils import prepare_device
 from utils.config_check import check_sections
 from utils.errors import run_cli
 from utils.lookup import accepts_keyword, find_by_name
 from utils.seed import seed_everything
 from utils.signals import TrainingInterrupted
+from utils.util import place_model
 
 SECTIONS = ("arch", "data_loader", "optimizer", "loss", "metrics")  # what main() builds
 
@@ -45,16 +44,7 @@ def build_trainer(config, device=None):
     logger.info(model)
 
     # prepare for (multi-device) GPU training
-    device_ids = []
-    if device is None:
-        device, device_ids = prepare_device(config["n_gpu"])
-    model = model.to(device)
-    if options.compile:
-        model = torch.compile(model)
-    if dist.is_distributed():
-        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    elif len(device_ids) > 1:
-        model = torch.nn.DataParallel(model, device_ids=device_ids)
+    model, device = place_model(model, config["n_gpu"], device, compile=options.compile, ddp=True)
 
     # get function handles of loss and metrics
     criterion = config.init_named("loss", module_loss)

@@ -42,7 +42,7 @@ class BaseTrainer(ABC):
         self.metric_ftns = metric_ftns
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
-        self.grad_scaler = grad_scaler  # fp16 only; its scale is part of the checkpoint
+        self.grad_scaler = grad_scaler  # a GradScaler (a no-op unless fp16); its scale is part of the checkpoint
 
         self.epochs = self.options.epochs
         self.save_period = self.options.save_period
@@ -169,7 +169,8 @@ class BaseTrainer(ABC):
     def _parts(self):
         """What a checkpoint holds besides weights, optimizer and scheduler: key -> an object with
         state_dict() / load_state_dict(). A subclass adds its own (its data position, partial metrics)."""
-        return {"monitor": self.monitor, "grad_scaler": self.grad_scaler}
+        scaler = self.grad_scaler if self.grad_scaler is not None and self.grad_scaler.is_enabled() else None
+        return {"monitor": self.monitor, "grad_scaler": scaler}
 
     def _state(self, epoch, resume_batch=0):
         """Everything needed to continue exactly, as plain data (a collective: every rank calls it)."""

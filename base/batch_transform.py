@@ -38,31 +38,30 @@ def transform_inputs(transform, batch):
     return transform(batch)
 
 
-def device_transform(loader):
-    """Take over a loader's batch transform, to apply after the copy to the device (None: none)."""
-    return loader.device_transform() if hasattr(loader, "device_transform") else None
+def defer_batch_transform(loader):
+    """Switch off `loader`'s own batch transform and return it (None: none), for the caller to apply
+    after the copy to the device. The loader then yields untransformed batches, to anyone."""
+    if not isinstance(loader, BatchTransformLoader):
+        return None
+    loader.transform_in_loader = False
+    return loader.batch_transform
 
 
 class BatchTransformLoader(DataLoader):
     """A DataLoader that applies `batch_transform` to each batch's inputs after collation.
 
     By default that happens here, in the main process, so any loop receives model
-    inputs (a classic trainer included). A trainer that moves batches to its device
-    first calls `device_transform()` and applies the transform there itself.
+    inputs (a classic trainer included). A loop that moves batches to its device
+    first calls `defer_batch_transform(loader)` and applies the transform there itself.
     """
 
     def __init__(self, *args, batch_transform=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.batch_transform = batch_transform
-        self._deferred = False
-
-    def device_transform(self):
-        """Take over the batch step (to run after `.to(device)`); None when there is none."""
-        self._deferred = True
-        return self.batch_transform
+        self.transform_in_loader = True  # False: the loop applies it (defer_batch_transform)
 
     def __iter__(self):
         batches = super().__iter__()
-        if self.batch_transform is None or self._deferred:
+        if self.batch_transform is None or not self.transform_in_loader:
             return batches
         return (transform_inputs(self.batch_transform, batch) for batch in batches)

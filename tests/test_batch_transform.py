@@ -7,6 +7,7 @@ import torch
 from torchvision import datasets, transforms
 
 import base.base_data_loader as base_loader
+from base.batch_transform import defer_batch_transform
 from data_loader.data_loaders import MnistDataLoader
 from tests.conftest import shrink_config, train_in_process, write_config
 
@@ -35,7 +36,7 @@ def test_batches_are_bit_identical_to_to_tensor_and_normalize(synthetic_data_dir
 def test_the_trainer_gets_uint8_batches_and_the_step_to_run_on_its_device(synthetic_data_dir):
     loader = per_sample_loader(synthetic_data_dir)
     valid = loader.split_validation()
-    transform = loader.device_transform()
+    transform = defer_batch_transform(loader)
     indices = next(iter(loader.batch_sampler))
     loader.set_epoch(1)
     raw, _ = next(iter(loader))

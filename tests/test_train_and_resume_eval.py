@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import test as test_script
-import train
+import utils.util
 from data_loader.data_loaders import MnistDataLoader
 from model.model import MnistModel
 from tests.conftest import shrink_config, train_in_process, write_config
@@ -27,7 +27,7 @@ class RecordingDataParallel(torch.nn.DataParallel):
         RecordingDataParallel.instances.append(self)
 
 
-def use_data_parallel(patch, *entry_points):
+def use_data_parallel(patch):
     """Make the entry points believe two GPUs exist and wrap the model in DataParallel.
 
     With no accelerator DataParallel is a plain wrapper that calls its module,
@@ -36,8 +36,7 @@ def use_data_parallel(patch, *entry_points):
     data_parallel = sys.modules["torch.nn.parallel.data_parallel"]
     patch.setattr(data_parallel, "_get_available_device_type", lambda: None)
     patch.setattr(torch.nn, "DataParallel", RecordingDataParallel)
-    for module in entry_points:
-        patch.setattr(module, "prepare_device", lambda n_gpu: (torch.device("cpu"), [0, 1]))
+    patch.setattr(utils.util, "prepare_device", lambda n_gpu: (torch.device("cpu"), [0, 1]))
     RecordingDataParallel.instances.clear()
 
 
@@ -48,7 +47,7 @@ def dp_run(tmp_path_factory, synthetic_data_dir):
     cfg = shrink_config(tmp_path, synthetic_data_dir)
     cfg["n_gpu"] = 2
     with pytest.MonkeyPatch.context() as patch:
-        use_data_parallel(patch, train)
+        use_data_parallel(patch)
         config = train_in_process("-c", write_config(tmp_path, cfg))
         assert len(RecordingDataParallel.instances) == 1, "train.py wraps the model in DataParallel"
     return config
@@ -103,7 +102,7 @@ def test_test_py_reports_loss_and_metrics(dp_run, capsys):
 
 def test_test_py_evaluates_with_data_parallel(dp_run, monkeypatch):
     best = dp_run.save_dir / "model_best.pth"
-    use_data_parallel(monkeypatch, test_script)
+    use_data_parallel(monkeypatch)
 
     results = run_test_py(best)
 

@@ -41,10 +41,12 @@ class BatchStream:
             yield batch
 
     def batches_left_in_pass(self):
-        """How many batches `take()` yields before this pass ends."""
-        if self._iterator is None and self.position:
-            self.loader.skip_samples(self.position)  # len(loader) then counts what is left
-        return len(self.loader)
+        """How many batches `take()` yields before this pass ends (asked between passes or at a resume)."""
+        if not self.position:
+            return len(self.loader)
+        left = max(0, len(self.loader.sampler) - self.position)
+        size = self.loader.batch_size or 1
+        return left // size if self.loader.drop_last else -(-left // size)
 
     def next_pass(self):
         self.data_pass += 1

@@ -8,9 +8,10 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from base import BaseTrainer
-from base.batch_transform import device_transform
+from base.batch_transform import defer_batch_transform
 from trainer.batch_stream import BatchStream
 from trainer.checkpoint_interval import CheckpointInterval
+from trainer.evaluation import evaluate, to_device
 from trainer.progress import EpochProgress, use_progress_bar
 from utils import distributed as dist
 from utils.errors import UserError
@@ -26,21 +27,18 @@ class Trainer(BaseTrainer):
     def __init__(self, model, criterion, metric_ftns, optimizer, config, device,
                  data_loader, valid_data_loader=None, lr_scheduler=None, len_epoch=None):
         opts = config.trainer_options
-        # fp16 needs loss scaling against underflow; bf16 has fp32's range and does not
-        scaler = torch.amp.GradScaler(device.type) if opts.amp == "fp16" else None
+        # fp16 needs loss scaling against underflow; bf16 has fp32's range and does not (disabled: a no-op)
+        scaler = torch.amp.GradScaler(device.type, enabled=opts.amp == "fp16")
         super().__init__(model, criterion, metric_ftns, optimizer, config, lr_scheduler, scaler)
         self.device = device
         self.data_loader = data_loader
         self.stream = BatchStream(data_loader)
         self.len_epoch = len_epoch or opts.len_epoch  # None: one pass over the data per epoch
         self.valid_data_loader = valid_data_loader
-        # the loaders' batch step (uint8 -> normalised float) runs here, after the copy to the device
-        self.train_transform = device_transform(data_loader)
-        self.valid_transform = device_transform(valid_data_loader)
+        # the loader's batch step (uint8 -> normalised float) runs here, after the copy to the device
+        self.train_transform = defer_batch_transform(data_loader)
         self.do_validation = valid_data_loader is not None
-        names = [metric_name(m) for m in metric_ftns]
-        self.train_metrics = MetricTracker("loss", *names)
-        self.valid_metrics = MetricTracker("loss", *names)
+        self.train_metrics = MetricTracker("loss", *(metric_name(m) for m in metric_ftns))
         self.log_step = opts.log_step or max(1, int(math.sqrt(data_loader.batch_size or 1)))
         self.accumulate = opts.accumulate_steps
         self.clip_grad_norm = opts.clip_grad_norm
@@ -65,10 +63,10 @@ class Trainer(BaseTrainer):
         started = time.perf_counter()
         batches = self.stream.take(epoch_len - start if self.len_epoch else None)
         for batch_idx, (data, target) in enumerate(batches, start):
-            data, target = self._to_device(data, target, self.train_transform)
+            data, target = to_device(data, target, self.device, self.train_transform)
             step_now = self._is_step_batch(batch_idx, epoch_len)
             output, loss = self._run_batch(data, target, step_now=step_now)
-            self._update_metrics(self.train_metrics, output, target, loss)
+            update_metrics(self.train_metrics, self.metric_ftns, output, target, loss)
             self.batch_in_epoch, self.global_step = batch_idx + 1, self.global_step + 1
             progress.update(target.size(0))
             if batch_idx % self.log_step == 0:
@@ -92,10 +90,6 @@ class Trainer(BaseTrainer):
         return {**log, "lr": lr, "epoch_time": time.perf_counter() - started,
                 "samples_per_sec": samples / train_time if train_time > 0 else float("nan")}
 
-    def _to_device(self, data, target, transform):
-        data = data.to(self.device, non_blocking=True)
-        return (transform(data) if transform else data), target.to(self.device, non_blocking=True)
-
     def _is_step_batch(self, batch_idx, epoch_len):
         return (batch_idx + 1) % self.accumulate == 0 or batch_idx + 1 == epoch_len
 
@@ -108,46 +102,26 @@ class Trainer(BaseTrainer):
                 output = self.model(data)
                 loss = self.criterion(output, target)
             scaled = loss / self.accumulate if self.accumulate > 1 else loss
-            (self.grad_scaler.scale(scaled) if self.grad_scaler else scaled).backward()
+            self.grad_scaler.scale(scaled).backward()
         if step_now:
             self._optimizer_step()
         return output, loss
 
     def _optimizer_step(self):
-        if self.grad_scaler is not None:
-            if self.clip_grad_norm:
-                self.grad_scaler.unscale_(self.optimizer)  # clip the true gradients, not scaled ones
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
-            self.grad_scaler.step(self.optimizer)
-            self.grad_scaler.update()
-        else:
-            if self.clip_grad_norm:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
-            self.optimizer.step()
+        if self.clip_grad_norm:
+            self.grad_scaler.unscale_(self.optimizer)  # clip the true gradients, not scaled ones
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+        self.grad_scaler.step(self.optimizer)  # disabled (no fp16): optimizer.step()
+        self.grad_scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         if self.per_batch_scheduler:
             self.lr_scheduler.step()
 
-    def _update_metrics(self, tracker, output, target, loss):
-        update_metrics(tracker, self.metric_ftns, output, target, loss)
-
     def _valid_epoch(self, epoch):
         """Validate after an epoch; metrics are exact averages over the whole split."""
         self.eval_model.eval()
-        self.valid_metrics.reset()
-        progress = EpochProgress(len(self.valid_data_loader), "Valid", self.show_bar)
-        with torch.no_grad():
-            for batch_idx, (data, target) in enumerate(self.valid_data_loader):
-                data, target = self._to_device(data, target, self.valid_transform)
-                with self.autocast():
-                    output = self.eval_model(data)
-                    loss = self.criterion(output, target)
-                self._update_metrics(self.valid_metrics, output, target, loss)
-                progress.update(target.size(0))
-                if progress.active and batch_idx % self.log_step == 0:  # reading the loss syncs: log steps only
-                    progress.show(loss=f"{self.valid_metrics.avg('loss'):.4f}")
-        progress.close()
-        self.valid_metrics.all_reduce(dist.all_reduce_sum)
+        self.valid_metrics = evaluate(self.eval_model, self.valid_data_loader, self.criterion, self.metric_ftns,
+                                      self.device, "Valid", self.show_bar, self.log_step, self.autocast)
         if self.options.tensorboard_histograms and self.is_main:
             for name, param in self.raw_model.named_parameters():
                 self.writer.write("add_histogram", name, param, epoch, bins="auto")

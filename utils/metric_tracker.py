@@ -48,6 +48,10 @@ class MetricTracker:
         count = self._counts[key]
         return float(self._totals[key]) / count if count else float("nan")
 
+    def count(self, key):
+        """How many samples `key`'s average is over."""
+        return self._counts[key]
+
     def result(self):
         return {key: self.avg(key) for key in self.keys}
 

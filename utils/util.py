@@ -61,3 +61,26 @@ def prepare_device(n_gpu_use):
         n_gpu_use = n_gpu
     device = torch.device("cuda:0" if n_gpu_use > 0 else "cpu")
     return device, list(range(n_gpu_use))
+
+
+def place_model(model, n_gpu, device=None, compile=False, ddp=False):
+    """(the model on its device, compiled and wrapped for several devices; the device).
+
+    `device`: torchrun's (utils.distributed.init_distributed), else `n_gpu` GPUs from
+    prepare_device. Under torchrun `ddp` wraps it in DistributedDataParallel (training);
+    alone with several GPUs, DataParallel (the classic's way)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    from utils import distributed as dist
+
+    device_ids = []
+    if device is None:
+        device, device_ids = prepare_device(n_gpu)
+    model = model.to(device)
+    if compile:
+        model = torch.compile(model)
+    if ddp and dist.is_distributed():
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    elif len(device_ids) > 1:
+        model = torch.nn.DataParallel(model, device_ids=device_ids)
+    return model, device
