@@ -16,8 +16,8 @@ from logger.trackers.tracker_set import TrackerSet
 from utils import distributed as dist
 from utils.checkpoint import unwrap_model
 from utils.errors import UserError
-from utils.provenance import collect_provenance, git_state
-from utils.run_folder import BEST, LATEST, quote, save_group
+from utils.provenance import collect_provenance
+from utils.run_folder import BEST, LATEST, resume_command, save_group
 from utils.seed import get_rng_state
 from utils.signals import StopSignals, TrainingInterrupted
 
@@ -112,13 +112,15 @@ class BaseTrainer(ABC):
 
         Returns False when a resumed run has no epoch left to train.
         """
-        self.resume_log.extend(getattr(self.config, "resume_log", ()))
+        self.resume_log.extend(self.config.resume_log)
         if self.config.checkpoint is not None:
             self._restore(self.config.checkpoint)
             self._log_resumed()
         if self.start_epoch > self.epochs:
-            self.logger.warning(f"Nothing to train: the run is complete ({self.epochs} of {self.epochs} epochs). "
-                                f"To train further, resume with -o trainer.epochs=N, N > {self.epochs}")
+            more = f"-o trainer.epochs={self.last_epoch + self.epochs}"
+            self.logger.warning(f"Nothing to train: the checkpoint has trained {self.last_epoch} epochs and "
+                                f"trainer.epochs is {self.epochs}. To train further: "
+                                f"{resume_command(self.config.resume.parent, more)}")
             return False
         self._check_before_training()
         self.writer.trackers.connect(self.options.save_dir, self.config["name"])  # before any run folder
@@ -131,11 +133,7 @@ class BaseTrainer(ABC):
             device = next(self.raw_model.parameters(), torch.empty(0)).device
             self.config.write_run_file("provenance.json", collect_provenance(device))
         if self.writer.trackers:
-            search = self.config.get("tune") if isinstance(self.config.get("tune"), dict) else {}
-            self.writer.trackers.open_run(RunInfo(
-                self.config["name"], self.config.run_id, self.checkpoint_dir, self.config.log_dir, self.config.config,
-                dist.get_world_size(), (git_state() or {}).get("commit", ""),
-                {f"tune_{key}": str(search[key]) for key in ("study", "trial") if key in search}))  # a search trial
+            self.writer.trackers.open_run(RunInfo.of_run(self.config, dist.get_world_size()))
         return True
 
     def _check_before_training(self):
@@ -162,7 +160,7 @@ class BaseTrainer(ABC):
         self.writer.end_epoch(epoch, log, best_so_far(self.monitor, self.checkpoint_dir))
 
     def _report_end(self):
-        for line in summary_lines(self.monitor, self.checkpoint_dir, self.config.log_dir, self.last_epoch):
+        for line in summary_lines(self.monitor, self.checkpoint_dir, self.config.log_dir, self.last_epoch, self.epochs):
             self.logger.info(line)
 
     # ---- checkpoints -------------------------------------------------------
@@ -219,14 +217,14 @@ class BaseTrainer(ABC):
         if self.is_main:
             signame = TrainingInterrupted(self.stop_signals.signum)
             self.logger.warning(f"Stopped by {signame} in epoch {epoch} after {state['resume_batch']} batches; "
-                                f"state saved. Resume with: python train.py -r {quote(self.checkpoint_dir / LATEST)}")
+                                f"state saved. Resume with: {resume_command(self.checkpoint_dir)}")
 
     def _stop_after_epoch(self, epoch):
         """A signal came during validation or saving: the epoch's checkpoint is where to resume."""
         stop = TrainingInterrupted(self.stop_signals.signum or signal.SIGTERM)
         if self.is_main:
             self.logger.warning(f"Stopped by {stop} after epoch {epoch}; state saved. "
-                                f"Resume with: python train.py -r {quote(self.checkpoint_dir / LATEST)}")
+                                f"Resume with: {resume_command(self.checkpoint_dir)}")
         raise stop
 
     def _restore(self, checkpoint):

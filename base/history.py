@@ -19,10 +19,3 @@ def history_with_row(csv_path, row):
     text = io.StringIO()
     new.to_csv(text, index=False)
     return text.getvalue().encode("utf-8")
-
-
-def append_epoch_row(csv_path, row):
-    """Add `row` to the csv on disk (atomically); the trainer saves it with its checkpoints instead."""
-    from utils.run_folder import write_files
-
-    write_files(Path(csv_path).parent, [(Path(csv_path).name, history_with_row(csv_path, row))])

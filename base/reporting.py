@@ -1,5 +1,5 @@
 """What the trainer tells a person: the per-epoch block, TensorBoard scalars, the summary."""
-from utils.run_folder import quote
+from utils.run_folder import quote, resume_command
 
 
 def epoch_block(log):
@@ -23,7 +23,7 @@ def write_epoch_scalars(writer, log):
     writer.flush()  # before the epoch's checkpoint: trackers then hold every step it holds, even after a kill
 
 
-def summary_lines(monitor, checkpoint_dir, log_dir, last_epoch):
+def summary_lines(monitor, checkpoint_dir, log_dir, last_epoch, epochs):
     """End-of-training summary: best epoch, where things are, what to run next."""
     lines = [f"Training finished after epoch {last_epoch}."]
     if monitor.enabled and monitor.best_epoch is not None:
@@ -32,7 +32,9 @@ def summary_lines(monitor, checkpoint_dir, log_dir, last_epoch):
     chosen = best if best.is_file() else checkpoint_dir / "model_latest.pth"
     lines += [f"Checkpoints: {checkpoint_dir}",
               f"Logs and TensorBoard: {log_dir}",
-              f"Resume: python train.py -r {quote(checkpoint_dir / 'model_latest.pth')}",
+              # a run that trained all its epochs goes on only with more of them
+              f"Train further: {resume_command(checkpoint_dir, f'-o trainer.epochs={2 * epochs}')}"
+              if last_epoch >= epochs else f"Resume: {resume_command(checkpoint_dir)}",
               f"Test:   python test.py -r {quote(chosen)}"]
     return lines
 

@@ -1,14 +1,22 @@
 """config.json and metrics.csv are replaced whole or not at all: a write that fails midway
 leaves the previous file byte for byte, and no temp file beside it."""
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
-from base.history import append_epoch_row
+from base.history import history_with_row
+from utils.run_folder import write_files
 from utils.util import write_json
 
 
 class NotJson:
     """A value json cannot encode: serialisation fails after the text before it was written."""
+
+
+def append_epoch_row(csv_path, row):
+    """Add `row` to the csv on disk, atomically, as the trainer's save does."""
+    write_files(Path(csv_path).parent, [(Path(csv_path).name, history_with_row(csv_path, row))])
 
 
 def half_written_config(tmp_path):

@@ -123,8 +123,8 @@ def test_resuming_a_finished_run_says_so_and_changes_nothing(tmp_path, synthetic
     before = snapshot(tmp_path / "saved")
     again = run_script("train.py", "-r", run / "model_latest.pth")
     assert again.returncode == 0, again.stderr
-    assert ("Nothing to train: the run is complete (2 of 2 epochs). To train further, "
-            "resume with -o trainer.epochs=N, N > 2") in again.stdout
+    assert ("Nothing to train: the checkpoint has trained 2 epochs and trainer.epochs is 2. To train further: "
+            f"python train.py -r {run / 'model_latest.pth'} -o trainer.epochs=4") in again.stdout
     assert "Resume training from epoch 3" not in again.stdout
     assert snapshot(tmp_path / "saved") == before
 

@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from base.history import append_epoch_row
+from base.history import history_with_row
 from tests.conftest import shrink_config, train_in_process, write_config
 from trainer.trainer import Trainer
+from utils.run_folder import write_files
 
 COLUMNS = ["epoch", "loss", "accuracy", "top_k_acc", "val_loss", "val_accuracy", "val_top_k_acc",
            "lr", "epoch_time", "samples_per_sec"]
@@ -21,6 +22,11 @@ def two_epoch_run(tmp_path_factory, synthetic_data_dir):
     cfg = shrink_config(tmp, synthetic_data_dir, len_epoch=3)
     config = train_in_process("-c", write_config(tmp, cfg))
     return config.save_dir, pd.read_csv(config.save_dir / "metrics.csv")
+
+
+def append_epoch_row(csv_path, row):
+    """Add `row` to the csv on disk, atomically, as the trainer's save does."""
+    write_files(Path(csv_path).parent, [(Path(csv_path).name, history_with_row(csv_path, row))])
 
 
 def test_one_row_per_epoch_with_every_metric_lr_and_time(two_epoch_run):

@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import REPO, run_dirs, shrink_config, train_in_process, write_config
 from trainer import progress
 from utils import distributed as dist
+from utils.run_folder import resume_command
 
 # every tqdm update redraws (default: at most every 0.1 s), so short epochs show all the fields
 FAST_ENV = {"TQDM_MININTERVAL": "0", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "TERM": "xterm"}
@@ -74,7 +75,7 @@ def check_blocks_and_summary(lines, run, history):
     summary = [f"Training finished after epoch {len(history)}.",
                f"Best val_loss: {best['val_loss']:.6g} at epoch {int(best['epoch'])}",
                f"Checkpoints: {run}",
-               f"Resume: python train.py -r {run / 'model_latest.pth'}",
+               f"Train further: python train.py -r {run / 'model_latest.pth'} -o trainer.epochs={2 * len(history)}",
                f"Test:   python test.py -r {run / 'model_best.pth'}"]
     for line in summary:
         assert lines.count(line) == 1, line
@@ -119,9 +120,9 @@ def test_terminal_shows_a_bar_and_the_printed_commands_work(config_path, tmp_pat
     assert test_lines[test_lines.index(table[0]):][:4] == table
     assert list(results["metrics"]) == ["loss", "accuracy", "top_k_acc"]
 
-    resumed = train_in_process(*command_args(lines, "Resume: "))  # nothing left to train: it just reports
+    resumed = train_in_process(*command_args(lines, "Train further: "))  # the finished run goes on
     assert resumed.save_dir == run
-    assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [1, 2]
+    assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [1, 2, 3, 4]
 
 
 def test_pipe_gets_plain_lines_once_and_the_resolved_config(tmp_path, synthetic_data_dir, capsys):
@@ -145,8 +146,21 @@ def test_verbosity_1_prints_the_blocks_but_no_config_or_batch_lines(config_path,
     train_in_process("-c", config_path, "-o", "trainer.verbosity=1", "-o", "trainer.epochs=1",
                      "-o", "+trainer.len_epoch=3")
     out = capsys.readouterr().out
-    assert "    epoch          : 1" in out and "Resume: python train.py -r " in out
+    assert "    epoch          : 1" in out and "Train further: python train.py -r " in out
     assert "Resolved config" not in out and "Train Epoch:" not in out
+
+
+@pytest.mark.parametrize("env, launch", [
+    ({}, "python train.py"),
+    ({"WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "4"}, "torchrun --nproc_per_node=4 train.py"),
+    ({"WORLD_SIZE": "8", "LOCAL_WORLD_SIZE": "4"}, "torchrun --nproc_per_node=4 --nnodes=2 <your rendezvous options> "
+                                                   "train.py")])
+def test_printed_resume_commands_launch_as_the_run_was_launched(monkeypatch, tmp_path, env, launch):
+    for key in ("WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert resume_command(tmp_path / "a run") == f"{launch} -r '{tmp_path / 'a run' / 'model_latest.pth'}'"
 
 
 class FakeTerminal:

@@ -296,9 +296,9 @@ def test_printed_commands_are_shell_quoted(tmp_path, synthetic_data_dir, monkeyp
     cfg["trainer"]["save_dir"] = str(tmp_path / "my runs" / "saved")
     result = run_script("train.py", "-c", write_config(tmp_path, cfg), "--run_id", "q")
     assert result.returncode == 0, result.stderr[-2000:]
-    (resume,) = [line for line in result.stdout.splitlines() if "Resume: python train.py -r" in line]
-    command = shlex.split(resume.split("Resume: ", 1)[1])
-    assert command[-1] == str(tmp_path / "my runs" / "saved" / "models" / cfg["name"] / "q" / "model_latest.pth")
+    (resume,) = [line for line in result.stdout.splitlines() if "Train further: python train.py -r" in line]
+    command = shlex.split(resume.split("Train further: ", 1)[1])
+    assert command[3] == str(tmp_path / "my runs" / "saved" / "models" / cfg["name"] / "q" / "model_latest.pth")
 
 
 # ---- 11. -r from a copied run folder -----------------------------------------------------------------

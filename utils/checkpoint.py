@@ -71,12 +71,6 @@ def load_checkpoint(path, map_location="cpu"):
     return checkpoint
 
 
-def looks_like_checkpoint(path):
-    """A file whose first bytes are torch.save's (it may still be truncated)."""
-    path = Path(path)
-    return path.is_file() and path.stat().st_size > 0 and _looks_like_torch_save(path)
-
-
 def _looks_like_torch_save(path):
     """torch.save writes a zip archive (or, in the legacy format, a pickle)."""
     with path.open("rb") as handle:

@@ -86,7 +86,7 @@ def write_files(folder, files):
     """Replace each (name, bytes) of `files` in `folder`, all or none; a full disk is SaveFailed."""
     folder = Path(folder)
     run_lock.check_still_held(folder)
-    hint = f"free space, then resume with python train.py -r {quote(folder / LATEST)}"
+    hint = f"free space, then resume with {resume_command(folder)}"
     needed = sum(len(data) for _, data in files)
     items = [(name, lambda handle, d=data: handle.write(d)) for name, data in files]
     if len(items) == 1:
@@ -149,6 +149,14 @@ def foreign_history(csv):
 def quote(path):
     """A path as it must be typed in a shell."""
     return shlex.quote(str(path))
+
+
+def resume_command(folder, *more):
+    """The command that continues the run in `folder`, launched as this process was (torchrun included)."""
+    world, local = os.environ.get("WORLD_SIZE"), os.environ.get("LOCAL_WORLD_SIZE", "1")
+    launch = "python" if world is None else f"torchrun --nproc_per_node={local}" + (
+        "" if world == local else f" --nnodes={int(world) // int(local)} <your rendezvous options>")
+    return " ".join([launch, "train.py -r", quote(Path(folder) / LATEST), *more])
 
 
 def log_dir_beside(folder, name):

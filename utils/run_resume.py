@@ -14,6 +14,7 @@ from pathlib import Path
 from utils import distributed as dist
 from utils import run_lock
 from utils.checkpoint import load_checkpoint
+from utils.config_rules import RULES
 from utils.errors import UserError
 from utils.overrides import merged_config, updated_config
 from utils.run_folder import foreign_history, newest_intact, progress, recover
@@ -28,8 +29,7 @@ MAY_CHANGE = {("trainer", k) for k in ("epochs", "verbosity", "save_period", "ke
 
 
 def take_run(folder, restart=False):
-    """Lock `folder` for this job (rank 0 holds it), then finish any save a kill interrupted there;
-    True when there was one.
+    """Lock `folder` for this job (rank 0 holds it), then finish a save a kill left there (True: there was one).
 
     Every rank calls this; a run another job holds is RunBusy on every rank, so none waits in vain.
     """
@@ -247,4 +247,4 @@ def _run_folder(config, run_id):
     trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
     if not isinstance(config.get("name"), str):
         return None  # the ConfigParser reports it
-    return Path(str(trainer.get("save_dir", "saved/"))) / "models" / config["name"] / run_id
+    return Path(str(trainer.get("save_dir", RULES["trainer.save_dir"].default))) / "models" / config["name"] / run_id

@@ -25,6 +25,16 @@ class RunInfo:
     git_commit: str = ""
     extra_tags: dict = field(default_factory=dict)
 
+    @classmethod
+    def of_run(cls, config, world_size):
+        """The RunInfo of the run a ConfigParser owns; a search trial is tagged with its study and number."""
+        from utils.provenance import git_state
+
+        search = config.get("tune") if isinstance(config.get("tune"), dict) else {}
+        return cls(config["name"], config.run_id, config.save_dir, config.log_dir, config.config, world_size,
+                   (git_state() or {}).get("commit", ""),
+                   {f"tune_{key}": str(search[key]) for key in ("study", "trial") if key in search})
+
     @property
     def tags(self):
         """What identifies the run in any tracker's UI."""
