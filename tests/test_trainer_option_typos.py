@@ -2,7 +2,8 @@
 
 A misspelt option that passes silently trains with the default instead (no early stopping, no
 clipping) and nobody notices. The checker's cutoff decides which spellings are near misses, so the
-cases here are the realistic ones, close to the cutoff (similarity ratios 0.77-0.97).
+cases here are the realistic ones, close to the cutoff (similarity ratios 0.77-0.97); one below it
+(0.727) passes today and is marked xfail(strict) until the cutoff catches it.
 Most run the parser in-process; two run `python train.py` for the whole contract.
 """
 import subprocess
@@ -31,8 +32,14 @@ TYPOS = {
     "keeplast": (3, "keep_last"),                  # 0.941
 }
 
+# passes silently today: the cutoff for trainer keys (0.75) is above this spelling's ratio
+MISSED = pytest.mark.xfail(strict=True, reason="clipgrad ~ clip_grad_norm: difflib ratio 0.727, below "
+                                               "refuse_near_misses' cutoff 0.75 for trainer keys")
+TYPOS["clipgrad"] = (1.0, "clip_grad_norm")
+CASES = [pytest.param(typo, marks=MISSED) if typo == "clipgrad" else typo for typo in TYPOS]
 
-@pytest.mark.parametrize("typo", list(TYPOS))
+
+@pytest.mark.parametrize("typo", CASES)
 def test_a_near_miss_trainer_option_is_refused_naming_the_option_meant(typo):
     value, meant = TYPOS[typo]
     with pytest.raises(UserError) as refused:
