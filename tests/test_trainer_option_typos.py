@@ -4,7 +4,7 @@ A misspelt option that passes silently trains with the default instead (no early
 clipping) and nobody notices. The checker's cutoff decides which spellings are near misses, so the
 cases here are the realistic ones, close to the cutoff (similarity ratios 0.77-0.97); one below it
 (0.727) passes today and is marked xfail(strict) until the cutoff catches it.
-Most run the parser in-process; two run `python train.py` for the whole contract.
+Most run the parser in-process; one runs `python train.py` for the whole contract.
 """
 import subprocess
 import sys
