@@ -67,6 +67,7 @@ def test_a_resumed_classic_trainer_shuffles_each_epoch_as_the_uninterrupted_run(
         monkeypatch.setattr(RecordingLoader, "passes", passes[name])
         classic_train("-c", write_config(tmp_path, config, f"{name}.json"))
     (straight,), (resumed,) = run_dirs(tmp_path / "straight"), run_dirs(tmp_path / "resumed")
+    monkeypatch.setattr(RecordingLoader, "passes", passes["resumed"])  # epochs 2 and 3 of the resumed run
     classic_train("-r", resumed / "checkpoint-epoch1.pth", "-o", "trainer.epochs=3")
 
     assert pd.read_csv(resumed / "metrics.csv")["epoch"].tolist() == [1, 2, 3]
