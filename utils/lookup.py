@@ -10,7 +10,12 @@ HINT = 0.6  # a name that is wrong anyway: suggest what is this close
 
 def did_you_mean(name, known, cutoff=HINT, n=1):
     """The known names closest to `name`, best first; [] when none is within `cutoff` (difflib's ratio)."""
-    return difflib.get_close_matches(str(name), list(known), n=n, cutoff=cutoff)
+    close = difflib.get_close_matches(str(name), list(known), n=n, cutoff=cutoff)
+    if not close:  # "clipgrad" for clip_grad_norm: the underscores left out
+        squashed = {str(k).replace("_", ""): k for k in known}
+        found = difflib.get_close_matches(str(name).replace("_", ""), squashed, n=n, cutoff=cutoff)
+        close = [squashed[k] for k in found]
+    return close
 
 
 def public_names(module):
