@@ -215,20 +215,20 @@ class RunStart:
         base = self.given
         if self.resume is not None:  # the checkpoint's config, the file's keys replacing its own
             base = merged_config(load_on_any_rank(self.resume)[0]["config"], self.given or {})
-        folder = _run_folder(updated_config(base, self.modification, self.overrides), self.run_id)
+        resolved = updated_config(base, self.modification, self.overrides)  # the overrides, applied once
+        folder = _run_folder(resolved, self.run_id)
         saved = saved_config(folder) if folder is not None else None
         if saved is None:  # a new named run
             return self._from_checkpoint(cls, self.run_id) if self.resume else \
-                self._finish(cls(self.given, None, self.modification, self.run_id, self.overrides))
+                self._finish(cls(resolved, None, None, self.run_id))
         take_run(folder, self.restart)
         if self.resume is not None:
             check_origin(folder, self.resume)
         # with -r too: the run's own checkpoint with an -o or --lr change would be another experiment
-        check_same_run(updated_config(base, self.modification, self.overrides), saved, folder)
+        check_same_run(resolved, saved, folder)
         checkpoint, path = newest_on_any_rank(folder, self.log)
         if checkpoint is None:  # killed before its first checkpoint: start it again, with the seed it drew
-            parser = self._from_checkpoint(cls, self.run_id) if self.resume else \
-                cls(self.given, None, self.modification, self.run_id, self.overrides)
+            parser = self._from_checkpoint(cls, self.run_id) if self.resume else cls(resolved, None, None, self.run_id)
             parser.config["seed"] = saved["seed"]
             return self._finish(parser, folder)
         config = merged_config(checkpoint["config"], self.given) if self.given is not None else checkpoint["config"]
