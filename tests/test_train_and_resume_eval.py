@@ -1,6 +1,6 @@
 """DataParallel checkpoints (no `module.` prefix, either way round) and test.py on trained checkpoints."""
 import json
-import shutil
+import subprocess
 import sys
 
 import pytest
@@ -11,7 +11,7 @@ import test as test_script
 import utils.util
 from data_loader.data_loaders import MnistDataLoader
 from model.model import MnistModel
-from tests.conftest import shrink_config, train_in_process, write_config
+from tests.conftest import REPO, shrink_config, train_in_process, write_config
 from trainer.trainer import Trainer
 
 N_TEST = 200  # synthetic test split: batches of 64, 64, 64 and 8
@@ -144,10 +144,9 @@ def test_training_resumes_from_a_checkpoint_with_module_prefixes(dp_run, prefixe
     assert all(torch.equal(actual[k], expected[k]) for k in expected)
 
 
-def test_test_py_without_a_checkpoint_is_refused(tmp_path, dp_run):
-    # no -r: test.py needs a checkpoint and says so in one line
-    config_only = shutil.copy(dp_run.save_dir / "config.json", tmp_path / "config.json")
-    from utils.errors import UserError
-
-    with pytest.raises(UserError, match="test.py needs a checkpoint"):
-        test_script.main(test_script.parse_args(["-c", str(config_only)]))
+@pytest.mark.parametrize("args", [[], ["-c", "config.json"]], ids=["nothing", "a config"])
+def test_test_py_without_a_checkpoint_is_refused(args):
+    # no -r: test.py needs a checkpoint and says so in one line, suggesting nothing that would fail
+    done = subprocess.run([sys.executable, "test.py", *args], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == "error: the following arguments are required: -r/--resume; see python test.py --help\n"
