@@ -30,6 +30,8 @@ class BaseTrainer(ABC):
     A subclass with state of its own (a data position, partial metrics) lists
     the objects holding it in `_parts()`; each saves and loads itself.
     """
+    # per-epoch <metric>/train|valid scalars (the template's Trainer); a classic trainer writes its own per step
+    epoch_scalars = False
 
     def __init__(self, model, criterion, metric_ftns, optimizer, config, lr_scheduler=None,
                  grad_scaler=None):
@@ -152,7 +154,7 @@ class BaseTrainer(ABC):
         for line in epoch_block(log):
             self.logger.info(line)
         if self.is_main:
-            if not self.writer.classic_steps:  # a classic trainer writes its own <metric>/train scalars
+            if self.epoch_scalars:
                 write_epoch_scalars(self.writer, log)
         self.last_epoch = log["epoch"]
 

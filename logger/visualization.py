@@ -35,7 +35,6 @@ class TensorboardWriter:
         self._writer = None
         self.step = 0
         self.mode = ""
-        self.classic_steps = False  # set_step was called: the trainer writes its own scalars
         self.timer = datetime.now()
 
     @property
@@ -58,7 +57,6 @@ class TensorboardWriter:
     def set_step(self, step, mode="train"):
         self.mode = mode
         self.step = step
-        self.classic_steps = True
         if step == 0:
             self.timer = datetime.now()
         else:

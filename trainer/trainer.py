@@ -23,6 +23,7 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 class Trainer(BaseTrainer):
     """Trains epoch by epoch, or `len_epoch` batches per epoch when given (iteration-based)."""
+    epoch_scalars = True
 
     def __init__(self, model, criterion, metric_ftns, optimizer, config, device,
                  data_loader, valid_data_loader=None, lr_scheduler=None, len_epoch=None):
