@@ -19,6 +19,7 @@ from utils.config_check import check_sections
 from utils.errors import UserError, run_cli
 from utils.lookup import find_by_name
 from utils.metric_tracker import MetricTracker, metric_name, update_metrics
+from utils.model_input import forward
 from utils.util import write_json
 
 SECTIONS = ("arch", "data_loader", "loss", "metrics")  # what main() builds
@@ -62,9 +63,9 @@ def evaluate(model, data_loader, loss_fn, metric_fns, device, show_bar=False):
     transform = device_transform(data_loader)
     progress = EpochProgress(len(data_loader), "Test", show_bar)
     with torch.no_grad():
-        for data, target in data_loader:
+        for batch_idx, (data, target) in enumerate(data_loader):
             data, target = data.to(device, non_blocking=True), target.to(device, non_blocking=True)
-            output = model(transform(data) if transform else data)
+            output = forward(model, transform(data) if transform else data, first_batch=batch_idx == 0)
             update_metrics(tracker, metric_fns, output, target, loss_fn(output, target))
             progress.update(target.size(0))
     progress.close()
