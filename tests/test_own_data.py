@@ -19,6 +19,7 @@ from model.model import MnistModel
 from tests.conftest import REPO, write_config
 from tests.test_bad_input import _check_outcome, _snapshot, run_cli_in_process
 from utils.errors import UserError
+from utils.model_input import forward
 
 SECTION = "### Your own dataset, fast"
 
@@ -126,3 +127,17 @@ def test_test_py_names_a_model_that_does_not_fit(tmp_path, example_loader):
 def test_valid_dataset_must_hold_the_same_samples():
     with pytest.raises(UserError, match="valid_dataset holds 9 samples, dataset 10"):
         BaseDataLoader(TensorDataset(torch.zeros(10)), 2, False, 0.2, 0, valid_dataset=TensorDataset(torch.zeros(9)))
+
+
+def test_only_a_first_batch_that_the_model_cannot_take_is_a_user_error():
+    class FailingWrapper(torch.nn.DataParallel):  # as torch.compile when its compiler fails
+        def forward(self, *inputs):
+            raise RuntimeError("the compiler failed")
+
+    rgb, grey = torch.zeros(2, 3, 28, 28), torch.zeros(2, 1, 28, 28)
+    with pytest.raises(UserError, match=r"model MnistModel .* \(2, 3, 28, 28\): Given groups=1"):
+        forward(torch.nn.DataParallel(MnistModel()), rgb, first_batch=True)  # torch's message, not the wrapper's
+    with pytest.raises(RuntimeError, match="the compiler failed"):
+        forward(FailingWrapper(MnistModel()), grey, first_batch=True)
+    with pytest.raises(RuntimeError, match="Given groups=1"):  # later batches keep their traceback
+        forward(MnistModel(), rgb, first_batch=False)

@@ -13,10 +13,25 @@ def forward(model, data, first_batch):
         return model(data)
     try:
         return model(data)
-    except torch.OutOfMemoryError:  # a RuntimeError too, but the batch fits the model: too big for the device
-        raise
     except RuntimeError as err:
+        if isinstance(err, (torch.OutOfMemoryError, getattr(torch, "AcceleratorError", ()))):
+            raise  # not the batch's fault: out of memory, a device error
+        plain = unwrap_model(model)
+        # through a wrapper, ask the plain model: torch.compile and DataParallel bury torch's own message
+        cause = err if plain is model else _eager_error(plain, data)
+        if cause is None:  # the plain model takes the batch: the compiler failed, not the data
+            raise
         shape = tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__
-        first_line = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
-        raise UserError(f"model {type(unwrap_model(model)).__name__} cannot take a batch of shape {shape}: "
-                        f"{first_line}; make arch.args match the data (see docs/customizing.md)") from None
+        first_line = next((line for line in str(cause).splitlines() if line.strip()), type(cause).__name__)
+        raise UserError(f"model {type(plain).__name__} cannot take a batch of shape {shape}: {first_line}; "
+                        "make arch.args match the data (see docs/customizing.md)") from None
+
+
+def _eager_error(model, data):
+    """The RuntimeError that `model(data)` raises, or None."""
+    try:
+        with torch.no_grad():
+            model(data)
+    except RuntimeError as err:
+        return err
+    return None
