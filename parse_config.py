@@ -11,7 +11,7 @@ from pathlib import Path
 from base.trainer_options import read_trainer_options
 from logger import setup_logging
 from utils import distributed as dist
-from utils import run_lock
+from utils import run_folder, run_lock
 from utils.config_check import check_typed_section, check_value
 from utils.config_rules import TRAINER_OPTIONS
 from utils.errors import UserError
@@ -56,7 +56,7 @@ class ConfigParser:
         self._run_id = self._folder.name if self._folder is not None else \
             run_id or dist.broadcast_object(datetime.now().strftime(r"%m%d_%H%M%S"))
         self._exact_run_id = run_id is not None or continue_run
-        self.run_started = False
+        self.run_started, self.made_dirs = False, set()  # made_dirs: the folders init_run created
 
     @classmethod
     def from_args(cls, args, options=(), argv=None):
@@ -118,14 +118,13 @@ class ConfigParser:
 
     def init_run(self):
         """Create and lock the run folder (rank 0 only), save the config, record the run for torchrun
-        restarts, start file logging.
-
-        Called when training starts, once every part is built and the checkpoint
-        is checked, so that a bad config or checkpoint leaves no folder.
+        restarts, start file logging. Called when training starts, once every part is built and the
+        checkpoint is checked, so that a bad config or checkpoint leaves no folder (a bad batch: finish_run).
         """
         problem = None
         if dist.is_main_process():
             try:
+                self.made_dirs = run_folder.missing_folders(self.save_dir, self.log_dir)  # what this start makes
                 self._make_run_dirs()
             except OSError as err:  # checked by check_save_dir; this catches a classic train.py's run
                 problem = UserError(f"cannot create the run folder {self.save_dir}: {err.strerror}; choose "
@@ -147,8 +146,10 @@ class ConfigParser:
         self._run_id = dist.broadcast_object(self._run_id)
         self.run_started = True
 
-    def finish_run(self):
-        """Let go of the run folder (the process's end would too)."""
+    def finish_run(self, failure=None):
+        """Let go of the run folder (the process's end would too); a new run that a user error ended before
+        its first checkpoint leaves no folder (drop_unsaved_run)."""
+        run_folder.drop_unsaved_run(self.made_dirs if self.run_started else (), (self.save_dir, self.log_dir), failure)
         run_lock.release(self.save_dir)
 
     def use_folder(self, folder):

@@ -84,11 +84,16 @@ class BaseDataLoader(BatchTransformLoader):
     pass number (see EpochSampler); `set_epoch(n)` chooses the next one.
     `num_workers=None` picks a number from the cores this process may use;
     `batch_transform` is applied to each batch's inputs after collation (see
-    base/batch_transform.py).
+    base/batch_transform.py). `valid_dataset`: the same samples as `dataset`, prepared
+    for evaluation (no random augmentation); the validation split reads it instead.
     """
 
     def __init__(self, dataset, batch_size, shuffle, validation_split, num_workers=None,
-                 collate_fn=default_collate, seed=0, drop_last=False, batch_transform=None):
+                 collate_fn=default_collate, seed=0, drop_last=False, batch_transform=None, valid_dataset=None):
+        if valid_dataset is not None and len(valid_dataset) != len(dataset):  # the split's indices index both
+            raise UserError(f"valid_dataset holds {len(valid_dataset)} samples, dataset {len(dataset)}; "
+                            "give both the same samples, prepared differently")
+        self.valid_dataset = valid_dataset
         self.validation_split = validation_split
         self.shuffle = shuffle
         self.seed = 0 if seed is None else int(seed)
@@ -147,8 +152,9 @@ class BaseDataLoader(BatchTransformLoader):
         """A DataLoader over the held-out samples, or None when there are none."""
         if self.valid_sampler is None:
             return None
-        return BatchTransformLoader(sampler=self.valid_sampler, batch_transform=self.batch_transform,
-                                    **self.init_kwargs)
+        dataset = self.init_kwargs["dataset"] if self.valid_dataset is None else self.valid_dataset
+        kwargs = {**self.init_kwargs, "dataset": dataset}
+        return BatchTransformLoader(sampler=self.valid_sampler, batch_transform=self.batch_transform, **kwargs)
 
     def evaluation_loader(self):
         """This split's samples in order, each exactly once over all ranks (for test.py)."""

@@ -78,7 +78,7 @@ class BaseTrainer(ABC):
             if self._start_run():
                 self._train_epochs()
         finally:
-            self.config.finish_run()
+            self.config.finish_run(sys.exc_info()[1])  # a new run that a user error ended leaves no folder
 
     def _train_epochs(self):
         self.stop_signals.install()

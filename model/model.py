@@ -29,3 +29,19 @@ class MnistModel(BaseModel):
         x = F.dropout(x, training=self.training)
         x = self.fc2(x)
         return F.log_softmax(x, dim=1)
+
+
+class ImageClassifier(BaseModel):
+    """A small CNN for images of any size and channel count: the starting point for your own data
+    (docs/customizing.md). Global average pooling makes the head independent of the image size."""
+
+    def __init__(self, num_classes, in_channels=3, width=32):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1))
+        self.head = nn.Linear(2 * width, num_classes)
+
+    def forward(self, x):
+        return F.log_softmax(self.head(self.features(x).flatten(1)), dim=1)  # log-probabilities for nll_loss

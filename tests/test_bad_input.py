@@ -130,6 +130,7 @@ def _save_dir_under_a_file(tmp_path, config):
     return ["-c", write_config(tmp_path, config)]
 
 
+ARCHS = "ImageClassifier, MnistModel"  # every model model/model.py offers
 ONE_CYCLE = {"type": "OneCycleLR", "args": {"max_lr": 0.01, "total_steps": 5}, "step": "batch"}
 
 NOT_A_CHECKPOINT = ["not_a_checkpoint.pth is not a checkpoint", "not a file written by torch.save",
@@ -170,8 +171,8 @@ CASES = {
     "save_dir-under-a-file": (_save_dir_under_a_file,
                               ["trainer.save_dir", "a_file is not a folder", "-o trainer.save_dir=PATH"]),
     "arch-typo": (_set("MnistModle", "arch", "type"),
-                  ["unknown arch type 'MnistModle'", "did you mean 'MnistModel'", "available: MnistModel"]),
-    **{f"arch-{name}": (_set(name, "arch", "type"), [f"unknown arch type '{name}'", "available: MnistModel"])
+                  ["unknown arch type 'MnistModle'", "did you mean 'MnistModel'", f"available: {ARCHS}"]),
+    **{f"arch-{name}": (_set(name, "arch", "type"), [f"unknown arch type '{name}'", f"available: {ARCHS}"])
        for name in ("BaseModel", "nn", "F", "__builtins__", "__name__")},
     "loss-unknown": (_set("nll_los", "loss"), ["unknown loss 'nll_los'", "did you mean 'nll_loss'"]),
     "loss-imported-F": (_set("F", "loss"), ["unknown loss 'F'", "available: nll_loss"]),

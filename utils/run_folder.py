@@ -16,6 +16,8 @@ import logging
 import os
 import re
 import shlex
+import shutil
+from contextlib import suppress
 from pathlib import Path
 
 import torch
@@ -130,6 +132,25 @@ def recover(folder):
 def _drop_pending(folder):
     for stale in Path(folder).glob(f".*{PENDING}"):
         stale.unlink(missing_ok=True)
+
+
+def missing_folders(*folders):
+    """Each of `folders` and its ancestors that does not exist yet: what a start is about to make."""
+    return {p for folder in map(Path, folders) for p in (folder, *folder.parents) if not p.exists()}
+
+
+def drop_unsaved_run(made, folders, failure):
+    """A mistake in the config or data (a UserError) ended a new run before its first checkpoint: remove
+    its `folders` (run, log) that this start `made`, then the parents it made when they are empty, so
+    that no half-made run is left. A run it did not make (a requeue), or a lock or disk problem, stays."""
+    if not made or not isinstance(failure, UserError) or isinstance(failure, (run_lock.RunBusy, SaveFailed)) \
+            or holds_checkpoints(folders[0]):
+        return
+    for folder in (Path(f) for f in folders if Path(f) in made):
+        shutil.rmtree(folder, ignore_errors=True)  # the lock holder's own files only
+        for parent in (p for p in folder.parents if p in made):
+            with suppress(OSError):  # not empty: another run has begun there
+                parent.rmdir()
 
 
 def write_text_file(path, text):

@@ -1,0 +1,37 @@
+"""A model that cannot take the data's batches: one line naming both, not a traceback from deep inside torch."""
+import torch
+
+from utils.checkpoint import unwrap_model
+from utils.errors import UserError
+
+
+def forward(model, data, first_batch):
+    """`model(data)`. On a run's first batch a RuntimeError (conv channels, layer sizes) means the config's
+    arch does not fit its data_loader, so it becomes a UserError; later batches are not wrapped, so an error
+    in the middle of training keeps its traceback."""
+    if not first_batch:
+        return model(data)
+    try:
+        return model(data)
+    except RuntimeError as err:
+        if isinstance(err, (torch.OutOfMemoryError, getattr(torch, "AcceleratorError", ()))):
+            raise  # not the batch's fault: out of memory, a device error
+        plain = unwrap_model(model)
+        # through a wrapper, ask the plain model: torch.compile and DataParallel bury torch's own message
+        cause = err if plain is model else _eager_error(plain, data)
+        if cause is None:  # the plain model takes the batch: the compiler failed, not the data
+            raise
+        shape = tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__
+        first_line = next((line for line in str(cause).splitlines() if line.strip()), type(cause).__name__)
+        raise UserError(f"model {type(plain).__name__} cannot take a batch of shape {shape}: {first_line}; "
+                        "make arch.args match the data (see docs/customizing.md)") from None
+
+
+def _eager_error(model, data):
+    """The RuntimeError that `model(data)` raises, or None."""
+    try:
+        with torch.no_grad():
+            model(data)
+    except RuntimeError as err:
+        return err
+    return None
