@@ -49,7 +49,7 @@ def _monitor(v):
 
 
 def _interval(v):
-    return v is None or _positive_int(v) or (isinstance(v, str) and parse_duration(v) is not None)
+    return v is None or _positive_int(v) or (isinstance(v, str) and bool(parse_duration(v)))  # "0s": no
 
 
 TRUE_OR_FALSE = "true or false"
