@@ -17,8 +17,9 @@ from utils.config_rules import TRAINER_OPTIONS
 from utils.errors import UserError
 from utils.lookup import check_arguments, find_by_name
 from utils.overrides import changed_keys, updated_config, with_known_keys
+from utils.run_checks import ORIGIN_FILE
 from utils.run_folder import LATEST, holds_checkpoints, log_dir_beside, quote, recover, write_text_file
-from utils.run_resume import ORIGIN_FILE, RunStart
+from utils.run_resume import RunStart
 
 LOG_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
 

@@ -66,6 +66,22 @@ def test_a_run_forked_from_a_checkpoint_continues_itself_when_requeued(tmp_path,
     assert pd.read_csv(run_a / "metrics.csv")["epoch"].tolist() == [1]
 
 
+def test_a_forked_run_is_requeued_after_its_source_checkpoint_is_gone(tmp_path, synthetic_data_dir, monkeypatch):
+    """keep_last or a clean-up may delete A's checkpoint while B's job script still names it."""
+    config_a, run_a = named(tmp_path, synthetic_data_dir, "A", epochs=1)
+    assert train_cli(["-c", config_a, "--run_id", "A"], monkeypatch) == 0
+    source = run_a / "checkpoint-epoch1.pth"
+    argv = ["-r", source, "--run_id", "B", "-o", "trainer.epochs=2"]
+    assert train_cli(argv, monkeypatch) == 0
+    source.unlink()
+    assert train_cli([*argv[:-1], "trainer.epochs=3"], monkeypatch) == 0  # B goes on from its own checkpoint
+    assert pd.read_csv(run_a.parent / "B" / "metrics.csv")["epoch"].tolist() == [2, 3]
+    # a run that never existed still needs the file: one line
+    line = one_error_line(run_script("train.py", "-r", source, "--run_id", "C"), 2)
+    assert line == f"error: checkpoint {source} does not exist; pass the path of a .pth file under saved/models/ " \
+                   "with -r"
+
+
 # ---- 2. two jobs on one run ---------------------------------------------------------------------
 def test_a_second_job_on_a_held_run_exits_2_naming_the_holder(tmp_path, synthetic_data_dir):
     config, run = named(tmp_path, synthetic_data_dir, "job", epochs=500)

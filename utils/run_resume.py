@@ -7,7 +7,6 @@ in torchrun's own store, which lives exactly as long as the agent: a later job r
 Every rank looks on its own disk and the one holding the newest checkpoint sends it to the
 others, so multi-node runs need no shared filesystem.
 """
-import json
 import os
 from pathlib import Path
 
@@ -17,15 +16,10 @@ from utils.checkpoint import load_checkpoint
 from utils.config_rules import RULES
 from utils.errors import UserError
 from utils.overrides import merged_config, updated_config
-from utils.run_folder import foreign_history, newest_intact, progress, recover
+from utils.run_checks import check_origin, check_own_folder, check_same_run, saved_config
+from utils.run_folder import newest_intact, progress, recover
 
-ORIGIN_FILE = "run.json"  # {"origin": the checkpoint a run started from, or null}
 RESTART_WAIT = 60  # seconds a restarted group waits for the old one to let go of the run
-# what a resubmitted named run may change; everything else must match the run's own config
-MAY_CHANGE = {("trainer", k) for k in ("epochs", "verbosity", "save_period", "keep_last", "log_step",
-                                       "tensorboard", "tensorboard_images", "tensorboard_histograms", "trackers",
-                                       "checkpoint_interval", "early_stop", "save_dir")} \
-    | {("data_loader", "args", "data_dir")}  # where files live may differ from node to node
 
 
 def take_run(folder, restart=False):
@@ -97,68 +91,6 @@ def _intact_hint(path):
     return f"; the newest intact one there is {intact}" if intact is not None and intact != path else ""
 
 
-def saved_config(folder):
-    """The run's own config.json (written when the run was made), from any rank's disk; None if none."""
-    local, problem = None, None
-    path = Path(folder) / "config.json"
-    if path.is_file():
-        try:
-            local = json.loads(path.read_text())
-        except (OSError, ValueError) as err:  # hand-edited, most likely: taking it for a new run would fail forever
-            problem = f"{path} cannot be read ({type(err).__name__}: {err}); repair it, or choose another --run_id"
-    found = dist.all_gather_object((local, problem))
-    config = next((c for c, _ in found if c is not None), None)
-    problem = next((p for _, p in found if p), None)
-    if config is None and problem:
-        raise UserError(problem)
-    return config
-
-
-def origin_of(folder):
-    """The checkpoint a run started from (run.json), or None."""
-    path = Path(folder) / ORIGIN_FILE
-    try:
-        return json.loads(path.read_text()).get("origin") if path.is_file() else None
-    except (OSError, ValueError):
-        return None
-
-
-def check_own_folder(path, checkpoint):
-    """-r FILE goes on in FILE's folder: one whose config.json is another's (a download folder) is not written over."""
-    saved = saved_config(path.parent)
-    foreign = saved is not None and (not isinstance(saved, dict) or saved.get("name") != checkpoint["config"]["name"])
-    if any(dist.all_gather_object(foreign or foreign_history(path.parent / "metrics.csv"))):
-        raise UserError(f"{path.parent} holds a config.json or metrics.csv that is not this run's, and resuming "
-                        f"{path.name} there would overwrite it; copy the checkpoint into a folder of its own and "
-                        "resume the copy")
-
-
-def check_origin(folder, resume):
-    """`-r FILE --run_id NAME` into an existing run NAME: only that run's own requeue may continue it."""
-    resume = Path(resume).resolve()
-    if resume.parent == Path(folder).resolve() or origin_of(folder) == str(resume):
-        return
-    raise UserError(f"run folder {folder} already holds another run, not one started from {resume}; "
-                    "choose another --run_id, or resume that run with its own checkpoint")
-
-
-def check_same_run(given, saved, folder):
-    """A named run resumed with another config would silently mix two experiments: refuse it."""
-    differing = sorted(".".join(path) for path in _differences(given, saved)
-                       if not any(path[:n] in MAY_CHANGE for n in (1, 2, 3)))
-    if differing:
-        raise UserError(f"run folder {folder} holds a run with another config ({', '.join(differing[:4])} "
-                        "differ); give its own config, choose another --run_id, or fine-tune with -c and -r")
-
-
-def _differences(a, b, path=()):
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b)):
-            yield from _differences(a.get(key), b.get(key), (*path, key))
-    elif a != b and not (path == ("seed",) and a is None):  # seed null: the run chose one when it was made
-        yield path
-
-
 class RunStart:
     """From the command line to the run this start is: `parser(cls)` builds the ConfigParser for it."""
 
@@ -212,9 +144,7 @@ class RunStart:
 
     def _named(self, cls):
         """--run_id NAME: a new run of that name, or the run NAME continued (a requeue) from its newest checkpoint."""
-        base = self.given
-        if self.resume is not None:  # the checkpoint's config, the file's keys replacing its own
-            base = merged_config(load_on_any_rank(self.resume)[0]["config"], self.given or {})
+        base = self._named_base()
         resolved = updated_config(base, self.modification, self.overrides)  # the overrides, applied once
         folder = _run_folder(resolved, self.run_id)
         saved = saved_config(folder) if folder is not None else None
@@ -235,6 +165,18 @@ class RunStart:
         config = {**config, "seed": saved["seed"]}
         parser = cls(config, path, self.modification, self.run_id, self.overrides, checkpoint, continue_run=True)
         return self._finish(parser, folder)
+
+    def _named_base(self):
+        """The config that names the run: -c's, over -r's checkpoint's config key by key. The requeue of a run
+        started from another run's checkpoint that is gone since (keep_last, a clean-up) finds its run beside
+        that one and goes on with the run's own config; check_origin then confirms it started there."""
+        if self.resume is None:
+            return self.given
+        if not dist.any_rank(self.resume.is_file()):
+            own = saved_config(self.resume.parent.parent / self.run_id)  # <save_dir>/models/<name>/<run_id>
+            if own is not None:
+                return merged_config(own, self.given or {})
+        return merged_config(load_on_any_rank(self.resume)[0]["config"], self.given or {})
 
     def _finish(self, parser, folder=None):
         if folder is not None:

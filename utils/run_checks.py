@@ -1,0 +1,77 @@
+"""The checks a start makes before it continues a run: is the folder this run's, is the config the run's own,
+did the run start from this checkpoint. Each refuses with one line (UserError) naming what differs."""
+import json
+from pathlib import Path
+
+from utils import distributed as dist
+from utils.errors import UserError
+from utils.run_folder import foreign_history
+
+ORIGIN_FILE = "run.json"  # {"origin": the checkpoint a run started from, or null}
+# what a resubmitted named run may change; everything else must match the run's own config
+MAY_CHANGE = {("trainer", k) for k in ("epochs", "verbosity", "save_period", "keep_last", "log_step",
+                                       "tensorboard", "tensorboard_images", "tensorboard_histograms", "trackers",
+                                       "checkpoint_interval", "early_stop", "save_dir")} \
+    | {("data_loader", "args", "data_dir")}  # where files live may differ from node to node
+
+
+def saved_config(folder):
+    """The run's own config.json (written when the run was made), from any rank's disk; None if none."""
+    local, problem = None, None
+    path = Path(folder) / "config.json"
+    if path.is_file():
+        try:
+            local = json.loads(path.read_text())
+        except (OSError, ValueError) as err:  # hand-edited, most likely: taking it for a new run would fail forever
+            problem = f"{path} cannot be read ({type(err).__name__}: {err}); repair it, or choose another --run_id"
+    found = dist.all_gather_object((local, problem))
+    config = next((c for c, _ in found if c is not None), None)
+    problem = next((p for _, p in found if p), None)
+    if config is None and problem:
+        raise UserError(problem)
+    return config
+
+
+def origin_of(folder):
+    """The checkpoint a run started from (run.json), or None."""
+    path = Path(folder) / ORIGIN_FILE
+    try:
+        return json.loads(path.read_text()).get("origin") if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def check_own_folder(path, checkpoint):
+    """-r FILE goes on in FILE's folder: one whose config.json is another's (a download folder) is not written over."""
+    saved = saved_config(path.parent)
+    foreign = saved is not None and (not isinstance(saved, dict) or saved.get("name") != checkpoint["config"]["name"])
+    if any(dist.all_gather_object(foreign or foreign_history(path.parent / "metrics.csv"))):
+        raise UserError(f"{path.parent} holds a config.json or metrics.csv that is not this run's, and resuming "
+                        f"{path.name} there would overwrite it; copy the checkpoint into a folder of its own and "
+                        "resume the copy")
+
+
+def check_origin(folder, resume):
+    """`-r FILE --run_id NAME` into an existing run NAME: only that run's own requeue may continue it."""
+    resume = Path(resume).resolve()
+    if resume.parent == Path(folder).resolve() or origin_of(folder) == str(resume):
+        return
+    raise UserError(f"run folder {folder} already holds another run, not one started from {resume}; "
+                    "choose another --run_id, or resume that run with its own checkpoint")
+
+
+def check_same_run(given, saved, folder):
+    """A named run resumed with another config would silently mix two experiments: refuse it."""
+    differing = sorted(".".join(path) for path in _differences(given, saved)
+                       if not any(path[:n] in MAY_CHANGE for n in (1, 2, 3)))
+    if differing:
+        raise UserError(f"run folder {folder} holds a run with another config ({', '.join(differing[:4])} "
+                        "differ); give its own config, choose another --run_id, or fine-tune with -c and -r")
+
+
+def _differences(a, b, path=()):
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            yield from _differences(a.get(key), b.get(key), (*path, key))
+    elif a != b and not (path == ("seed",) and a is None):  # seed null: the run chose one when it was made
+        yield path
