@@ -11,8 +11,8 @@ import pandas as pd
 import torch
 
 from parse_config import ConfigParser
+from tests.classic_project import DATA_LOADERS, LOSS, METRIC, MODEL, TRAINER, classic_config
 from tests.conftest import run_dirs, write_config
-from tests.test_classic_compat import DATA_LOADERS, LOSS, METRIC, MODEL, TRAINER, classic_config
 
 
 def source_module(name, source):
