@@ -1,10 +1,4 @@
-"""The one way files are replaced: write a temp file beside the target, fsync, rename.
-
-A crash at any moment leaves either the old file or the new one, never a
-half-written file under the real name. A write that fails (a full disk, mostly)
-is SaveFailed: one line naming the files, why, and the space free, exit code 74.
-A run's files reach this through utils/run_folder.py, which adds group commits.
-"""
+"""The one way files are replaced: temp file beside the target, fsync, rename (docs/checkpoints.md: Saving)."""
 import contextlib
 import errno
 import os
@@ -28,13 +22,8 @@ def atomic_write(path, write, binary=True, hint=""):
 
 
 def atomic_write_all(items, binary=True, needed=None, hint="", shown=None):
-    """Replace every (path, write) of `items`, or none of them.
-
-    All temp files are written (and fsynced) first, and renamed only when each
-    succeeded: a full disk midway leaves every file as it was. `needed` (bytes),
-    `hint` (what to do next) and `shown` (the names to report) complete the
-    SaveFailed message.
-    """
+    """Replace every (path, write) of `items`, or none of them: all temp files are written and fsynced before
+    any is renamed, so a full disk midway leaves every file as it was."""
     folders = {Path(path).parent for path, _ in items}
     for folder in folders:
         _remove_stale_temps(folder)
@@ -76,10 +65,7 @@ def save_failed(err, paths, needed=None, hint="", shown=None):
 
 def _remove_stale_temps(folder):
     """Delete temp files whose writer died mid-write (SIGKILL, OOM): never read, and as big as a checkpoint.
-
-    A temp file of a live process (test.py writing beside a running training) is left alone, and so is
-    one of another host (shared storage): its pid means nothing here.
-    """
+    A live process's (test.py beside a training) is left alone, and so is another host's (shared storage)."""
     if os.name != "posix":  # os.kill(pid, 0) only asks on POSIX; elsewhere it would kill
         return
     for tmp in folder.glob(".*.tmp*"):

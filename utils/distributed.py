@@ -1,8 +1,5 @@
-"""torch.distributed in a few named helpers; every one also works without it.
-
-torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them the process is
-rank 0 of 1 and each helper does the single-process thing.
-"""
+"""torch.distributed in a few named helpers; without torchrun (RANK, WORLD_SIZE) the process is rank 0 of 1
+and each does the single-process thing."""
 import json
 import os
 import sys
@@ -23,10 +20,7 @@ def launched_by_torchrun():
 
 
 def init_distributed():
-    """Join the process group torchrun set up; return this rank's device.
-
-    NCCL when CUDA is available, gloo on CPU. Without torchrun: no group.
-    """
+    """Join the process group torchrun set up (NCCL on CUDA, else gloo); this rank's device, or None without."""
     if not launched_by_torchrun() or dist.is_initialized():
         return None
     global _store, _group
@@ -34,11 +28,8 @@ def init_distributed():
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     store, rank, world_size = next(dist.rendezvous("env://"))
     _store = store
-    # torchrun keeps its store across the worker groups it restarts. A restarted group that finds
-    # the keys the killed group left there reads dead workers' gloo addresses and either fails
-    # ("Connection refused") or, gloo's waiting side having no timeout (pytorch/gloo#520), hangs in
-    # init_process_group. Restart counts differ from node to node, so they cannot name the keys;
-    # instead each group removes its keys once every rank has joined (_forget_join_keys).
+    # joining keys a killed group left in torchrun's store would hang a restarted one (docs/restarts.md: Why
+    # restarts used to hang); restart counts differ between nodes, so each group removes its own once all joined
     group_store = dist.PrefixStore(JOIN_PREFIX, store)
     if torch.cuda.is_available():
         device = torch.device("cuda", local_rank)
@@ -122,8 +113,7 @@ def all_reduce_sum(tensor):
     """Sum a tensor over all ranks (in place where possible) and return it."""
     if not is_distributed():
         return tensor
-    device = _collective_device()
-    reduced = tensor.to(device)
+    reduced = tensor.to("cuda" if dist.get_backend() == "nccl" else "cpu")  # "cuda": this rank's current device
     dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
     return reduced.to(tensor.device)
 
@@ -161,20 +151,11 @@ def barrier():
 
 
 def cleanup():
-    """Leave the process group; after a clean finish, wait for every rank first.
-
-    Once a DDP model existed, gloo's worker threads outlive destroy_process_group;
-    one still freeing the last collective's tensors while Python shuts down aborts
-    the process ("terminate called without an active exception"). The barrier lets
-    them finish. After an error there is no wait: other ranks may never arrive.
-    """
+    """Leave the process group; after a clean finish, wait for every rank first: once a DDP model existed, a gloo
+    worker thread still freeing the last collective's tensors while Python shuts down aborts the process
+    ("terminate called without an active exception"). After an error there is no wait: others may never arrive."""
     if not is_distributed():
         return
     if sys.exc_info()[0] is None:  # called from a `finally`: None unless an exception is on its way out
         dist.barrier()
     dist.destroy_process_group()
-
-
-def _collective_device():
-    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" \
-        else torch.device("cpu")
