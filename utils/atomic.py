@@ -70,18 +70,14 @@ def _remove_stale_temps(folder):
         return
     for tmp in folder.glob(".*.tmp*"):
         pid = tmp.name.rpartition(".tmp")[2].removesuffix(f".{HOST}")  # another host's: not digits, kept
-        if pid.isdigit() and not _process_alive(int(pid)):
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:  # its writer is dead
             tmp.unlink(missing_ok=True)
-
-
-def _process_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, but someone else's
-        return True
-    return True
+        except PermissionError:  # alive, but someone else's
+            pass
 
 
 def fsync_dir(folder):

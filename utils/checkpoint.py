@@ -43,8 +43,7 @@ def load_checkpoint(path, map_location="cpu"):
     """Load a checkpoint safely (weights_only=True); a bad file is a UserError."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist; pass the path of a .pth file "
-                        "under saved/models/ with -r")
+        raise UserError(f"checkpoint {path} does not exist; pass the path of a .pth file under saved/models/ with -r")
     if not _looks_like_torch_save(path):
         raise UserError(f"{path} is not a checkpoint (not a file written by torch.save); "
                         "pass a .pth file written by train.py, e.g. model_latest.pth")

@@ -15,30 +15,22 @@ _group = None  # this worker group's own id: a record it wrote itself is no rest
 _by_record = True  # False where every run has a name that finds it (tune.py's trials): no record is kept
 
 
-def launched_by_torchrun():
-    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
-
-
 def init_distributed():
     """Join the process group torchrun set up (NCCL on CUDA, else gloo); this rank's device, or None without."""
-    if not launched_by_torchrun() or dist.is_initialized():
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ or dist.is_initialized():
         return None
     global _store, _group
     _die_with_parent()
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    store, rank, world_size = next(dist.rendezvous("env://"))
-    _store = store
+    _store, rank, world_size = next(dist.rendezvous("env://"))
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
     # joining keys a killed group left in torchrun's store would hang a restarted one (docs/restarts.md: Why
     # restarts used to hang); restart counts differ between nodes, so each group removes its own once all joined
-    group_store = dist.PrefixStore(JOIN_PREFIX, store)
-    if torch.cuda.is_available():
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-        dist.init_process_group("nccl", store=group_store, rank=rank, world_size=world_size, device_id=device)
-    else:
-        device = torch.device("cpu")
-        dist.init_process_group("gloo", store=group_store, rank=rank, world_size=world_size)
-    _forget_join_keys(store, rank)
+    dist.init_process_group("nccl" if cuda else "gloo", store=dist.PrefixStore(JOIN_PREFIX, _store), rank=rank,
+                            world_size=world_size, device_id=device if cuda else None)
+    _forget_join_keys(_store, rank)
     _group = broadcast_object(uuid.uuid4().hex)
     return device
 
@@ -120,10 +112,7 @@ def all_reduce_sum(tensor):
 
 def any_rank(*flags):
     """For each flag: True on every rank when it is true on at least one (one collective for all)."""
-    if not is_distributed():
-        found = [bool(f) for f in flags]
-    else:
-        found = (all_reduce_sum(torch.tensor([1.0 if f else 0.0 for f in flags])) > 0).tolist()
+    found = (all_reduce_sum(torch.tensor([1.0 if f else 0.0 for f in flags])) > 0).tolist()
     return found[0] if len(flags) == 1 else found
 
 

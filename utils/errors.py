@@ -39,7 +39,5 @@ def print_line(text):
 def _peer_failed(err):
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()):
-        return False
-    return isinstance(err, dist.DistError) or any(
-        text in str(err) for text in ("Connection closed by peer", "Connection reset by peer", "Broken pipe"))
+    return dist.is_available() and dist.is_initialized() and (isinstance(err, dist.DistError) or any(
+        text in str(err) for text in ("Connection closed by peer", "Connection reset by peer", "Broken pipe")))

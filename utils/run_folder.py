@@ -40,18 +40,18 @@ def newest_intact(folder, log=None):
     folder = Path(folder)
     # model_latest.pth is part of every save, so it is the newest; then the epochs, newest first
     candidates = [folder / LATEST] + [path for _, path in reversed(epoch_checkpoints(folder))]
-    broken, best = [], None
-    for path in (p for p in candidates if p.is_file()):
+    broken, checkpoint, path = [], None, None
+    for candidate in (p for p in candidates if p.is_file()):
         try:
-            best = (load_checkpoint(path), path)
+            checkpoint, path = load_checkpoint(candidate), candidate
             break
         except UserError:
-            broken.append(path)
-    if broken and best and log is not None:  # with none intact, the caller starts afresh
+            broken.append(candidate)
+    if broken and checkpoint is not None and log is not None:  # with none intact, the caller starts afresh
         log.append((logging.WARNING, f"Warning: {', '.join(p.name for p in broken)} in {folder} is truncated or "
-                                     f"corrupt; resuming from {best[1].name} (epoch {best[0]['epoch']}, step "
-                                     f"{best[0].get('global_step', 0)}); the steps after it are trained again"))
-    return best if best else (None, None)
+                                     f"corrupt; resuming from {path.name} (epoch {checkpoint['epoch']}, step "
+                                     f"{checkpoint.get('global_step', 0)}); the steps after it are trained again"))
+    return checkpoint, path
 
 
 def progress(checkpoint):

@@ -20,10 +20,8 @@ class RunBusy(UserError):
 
 
 def acquire(folder, wait=0.0):
-    """Hold `folder`'s lock until `release` or this process's death; RunBusy when another job holds it.
-
-    `wait`: seconds to retry first (a restarted torchrun group waits for the old one to be gone).
-    """
+    """Hold `folder`'s lock until `release` or this process's death; RunBusy when another job still holds it
+    after `wait` seconds of retrying (a restarted torchrun group waits for the old one to be gone)."""
     path = _lock_path(folder)
     if path in _held:
         return
