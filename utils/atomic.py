@@ -9,11 +9,10 @@ from pathlib import Path
 from utils.errors import UserError
 
 HOST = socket.gethostname()  # in temp names: a pid says whether its writer lives only on the writer's host
-EXIT_SAVE_FAILED = 74  # sysexits' EX_IOERR: the run's state could not be written (docs/checkpoints.md: exit codes)
 
 
 class SaveFailed(UserError):
-    exit_code = EXIT_SAVE_FAILED
+    exit_code = 74  # sysexits' EX_IOERR: the run's state could not be written (docs/checkpoints.md: exit codes)
 
 
 def atomic_write(path, write, binary=True, hint=""):
@@ -27,13 +26,10 @@ def atomic_write_all(items, binary=True, needed=None, hint="", shown=None):
     folders = {Path(path).parent for path, _ in items}
     for folder in folders:
         _remove_stale_temps(folder)
-    temps = []
+    temps = [Path(path).with_name(f".{Path(path).name}.tmp{os.getpid()}.{HOST}") for path, _ in items]
+    text_mode = {} if binary else {"encoding": "utf-8", "newline": ""}
     try:
-        for path, write in items:
-            path = Path(path)
-            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.{HOST}")
-            temps.append(tmp)
-            text_mode = {} if binary else {"encoding": "utf-8", "newline": ""}
+        for tmp, (_, write) in zip(temps, items, strict=True):
             with tmp.open("wb" if binary else "w", **text_mode) as handle:
                 write(handle)
                 handle.flush()

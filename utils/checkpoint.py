@@ -73,11 +73,9 @@ def _looks_like_torch_save(path):
 def _refusal_reason(err):
     # torch's message is long and advises retrying with weights_only=False, which must not be
     # followed here: report only what was refused
-    text = str(err)
-    found = re.search(r"GLOBAL ([\w.]+)", text)
-    if found:
+    if found := re.search(r"GLOBAL ([\w.]+)", str(err)):
         return f"it would load the global {found.group(1)}"
-    found = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+    found = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(err))
     return found.group(1).strip().rstrip(".") if found else "unsupported content"
 
 

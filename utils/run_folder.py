@@ -25,9 +25,8 @@ EPOCH_FILE = re.compile(r"checkpoint-epoch([1-9]\d*)\.pth")  # anything else is 
 
 def epoch_checkpoints(folder):
     """[(epoch, path)] of the checkpoint-epoch<N>.pth files in `folder`, oldest first; other files ignored."""
-    found = [(int(m.group(1)), p) for p in Path(folder).glob("checkpoint-epoch*.pth")
-             if (m := EPOCH_FILE.fullmatch(p.name))]
-    return sorted(found)
+    return sorted((int(m.group(1)), p) for p in Path(folder).glob("checkpoint-epoch*.pth")
+                  if (m := EPOCH_FILE.fullmatch(p.name)))
 
 
 def holds_checkpoints(folder):
@@ -52,10 +51,6 @@ def newest_intact(folder, log=None):
                                      f"corrupt; resuming from {path.name} (epoch {checkpoint['epoch']}, step "
                                      f"{checkpoint.get('global_step', 0)}); the steps after it are trained again"))
     return checkpoint, path
-
-
-def progress(checkpoint):
-    return checkpoint["epoch"], checkpoint.get("global_step", 0)
 
 
 def save_group(folder, state, names, extra_files=(), keep_last=None):

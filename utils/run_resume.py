@@ -10,7 +10,7 @@ from utils.config_rules import RULES
 from utils.errors import UserError
 from utils.overrides import merged_config, updated_config
 from utils.run_checks import check_origin, check_own_folder, check_same_run, saved_config
-from utils.run_folder import newest_intact, progress, recover
+from utils.run_folder import newest_intact, recover
 
 RESTART_WAIT = 60  # seconds a restarted group waits for the old one to let go of the run
 
@@ -61,7 +61,8 @@ def load_on_any_rank(path):
 
 def _from_best_rank(checkpoint, path, notes=()):
     """(checkpoint, path, notes) of the rank holding the most advanced checkpoint, on every rank; Nones if none."""
-    reports = dist.all_gather_object((progress(checkpoint) if checkpoint is not None else None, str(path)))
+    reached = (checkpoint["epoch"], checkpoint.get("global_step", 0)) if checkpoint is not None else None
+    reports = dist.all_gather_object((reached, str(path)))
     holders = [(prog, -rank) for rank, (prog, _) in enumerate(reports) if prog is not None]
     if not holders:
         return None, None, ()
