@@ -7,10 +7,9 @@ from pathlib import Path
 TEMPLATE = Path(__file__).resolve().parent
 # never copied, whether git tracks them or not
 EXCLUDED_PARTS = {".git", "__pycache__", ".pytest_cache", ".ruff_cache", ".venv", "venv", ".gl"}
-# new_project.py goes along: the copy's own tests (tests/test_new_project.py) exercise it, and a new
-# project is itself a template that may be copied again (a lab's base project, one copy per experiment)
-EXCLUDED_TOP = {"data", "saved"}
-KEEP_EMPTY = ("data", "saved")  # folders the new project needs, without their contents
+# new_project.py goes along: the copy's own tests exercise it, and a new project is itself a template
+# that may be copied again (a lab's base project, one copy per experiment)
+KEEP_EMPTY = ("data", "saved")  # folders the new project gets without their contents
 NEXT_STEPS = ("pip install -r requirements.txt", "python train.py -c config.json -o trainer.epochs=2",
               'python -m pytest -m "not slow"')
 
@@ -70,7 +69,7 @@ def template_files():
     files = git_tracked_files()
     if files is None:
         files = [p.relative_to(TEMPLATE) for p in TEMPLATE.rglob("*") if p.is_file()]
-    return [f for f in files if not (set(f.parts) & EXCLUDED_PARTS) and f.parts[0] not in EXCLUDED_TOP
+    return [f for f in files if not (set(f.parts) & EXCLUDED_PARTS) and f.parts[0] not in KEEP_EMPTY
             and (TEMPLATE / f).is_file()]
 
 

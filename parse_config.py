@@ -1,5 +1,6 @@
 """ConfigParser: read the config, apply CLI overrides, own the run folders and logging,
 and build the configured parts by name (init_obj / init_ftn)."""
+import itertools
 import json
 import logging
 import os
@@ -27,13 +28,9 @@ LOG_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
 class ConfigParser:
     def __init__(self, config, resume=None, modification=None, run_id=None, overrides=(),
                  checkpoint=None, continue_run=False):
-        """
-        config: dict of the experiment (see config.json); resume: path of the checkpoint resumed;
-        modification: {'section;key;...': value} from registered CLI flags (None values skipped);
-        run_id: the run folder's name (default: a timestamp, made unique when taken);
-        overrides: ['key.path=value', '+new.key=value'] from -o; checkpoint: the one at `resume`;
-        continue_run: the same run goes on (in the checkpoint's own folder unless run_id names one).
-        """
+        """modification: {'section;key': value} from CLI flags (None: not given); overrides: -o texts;
+        checkpoint: the one loaded from `resume`; run_id: default a timestamp, made unique when taken;
+        continue_run: the same run goes on (in the checkpoint's own folder unless run_id names one)."""
         self._config = updated_config(config, modification, overrides)
         if not isinstance(self._config.get("name"), str) or not self._config["name"]:
             raise UserError("config: 'name' must be a non-empty string (it names the run folders)")
@@ -62,8 +59,10 @@ class ConfigParser:
     @classmethod
     def from_args(cls, args, options=(), argv=None):
         """Build a ConfigParser from an ArgumentParser (with -c/-r/-d) plus CustomArgs options."""
+        dests = {}  # each option's target -> its argparse attribute
         for opt in options:
-            args.add_argument(*opt.flags, default=None, type=opt.type, help=f"sets {opt.target.replace(';', '.')}")
+            dests[opt.target] = args.add_argument(*opt.flags, default=None, type=opt.type,
+                                                  help=f"sets {opt.target.replace(';', '.')}").dest
         if "--override" not in args._option_string_actions:
             args.add_argument("-o", "--override", action="append", default=[], metavar="KEY.PATH=VALUE",
                               help="set any config value, e.g. -o trainer.epochs=3 (repeatable); "
@@ -76,25 +75,20 @@ class ConfigParser:
         if parsed.config is None and parsed.resume is None:
             raise UserError("give a config with -c (e.g. -c config.json) or a checkpoint to resume "
                             "with -r (e.g. -r saved/models/<name>/<run>/model_latest.pth)")
-        modification = {opt.target: getattr(parsed, _get_opt_name(opt.flags)) for opt in options}
+        modification = {target: getattr(parsed, dest) for target, dest in dests.items()}
         overrides = with_known_keys(parsed.override or (), {"trainer": TRAINER_OPTIONS})
         start = RunStart(parsed, modification, overrides, getattr(parsed, "run_id", None))
         return start.parser(cls)
 
     def init_obj(self, name, module, *args, **kwargs):
-        """Build `module.<config[name]['type']>(*args, **config[name]['args'], **kwargs)`.
-
-        A keyword given here that the config also sets is an error.
-        """
+        """Build `module.<config[name]['type']>(*args, **config[name]['args'], **kwargs)`."""
         target, module_args = self._resolve(name, module, kwargs)
-        module_args.update(kwargs)
         check_arguments(target, args, module_args, f"{name} ({self[name]['type']})")
         return target(*args, **module_args)
 
     def init_ftn(self, name, module, *args, **kwargs):
         """Like init_obj, but return a partial to call later."""
         target, module_args = self._resolve(name, module, kwargs)
-        module_args.update(kwargs)
         return partial(target, *args, **module_args)
 
     def init_named(self, name, module):
@@ -106,6 +100,7 @@ class ConfigParser:
         return self.init_obj(name, module) if isinstance(target, type) else self.init_ftn(name, module)
 
     def _resolve(self, name, module, kwargs):
+        """(the class or function config[name] names, its config args plus `kwargs`, which may not repeat one)."""
         if name not in self._config:
             raise UserError(f"config has no '{name}' section; add {{\"type\": ..., \"args\": {{...}}}} for it")
         check_typed_section(self._config, name)
@@ -115,13 +110,11 @@ class ConfigParser:
         if clash:
             raise UserError(f"config sets {', '.join(f'{name}.args.{k}' for k in clash)}, which the "
                             f"code passes itself; remove it from the config")
-        return find_by_name(module, section["type"], f"{name} type"), module_args
+        return find_by_name(module, section["type"], f"{name} type"), {**module_args, **kwargs}
 
     def init_run(self):
-        """Create and lock the run folder (rank 0 only), save the config, record the run for torchrun
-        restarts, start file logging. Called when training starts, once every part is built and the
-        checkpoint is checked, so that a bad config or checkpoint leaves no folder (a bad batch: finish_run).
-        """
+        """Make, lock and fill the run folder (rank 0) and log to file. Called once every part is built and the
+        checkpoint checked, so that a bad config or checkpoint leaves no folder (a bad batch: finish_run)."""
         problem = None
         if dist.is_main_process():
             try:
@@ -136,7 +129,7 @@ class ConfigParser:
         if problem is not None:
             raise problem
         if dist.is_main_process():
-            write_text_file(self.save_dir / "config.json", json.dumps(self._config, indent=4) + "\n")
+            self.write_run_file("config.json", self._config)
             if not (self.save_dir / ORIGIN_FILE).is_file():
                 write_text_file(self.save_dir / ORIGIN_FILE, json.dumps({"origin": self.origin}) + "\n")
             dist.record_job_run({"folder": str(self.save_dir), "run_id": self._run_id, "seed": self._config["seed"]})
@@ -188,13 +181,12 @@ class ConfigParser:
                 raise UserError(f"run folder {self.save_dir} holds checkpoints but no config.json; continue it with "
                                 f"-r {quote(self.save_dir / LATEST)}, or choose another --run_id")
         else:
-            base_id, suffix = self._run_id, 0
-            while True:
+            base_id = self._run_id
+            for suffix in itertools.count(1):
                 try:
                     self.save_dir.mkdir(parents=True)
                     break
                 except FileExistsError:  # another run started in the same second
-                    suffix += 1
                     self._run_id = f"{base_id}_{suffix}"
             run_lock.acquire(self.save_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -241,7 +233,3 @@ class ConfigParser:
 def _one_line_error(parser, message):
     """argparse's error, as one line: what is wrong and where to look."""
     parser.exit(2, f"error: {message}; see python {parser.prog} --help\n")
-
-
-def _get_opt_name(flags):
-    return next((flag for flag in flags if flag.startswith("--")), flags[0]).replace("--", "")

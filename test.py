@@ -1,6 +1,5 @@
 """Evaluate a checkpoint on the test split: python test.py -r saved/models/.../model_best.pth"""
 import argparse
-import sys
 from pathlib import Path
 
 import data_loader.data_loaders as module_data
@@ -8,12 +7,13 @@ import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
 from parse_config import ConfigParser
+from train import run_entry
 from trainer.evaluation import evaluate
 from trainer.progress import use_progress_bar
 from utils import distributed as dist
 from utils.checkpoint import load_weights
 from utils.config_check import check_sections
-from utils.errors import UserError, run_cli
+from utils.errors import UserError
 from utils.lookup import find_by_name
 from utils.util import place_model, write_json
 
@@ -65,20 +65,13 @@ def parse_args(argv=None):
                       help="config file path (default: the checkpoint's config)")
     args.add_argument("-r", "--resume", required=True, type=str,
                       help="path to the checkpoint to evaluate, e.g. saved/models/<name>/<run>/model_best.pth")
-    args.add_argument("-d", "--device", default=None, type=str,
-                      help="indices of GPUs to enable (default: all)")
+    args.add_argument("-d", "--device", default=None, type=str, help="indices of GPUs to enable (default: all)")
     return ConfigParser.from_args(args, argv=argv)
 
 
 def cli():
     device = dist.init_distributed()
-    try:
-        run_cli(lambda: main(parse_args(), device))
-    except KeyboardInterrupt:
-        print("Aborted.", file=sys.stderr)
-        sys.exit(130)
-    finally:
-        dist.cleanup()
+    run_entry(lambda: main(parse_args(), device))
 
 
 if __name__ == "__main__":

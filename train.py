@@ -35,18 +35,14 @@ def build_trainer(config, device=None):
     options = config.trainer_options
     seed_everything(config["seed"], dist.get_rank(), options.deterministic)
 
-    # setup data_loader instances
     data_loader = config.init_obj("data_loader", module_data, **_loader_seed(config))
     valid_data_loader = data_loader.split_validation()
 
     # build model architecture, then print to console
     model = config.init_obj("arch", module_arch)
     logger.info(model)
-
-    # prepare for (multi-device) GPU training
     model, device = place_model(model, config["n_gpu"], device, compile=options.compile, ddp=True)
 
-    # get function handles of loss and metrics
     criterion = config.init_named("loss", module_loss)
     metrics = [find_by_name(module_metric, met, "metric") for met in config["metrics"]]
 
@@ -55,14 +51,8 @@ def build_trainer(config, device=None):
     optimizer = config.init_obj("optimizer", torch.optim, trainable_params, **_fused(config, device))
     lr_scheduler = config.init_obj("lr_scheduler", torch.optim.lr_scheduler, optimizer) \
         if config.get("lr_scheduler") else None
-
-    trainer = Trainer(model, criterion, metrics, optimizer,
-                      config=config,
-                      device=device,
-                      data_loader=data_loader,
-                      valid_data_loader=valid_data_loader,
-                      lr_scheduler=lr_scheduler)
-    return trainer
+    return Trainer(model, criterion, metrics, optimizer, config=config, device=device, data_loader=data_loader,
+                   valid_data_loader=valid_data_loader, lr_scheduler=lr_scheduler)
 
 
 def _loader_seed(config):
@@ -83,12 +73,9 @@ def _fused(config, device):
 
 def parse_args(argv=None):
     args = argparse.ArgumentParser(description="PyTorch Template")
-    args.add_argument("-c", "--config", default=None, type=str,
-                      help="config file path (default: None)")
-    args.add_argument("-r", "--resume", default=None, type=str,
-                      help="path to latest checkpoint (default: None)")
-    args.add_argument("-d", "--device", default=None, type=str,
-                      help="indices of GPUs to enable (default: all)")
+    args.add_argument("-c", "--config", default=None, type=str, help="config file path (default: None)")
+    args.add_argument("-r", "--resume", default=None, type=str, help="path to latest checkpoint (default: None)")
+    args.add_argument("-d", "--device", default=None, type=str, help="indices of GPUs to enable (default: all)")
     args.add_argument("--run_id", default=None, type=run_name,
                       help="name the run folder; run again, the run continues from its newest checkpoint")
 
@@ -101,11 +88,8 @@ def parse_args(argv=None):
     return ConfigParser.from_args(args, options, argv)
 
 
-RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}")  # safe in a path and in a shell, unquoted
-
-
 def run_name(text):
-    if not RUN_NAME.fullmatch(text):
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}", text):  # safe in a path and in a shell, unquoted
         raise argparse.ArgumentTypeError(
             f"{text[:40]!r}{'...' if len(text) > 40 else ''} is not a run name: use at most 100 letters, digits "
             "and _ . + - (not starting with . + -), e.g. --run_id job1234")

@@ -1,10 +1,5 @@
-"""`read_trainer_options(section)`: the one place that reads the config's trainer section.
-
-It refuses bad values (utils/config_check.py, against the trainer.* rows of
-utils/config_rules.py) and near-miss spellings, fills in defaults, and returns a
-namespace the trainer, train.py and test.py read from. Keys it does not know and
-that are not near misses belong to the user's own trainer and pass through.
-"""
+"""`read_trainer_options(section)`: the one place that reads the config's trainer section. Keys it
+does not know and that are not near misses belong to the user's own trainer and pass through."""
 from types import SimpleNamespace
 
 from utils.config_check import check_value, refuse_near_misses

@@ -1,8 +1,6 @@
 """Every config value the template reads, in one table: dotted key -> Rule(default, test, expected).
 
-`utils.config_check.check_value` is the one place a value is judged against its row;
-`base.trainer_options.read_trainer_options` fills in the `trainer.*` defaults. The
-README's trainer table mirrors the `trainer.*` rows. A key absent from the config is
+The README's trainer table mirrors the `trainer.*` rows. A key absent from the config is
 not checked unless its default is REQUIRED.
 """
 import re

@@ -19,12 +19,8 @@ def did_you_mean(name, known, cutoff=HINT, n=1):
 
 
 def public_names(module):
-    """The public classes and functions a config may name in `module`.
-
-    Those defined in the module (or in its submodules, as torch.optim's Adam is
-    in torch.optim.adam), plus any listed in its `__all__`. Nothing it merely
-    imported (nn, F, torch, BaseModel), no private names, no submodules.
-    """
+    """The public classes and functions a config may name in `module`: those defined in it or its submodules
+    (torch.optim.adam's Adam), or listed in its `__all__`; nothing it merely imported (nn, F, torch, BaseModel)."""
     prefix = module.__name__
     defined = [name for name, obj in vars(module).items()
                if getattr(obj, "__module__", None) in (prefix,) or

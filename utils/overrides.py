@@ -20,11 +20,8 @@ def parse_override(text):
 
 
 def with_known_keys(overrides, known):
-    """-o texts with keys the code knows marked as addable; a near miss of one is an error.
-
-    known: {'trainer': option names}: keys read with a default, so `-o trainer.len_epoch=100`
-    works when the config file leaves the key out, and `+trainer.epoch=3` (a key nothing reads) is refused.
-    """
+    """-o texts with keys the code reads with a default (known: {'trainer': names}) marked as addable, so
+    `-o trainer.len_epoch=100` works when the config leaves it out; a near miss (+trainer.epoch=3) is an error."""
     marked = []
     for text in overrides:
         path, value, allow_new = parse_override(text)
@@ -52,14 +49,15 @@ def apply_override(config, path, value, allow_new=False):
         if not isinstance(node, dict):
             raise UserError(f"cannot set {dotted}: {'.'.join(path[:depth + 1])} is not an object")
     last = path[-1]
+    old_kind, new_kind = _kind(node.get(last)), _kind(value)
     if last not in node:
         if not allow_new:
             raise UserError(_unknown_key(node, path, dotted))
-    elif not _same_kind(node[last], value):
+    elif "null" not in (old_kind, new_kind) and old_kind != new_kind:  # null goes with every type
         # a number where the file has a string is the one case quoting fixes: name='"123"'
-        quote = ", or quote it as a JSON string" if _kind(node[last]) == "string" else ""
-        raise UserError(f"override {dotted}={json.dumps(value)} has type {_kind(value)}, but the "
-                        f"config holds {_kind(node[last])} ({json.dumps(node[last])}); give a value "
+        quote = ", or quote it as a JSON string" if old_kind == "string" else ""
+        raise UserError(f"override {dotted}={json.dumps(value)} has type {new_kind}, but the "
+                        f"config holds {old_kind} ({json.dumps(node[last])}); give a value "
                         f"of that type{quote}")
     node[last] = value
 
@@ -87,12 +85,6 @@ def _kind(value):
     return {str: "string", list: "list", dict: "object"}.get(type(value), type(value).__name__)
 
 
-def _same_kind(old, new):
-    if old is None or new is None:
-        return True
-    return _kind(old) == _kind(new)
-
-
 def updated_config(config, modification, overrides):
     """A copy of `config` with the CLI flags' values ('a;b;c' targets) and the -o overrides applied."""
     config = _plain(config)
@@ -106,11 +98,8 @@ def updated_config(config, modification, overrides):
 
 
 def merged_config(base, patch):
-    """`patch` over `base` key by key: {"trainer": {"epochs": 5}} changes trainer.epochs alone.
-
-    A section that names another `type` replaces the old one whole (its args belong to the new type);
-    lists and values replace.
-    """
+    """`patch` over `base` key by key: {"trainer": {"epochs": 5}} changes trainer.epochs alone. A section that
+    names another `type` replaces the old one whole (its args belong to the new type); lists and values replace."""
     if not (isinstance(base, dict) and isinstance(patch, dict)):
         return _plain(patch)
     if patch.get("type", base.get("type")) != base.get("type"):

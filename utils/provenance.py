@@ -29,11 +29,8 @@ def git_state(root=PROJECT_ROOT):
 
 
 def package_version(name):
-    """`name.__version__` without importing the package (torchvision takes seconds to import).
-
-    Read from the package's version.py, which keeps local tags such as +cu130
-    that the installed metadata may lack.
-    """
+    """`name.__version__` without importing the package (torchvision takes seconds to import), read from its
+    version.py, which keeps local tags such as +cu130 that the installed metadata may lack."""
     if name in sys.modules:
         return getattr(sys.modules[name], "__version__", None)
     spec = importlib.util.find_spec(name)

@@ -64,11 +64,8 @@ def prepare_device(n_gpu_use):
 
 
 def place_model(model, n_gpu, device=None, compile=False, ddp=False):
-    """(the model on its device, compiled and wrapped for several devices; the device).
-
-    `device`: torchrun's (utils.distributed.init_distributed), else `n_gpu` GPUs from
-    prepare_device. Under torchrun `ddp` wraps it in DistributedDataParallel (training);
-    alone with several GPUs, DataParallel (the classic's way)."""
+    """(the model on its device, compiled and wrapped for several devices; the device). `device`: torchrun's,
+    else `n_gpu` GPUs from prepare_device; under torchrun `ddp` wraps it in DDP, else several GPUs in DataParallel."""
     from torch.nn.parallel import DistributedDataParallel
 
     from utils import distributed as dist
