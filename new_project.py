@@ -53,20 +53,14 @@ def git(*args):
                           timeout=30).stdout.decode()
 
 
-def git_tracked_files():
-    """The files git tracks in the template, or None when the template is no git checkout of its own."""
+def template_files():
+    """The files git tracks in the template (every file when it is no git checkout of its own), minus exclusions."""
     try:
         # a copy not yet under git may sit inside someone else's repository, which tracks none of it
-        if Path(git("rev-parse", "--show-toplevel").strip()).resolve() != TEMPLATE:
-            return None
-        return [Path(name) for name in git("ls-files", "-z").split("\0") if name]
+        own = Path(git("rev-parse", "--show-toplevel").strip()).resolve() == TEMPLATE
+        files = [Path(name) for name in git("ls-files", "-z").split("\0") if name] if own else None
     except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
-        return None
-
-
-def template_files():
-    """The files git tracks in the template; without git, every file minus the exclusions."""
-    files = git_tracked_files()
+        files = None
     if files is None:
         files = [p.relative_to(TEMPLATE) for p in TEMPLATE.rglob("*") if p.is_file()]
     return [f for f in files if not (set(f.parts) & EXCLUDED_PARTS) and f.parts[0] not in KEEP_EMPTY

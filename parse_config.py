@@ -31,27 +31,27 @@ class ConfigParser:
         """modification: {'section;key': value} from CLI flags (None: not given); overrides: -o texts;
         checkpoint: the one loaded from `resume`; run_id: default a timestamp, made unique when taken;
         continue_run: the same run goes on (in the checkpoint's own folder unless run_id names one)."""
-        self._config = updated_config(config, modification, overrides)
-        if not isinstance(self._config.get("name"), str) or not self._config["name"]:
+        self.config = updated_config(config, modification, overrides)
+        if not isinstance(self.config.get("name"), str) or not self.config["name"]:
             raise UserError("config: 'name' must be a non-empty string (it names the run folders)")
-        if "trainer" not in self._config:
+        if "trainer" not in self.config:
             raise UserError("config has no 'trainer' section; add it with at least 'epochs' (see config.json)")
-        self.trainer_options = read_trainer_options(self._config["trainer"])
+        self.trainer_options = read_trainer_options(self.config["trainer"])
         self.resume = Path(resume) if resume is not None else None
         self.checkpoint = checkpoint
         self._setup_logging(to_file=False)  # console only until the run folder exists
-        if check_value("seed", self._config.get("seed")) is None:
+        if check_value("seed", self.config.get("seed")) is None:
             # no seed given: choose one, record it, and share it so every rank agrees
-            self._config["seed"] = dist.broadcast_object(random.SystemRandom().randrange(2**31))
+            self.config["seed"] = dist.broadcast_object(random.SystemRandom().randrange(2**31))
         self.continue_run = continue_run
         self.restart_note = ""  # " (torchrun restart)" when a restarted worker group continues its run
         self.origin = None  # the checkpoint a new run starts from (run.json), so its requeue is known
         self.resume_log = []  # (level, message) about the resume, for the run's info.log
         if checkpoint is not None and not continue_run:  # a new run from a checkpoint: say what its config changes
-            changes = changed_keys(checkpoint["config"], self._config) or ["nothing"]
+            changes = changed_keys(checkpoint["config"], self.config) or ["nothing"]
             self.resume_log.append((logging.INFO, f"Config changed from the checkpoint's: {'; '.join(changes)}"))
         self._folder = self.resume.parent if continue_run and run_id is None else None  # -r: the checkpoint's own
-        self._run_id = self._folder.name if self._folder is not None else \
+        self.run_id = self._folder.name if self._folder is not None else \
             run_id or dist.broadcast_object(datetime.now().strftime(r"%m%d_%H%M%S"))
         self._exact_run_id = run_id is not None or continue_run
         self.run_started, self.made_dirs = False, set()  # made_dirs: the folders init_run created
@@ -101,9 +101,9 @@ class ConfigParser:
 
     def _resolve(self, name, module, kwargs):
         """(the class or function config[name] names, its config args plus `kwargs`, which may not repeat one)."""
-        if name not in self._config:
+        if name not in self.config:
             raise UserError(f"config has no '{name}' section; add {{\"type\": ..., \"args\": {{...}}}} for it")
-        check_typed_section(self._config, name)
+        check_typed_section(self.config, name)
         section = self[name]
         module_args = dict(section.get("args", {}))
         clash = sorted(set(kwargs) & set(module_args))
@@ -129,15 +129,13 @@ class ConfigParser:
         if problem is not None:
             raise problem
         if dist.is_main_process():
-            self.write_run_file("config.json", self._config)
+            self.write_run_file("config.json", self.config)
             if not (self.save_dir / ORIGIN_FILE).is_file():
                 write_text_file(self.save_dir / ORIGIN_FILE, json.dumps({"origin": self.origin}) + "\n")
-            dist.record_job_run({"folder": str(self.save_dir), "run_id": self._run_id, "seed": self._config["seed"]})
-            self._setup_logging(to_file=True)
-            self.get_logger("config").debug(f"Resolved config: {json.dumps(self._config)}")  # pasteable JSON
-        else:
-            self._setup_logging(to_file=False)
-        self._run_id = dist.broadcast_object(self._run_id)
+            dist.record_job_run({"folder": str(self.save_dir), "run_id": self.run_id, "seed": self.config["seed"]})
+        self._setup_logging(to_file=dist.is_main_process())
+        self.get_logger("config").debug(f"Resolved config: {json.dumps(self.config)}")  # pasteable JSON
+        self.run_id = dist.broadcast_object(self.run_id)
         self.run_started = True
 
     def finish_run(self, failure=None):
@@ -148,7 +146,7 @@ class ConfigParser:
 
     def use_folder(self, folder):
         """This start continues the run in `folder` (found by --run_id, -r or the torchrun job)."""
-        self._folder, self._run_id, self._exact_run_id = Path(folder), Path(folder).name, True
+        self._folder, self.run_id, self._exact_run_id = Path(folder), Path(folder).name, True
 
     def check_save_dir(self):
         """Refuse a save_dir that cannot be written, before any data is loaded (no folder is made)."""
@@ -181,13 +179,13 @@ class ConfigParser:
                 raise UserError(f"run folder {self.save_dir} holds checkpoints but no config.json; continue it with "
                                 f"-r {quote(self.save_dir / LATEST)}, or choose another --run_id")
         else:
-            base_id = self._run_id
+            base_id = self.run_id
             for suffix in itertools.count(1):
                 try:
                     self.save_dir.mkdir(parents=True)
                     break
                 except FileExistsError:  # another run started in the same second
-                    self._run_id = f"{base_id}_{suffix}"
+                    self.run_id = f"{base_id}_{suffix}"
             run_lock.acquire(self.save_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
 
@@ -201,33 +199,25 @@ class ConfigParser:
         return logger
 
     def __getitem__(self, name):
-        return self._config[name]
+        return self.config[name]
 
     def __contains__(self, name):
-        return name in self._config
+        return name in self.config
 
     def get(self, name, default=None):
-        return self._config.get(name, default)
-
-    @property
-    def config(self):
-        return self._config
+        return self.config.get(name, default)
 
     @property
     def save_dir(self):
         """saved/models/<name>/<run_id>; a continued run keeps its own folder."""
         if self._folder is not None:
             return self._folder
-        return Path(self.trainer_options.save_dir) / "models" / self._config["name"] / self._run_id
+        return Path(self.trainer_options.save_dir) / "models" / self.config["name"] / self.run_id
 
     @property
     def log_dir(self):
         """saved/log/<name>/<run_id>, beside the run folder (also when it was copied elsewhere)."""
-        return log_dir_beside(self.save_dir, self._config["name"])
-
-    @property
-    def run_id(self):
-        return self._run_id
+        return log_dir_beside(self.save_dir, self.config["name"])
 
 
 def _one_line_error(parser, message):

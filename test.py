@@ -1,6 +1,5 @@
 """Evaluate a checkpoint on the test split: python test.py -r saved/models/.../model_best.pth"""
 import argparse
-from pathlib import Path
 
 import data_loader.data_loaders as module_data
 import model.loss as module_loss
@@ -27,8 +26,7 @@ def main(config, device=None):
         raise UserError("test.py needs a checkpoint: python test.py -r saved/models/<name>/<run>/model_best.pth")
 
     # the test split, built from the checkpoint's own loader config
-    loader_args = config["data_loader"].setdefault("args", {})
-    loader_args.update(shuffle=False, validation_split=0.0, training=False)
+    config["data_loader"].setdefault("args", {}).update(shuffle=False, validation_split=0.0, training=False)
     data_loader = config.init_obj("data_loader", module_data).evaluation_loader()
 
     # build model architecture and load the trained weights
@@ -48,7 +46,6 @@ def main(config, device=None):
 
 def report(results, checkpoint_path, logger):
     """Print the results as a table and save them beside the checkpoint."""
-    checkpoint_path = Path(checkpoint_path)
     width = max(len(k) for k in results["metrics"])
     for key, value in results["metrics"].items():
         logger.info(f"    {key:{width}s}: {value:.6f}")
@@ -56,7 +53,6 @@ def report(results, checkpoint_path, logger):
     out = checkpoint_path.with_name(f"{checkpoint_path.stem}.test.json")
     write_json({**results, "checkpoint": str(checkpoint_path)}, out)  # atomic, like every file we write
     logger.info(f"Results saved to {out}")
-    return out
 
 
 def parse_args(argv=None):

@@ -65,11 +65,9 @@ class TensorboardWriter:
             getattr(self.writer, method)(tag, data, step, *args, **kwargs)
 
     def __getattr__(self, name):
-        if name in self.TB_METHODS:
-            return self._tagged(name)
-        raise AttributeError(f"type object '{type(self).__name__}' has no attribute '{name}'")
+        if name not in self.TB_METHODS:
+            raise AttributeError(f"type object '{type(self).__name__}' has no attribute '{name}'")
 
-    def _tagged(self, name):
         def write(tag, data, *args, **kwargs):
             if name not in self.UNTAGGED and self.mode:
                 tag = f"{tag}/{self.mode}"

@@ -1,7 +1,5 @@
-"""The one checker of config values (against utils/config_rules.py), run before anything is built or written.
-
-Sections a user adds for their own code are checked by `init_obj` when it builds them.
-"""
+"""The one checker of config values (against utils/config_rules.py), run before anything is built or written;
+sections a user adds for their own code are checked by `init_obj` when it builds them."""
 import logging
 
 from utils.config_rules import RULES, UNSET

@@ -25,15 +25,10 @@ def public_names(module):
     defined = [name for name, obj in vars(module).items()
                if getattr(obj, "__module__", None) in (prefix,) or
                str(getattr(obj, "__module__", "")).startswith(prefix + ".")]
-    names = set(defined) | set(getattr(module, "__all__", ()))
-    return sorted(name for name in names if _is_buildable(module, name))
-
-
-def _is_buildable(module, name):
-    if name.startswith("_"):
-        return False
-    obj = getattr(module, name, None)
-    return inspect.isclass(obj) or inspect.isfunction(obj) or inspect.isbuiltin(obj)
+    candidates = {name: getattr(module, name, None) for name in {*defined, *getattr(module, "__all__", ())}
+                  if not name.startswith("_")}
+    return sorted(name for name, obj in candidates.items()
+                  if inspect.isclass(obj) or inspect.isfunction(obj) or inspect.isbuiltin(obj))
 
 
 def find_by_name(module, name, what):
