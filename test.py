@@ -16,12 +16,10 @@ from utils.errors import UserError
 from utils.lookup import find_by_name
 from utils.util import place_model, write_json
 
-SECTIONS = ("arch", "data_loader", "loss", "metrics")  # what main() builds
-
 
 def main(config, device=None):
     logger = config.get_logger("test")
-    check_sections(config.config, SECTIONS)
+    check_sections(config.config, ("arch", "data_loader", "loss", "metrics"))
     if config.checkpoint is None:
         raise UserError("test.py needs a checkpoint: python test.py -r saved/models/<name>/<run>/model_best.pth")
 
@@ -29,7 +27,6 @@ def main(config, device=None):
     config["data_loader"].setdefault("args", {}).update(shuffle=False, validation_split=0.0, training=False)
     data_loader = config.init_obj("data_loader", module_data).evaluation_loader()
 
-    # build model architecture and load the trained weights
     model = config.init_obj("arch", module_arch)
     logger.info(model)
     load_weights(model, config.checkpoint["state_dict"], config.resume)

@@ -20,8 +20,6 @@ from utils.seed import seed_everything
 from utils.signals import TrainingInterrupted
 from utils.util import place_model
 
-SECTIONS = ("arch", "data_loader", "optimizer", "loss", "metrics")  # what main() builds
-
 
 def main(config, device=None):
     build_trainer(config, device).train()
@@ -29,7 +27,7 @@ def main(config, device=None):
 
 def build_trainer(config, device=None):
     """Every part the config names, put together into a Trainer; nothing trained, no folder made."""
-    check_sections(config.config, SECTIONS)
+    check_sections(config.config, ("arch", "data_loader", "optimizer", "loss", "metrics"))
     config.check_save_dir()
     logger = config.get_logger("train")
     options = config.trainer_options
@@ -38,7 +36,6 @@ def build_trainer(config, device=None):
     data_loader = config.init_obj("data_loader", module_data, **_loader_seed(config))
     valid_data_loader = data_loader.split_validation()
 
-    # build model architecture, then print to console
     model = config.init_obj("arch", module_arch)
     logger.info(model)
     model, device = place_model(model, config["n_gpu"], device, compile=options.compile, ddp=True)

@@ -9,12 +9,9 @@ from logger.trackers.tracker_set import TrackerSet
 
 
 class TensorboardWriter:
-    """Wraps torch.utils.tensorboard.SummaryWriter, imported on the first write, not at start-up.
-
-    Classic use: `set_step(step, mode)` sets the global step and the tag suffix ('train' / 'valid');
-    every add_* call then writes `<tag>/<mode>` at that step (histograms and embeddings keep their own tag).
-    The writer is enabled when TensorBoard or a tracker is on; disabled, every call is a no-op.
-    """
+    """Wraps torch.utils.tensorboard.SummaryWriter, imported on the first write, not at start-up. Classic use:
+    `set_step(step, mode)`, then every add_* call writes `<tag>/<mode>` at that step (histograms and embeddings keep
+    their tag). Enabled when TensorBoard or a tracker is on; disabled, every call is a no-op."""
 
     TB_METHODS = {"add_scalar", "add_scalars", "add_image", "add_images", "add_audio",
                   "add_text", "add_histogram", "add_pr_curve", "add_embedding"}

@@ -6,7 +6,9 @@ from itertools import repeat
 from pathlib import Path
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
+from utils import distributed as dist
 from utils.atomic import atomic_write
 from utils.errors import UserError
 from utils.metric_tracker import MetricTracker  # noqa: F401  (its classic home)
@@ -66,10 +68,6 @@ def prepare_device(n_gpu_use):
 def place_model(model, n_gpu, device=None, compile=False, ddp=False):
     """(the model on its device, compiled and wrapped for several devices; the device). `device`: torchrun's,
     else `n_gpu` GPUs from prepare_device; under torchrun `ddp` wraps it in DDP, else several GPUs in DataParallel."""
-    from torch.nn.parallel import DistributedDataParallel
-
-    from utils import distributed as dist
-
     device_ids = []
     if device is None:
         device, device_ids = prepare_device(n_gpu)
