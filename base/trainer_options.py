@@ -12,13 +12,10 @@ def read_trainer_options(section):
     if not isinstance(section, dict):
         raise UserError("config: 'trainer' must be an object, e.g. {\"epochs\": 10, \"save_dir\": \"saved/\"}")
     refuse_near_misses(section, TRAINER_OPTIONS, "trainer")
-    values = {}
-    for name in TRAINER_OPTIONS:
-        default = RULES[f"trainer.{name}"].default
+    values = {name: RULES[f"trainer.{name}"].default for name in TRAINER_OPTIONS}
+    for name, default in values.items():
         if name in section:
             values[name] = check_value(f"trainer.{name}", section[name])
         elif default is REQUIRED:
             raise UserError(f"config has no 'trainer.{name}'; add it to the trainer section")
-        else:
-            values[name] = default
     return SimpleNamespace(**values)

@@ -1,6 +1,5 @@
 """TensorboardWriter: SummaryWriter calls tagged by mode, created only when used; every scalar
 also goes to the run's experiment trackers (MLflow, W&B), so classic trainer code reaches them."""
-import importlib
 import logging
 from datetime import datetime
 
@@ -33,13 +32,13 @@ class TensorboardWriter:
     def writer(self):
         if self._writer is None and self.tensorboard:
             try:
-                tensorboard = importlib.import_module("torch.utils.tensorboard")
+                from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 self.logger.warning("Warning: TensorBoard is not installed (pip install tensorboard); "
                                     "set trainer.tensorboard to false to silence this.")
                 self.tensorboard = False
                 return None
-            self._writer = tensorboard.SummaryWriter(self.log_dir)
+            self._writer = SummaryWriter(self.log_dir)
         return self._writer
 
     def open(self):

@@ -38,8 +38,7 @@ def find_by_name(module, name, what):
         return getattr(module, name)
     hint = did_you_mean(name, offered)
     suggestion = f"did you mean '{hint[0]}'? " if hint else ""
-    raise UserError(f"unknown {what} '{name}' in {module.__name__}; {suggestion}"
-                    f"available: {', '.join(offered)}")
+    raise UserError(f"unknown {what} '{name}' in {module.__name__}; {suggestion}available: {', '.join(offered)}")
 
 
 def check_arguments(target, args, kwargs, what):

@@ -31,7 +31,7 @@ def with_known_keys(overrides, known):
         if close:
             right = f"{section}.{close[0]}"
             raise UserError(f"unknown config key {'.'.join(path)}; did you mean {right}? "
-                            f"write -o {right}={_shown(value)}")
+                            f"write -o {right}={value if isinstance(value, str) else json.dumps(value)}")
         marked.append(text if allow_new or last not in names else "+" + text)
     return marked
 
@@ -68,11 +68,6 @@ def _unknown_key(node, path, full_dotted):
     hint = did_you_mean(path[-1], node, n=3)
     near = f"did you mean {', '.join('.'.join(path[:-1] + [h]) for h in hint)}? " if hint else ""
     return f"unknown config key {dotted}; {near}to add a new key write -o +{full_dotted}=VALUE"
-
-
-def _shown(value):
-    """A value as written on the command line: strings bare, the rest as JSON."""
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _kind(value):

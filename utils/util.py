@@ -26,12 +26,10 @@ def read_json(fname):
     try:
         content = json.loads(text, object_hook=OrderedDict)
     except json.JSONDecodeError as err:
-        raise UserError(
-            f"config file {fname} is not valid JSON: {err.msg} at line {err.lineno}, "
-            f"column {err.colno}; fix the file there") from None
+        raise UserError(f"config file {fname} is not valid JSON: {err.msg} at line {err.lineno}, "
+                        f"column {err.colno}; fix the file there") from None
     if not isinstance(content, dict):
-        raise UserError(f"config file {fname} must hold a JSON object {{...}}, "
-                        f"not a {type(content).__name__}")
+        raise UserError(f"config file {fname} must hold a JSON object {{...}}, not a {type(content).__name__}")
     return content
 
 
