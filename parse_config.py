@@ -77,8 +77,7 @@ class ConfigParser:
                             "with -r (e.g. -r saved/models/<name>/<run>/model_latest.pth)")
         modification = {target: getattr(parsed, dest) for target, dest in dests.items()}
         overrides = with_known_keys(parsed.override or (), {"trainer": TRAINER_OPTIONS})
-        start = RunStart(parsed, modification, overrides, getattr(parsed, "run_id", None))
-        return start.parser(cls)
+        return RunStart(parsed, modification, overrides, getattr(parsed, "run_id", None)).parser(cls)
 
     def init_obj(self, name, module, *args, **kwargs):
         """Build `module.<config[name]['type']>(*args, **config[name]['args'], **kwargs)`."""
@@ -104,13 +103,12 @@ class ConfigParser:
         if name not in self.config:
             raise UserError(f"config has no '{name}' section; add {{\"type\": ..., \"args\": {{...}}}} for it")
         check_typed_section(self.config, name)
-        section = self[name]
-        module_args = dict(section.get("args", {}))
+        module_args = self[name].get("args", {})
         clash = sorted(set(kwargs) & set(module_args))
         if clash:
             raise UserError(f"config sets {', '.join(f'{name}.args.{k}' for k in clash)}, which the "
                             f"code passes itself; remove it from the config")
-        return find_by_name(module, section["type"], f"{name} type"), {**module_args, **kwargs}
+        return find_by_name(module, self[name]["type"], f"{name} type"), {**module_args, **kwargs}
 
     def init_run(self):
         """Make, lock and fill the run folder (rank 0) and log to file. Called once every part is built and the
