@@ -78,10 +78,8 @@ def parse_args(argv=None):
 
     # custom cli options to modify configuration from default values given in json file.
     CustomArgs = collections.namedtuple("CustomArgs", "flags type target")
-    options = [
-        CustomArgs(["--lr", "--learning_rate"], type=non_negative_float, target="optimizer;args;lr"),
-        CustomArgs(["--bs", "--batch_size"], type=positive_int, target="data_loader;args;batch_size"),
-    ]
+    options = [CustomArgs(["--lr", "--learning_rate"], type=non_negative_float, target="optimizer;args;lr"),
+               CustomArgs(["--bs", "--batch_size"], type=positive_int, target="data_loader;args;batch_size")]
     return ConfigParser.from_args(args, options, argv)
 
 

@@ -33,12 +33,11 @@ class TensorboardWriter:
         if self._writer is None and self.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
+                self._writer = SummaryWriter(self.log_dir)
             except ImportError:
                 self.logger.warning("Warning: TensorBoard is not installed (pip install tensorboard); "
                                     "set trainer.tensorboard to false to silence this.")
                 self.tensorboard = False
-                return None
-            self._writer = SummaryWriter(self.log_dir)
         return self._writer
 
     def open(self):

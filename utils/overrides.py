@@ -8,8 +8,7 @@ from utils.lookup import TYPO, did_you_mean
 def parse_override(text):
     """'a.b=3' -> (['a', 'b'], 3, allow_new=False); '+a.b=x' adds a new key."""
     allow_new = text.startswith("+")
-    body = text[1:] if allow_new else text
-    key, sep, raw = body.partition("=")
+    key, sep, raw = text.removeprefix("+").partition("=")
     if not sep or not key or any(part == "" for part in key.split(".")):
         raise UserError(f"override '{text}' is not key.path=value; write e.g. -o trainer.epochs=3")
     try:
