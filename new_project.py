@@ -7,8 +7,7 @@ from pathlib import Path
 TEMPLATE = Path(__file__).resolve().parent
 # never copied, whether git tracks them or not
 EXCLUDED_PARTS = {".git", "__pycache__", ".pytest_cache", ".ruff_cache", ".venv", "venv", ".gl"}
-# new_project.py goes along: the copy's own tests exercise it, and a new project is itself a template
-# that may be copied again (a lab's base project, one copy per experiment)
+# new_project.py goes along: the copy's tests exercise it, and a copy may be copied again (one per experiment)
 KEEP_EMPTY = ("data", "saved")  # folders the new project gets without their contents
 NEXT_STEPS = ("pip install -r requirements.txt", "python train.py -c config.json -o trainer.epochs=2",
               'python -m pytest -m "not slow"')

@@ -1,5 +1,4 @@
-"""ConfigParser: read the config, apply CLI overrides, own the run folders and logging,
-and build the configured parts by name (init_obj / init_ftn)."""
+"""ConfigParser: the config with CLI overrides applied, its run folders and logging, init_obj / init_ftn."""
 import itertools
 import json
 import logging
@@ -28,9 +27,8 @@ LOG_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
 class ConfigParser:
     def __init__(self, config, resume=None, modification=None, run_id=None, overrides=(),
                  checkpoint=None, continue_run=False):
-        """modification: {'section;key': value} from CLI flags (None: not given); overrides: -o texts;
-        checkpoint: the one loaded from `resume`; run_id: default a timestamp, made unique when taken;
-        continue_run: the same run goes on (in the checkpoint's own folder unless run_id names one)."""
+        """modification: {'section;key': value} from CLI flags (None: not given); overrides: -o texts; run_id:
+        default a timestamp, made unique; continue_run: the run goes on (in the checkpoint's folder unless run_id)."""
         self.config = updated_config(config, modification, overrides)
         if not isinstance(self.config.get("name"), str) or not self.config["name"]:
             raise UserError("config: 'name' must be a non-empty string (it names the run folders)")
@@ -91,8 +89,7 @@ class ConfigParser:
         return partial(target, *args, **module_args)
 
     def init_named(self, name, module):
-        """`"loss": "nll_loss"` names a function of `module`; a {"type", "args"} section builds
-        its class (init_obj) or binds its function's args (init_ftn)."""
+        """`"loss": "nll_loss"` names a function of `module`; a {"type", "args"} section: init_obj or init_ftn."""
         if isinstance(self[name], str):
             return find_by_name(module, self[name], name)
         target, _ = self._resolve(name, module, {})

@@ -54,8 +54,7 @@ def report(results, checkpoint_path, logger):
 
 def parse_args(argv=None):
     args = argparse.ArgumentParser(description="PyTorch Template")
-    args.add_argument("-c", "--config", default=None, type=str,
-                      help="config file path (default: the checkpoint's config)")
+    args.add_argument("-c", "--config", default=None, type=str, help="config file path (default: the checkpoint's)")
     args.add_argument("-r", "--resume", required=True, type=str,
                       help="path to the checkpoint to evaluate, e.g. saved/models/<name>/<run>/model_best.pth")
     args.add_argument("-d", "--device", default=None, type=str, help="indices of GPUs to enable (default: all)")

@@ -92,17 +92,15 @@ def run_name(text):
 
 
 def positive_int(text):
-    value = int(text)
-    if value <= 0:
+    if int(text) <= 0:
         raise ValueError(text)
-    return value
+    return int(text)
 
 
 def non_negative_float(text):
-    value = float(text)
-    if not value >= 0:
+    if not float(text) >= 0:  # NaN too
         raise ValueError(text)
-    return value
+    return float(text)
 
 
 def cli():

@@ -1,5 +1,4 @@
-"""`read_trainer_options(section)`: the one place that reads the config's trainer section. Keys it
-does not know and that are not near misses belong to the user's own trainer and pass through."""
+"""`read_trainer_options`: the one reader of the trainer section; unknown keys that are no near miss are the user's."""
 from types import SimpleNamespace
 
 from utils.config_check import check_value, refuse_near_misses

@@ -1,5 +1,4 @@
-"""TensorboardWriter: SummaryWriter calls tagged by mode, created only when used; every scalar
-also goes to the run's experiment trackers (MLflow, W&B), so classic trainer code reaches them."""
+"""TensorboardWriter: SummaryWriter calls tagged by mode; every scalar also reaches the run's trackers (MLflow, W&B)."""
 import logging
 from datetime import datetime
 
@@ -8,9 +7,8 @@ from logger.trackers.tracker_set import TrackerSet
 
 
 class TensorboardWriter:
-    """Wraps torch.utils.tensorboard.SummaryWriter, imported on the first write, not at start-up. Classic use:
-    `set_step(step, mode)`, then every add_* call writes `<tag>/<mode>` at that step (histograms and embeddings keep
-    their tag). Enabled when TensorBoard or a tracker is on; disabled, every call is a no-op."""
+    """SummaryWriter, imported on the first write. Classic use: `set_step(step, mode)`, then every add_* call writes
+    `<tag>/<mode>` at that step (histograms, embeddings: their own tag); with no TensorBoard or tracker, a no-op."""
 
     TB_METHODS = {"add_scalar", "add_scalars", "add_image", "add_images", "add_audio",
                   "add_text", "add_histogram", "add_pr_curve", "add_embedding"}

@@ -65,8 +65,7 @@ def check_typed_section(config, section):
 
 
 def refuse_near_misses(section, known, where, cutoff=TYPO):
-    """A key that is not known but close to one that is, is a typo: refuse it, naming the right one.
-    Keys far from every known one pass: they belong to the user's own code."""
+    """A key close to a known one is a typo: refuse it, naming the right one (far ones are the user's own)."""
     for key in section:
         close = did_you_mean(key, known, cutoff) if key not in known else None
         if close:

@@ -22,9 +22,8 @@ def public_names(module):
     """The public classes and functions a config may name in `module`: those defined in it or its submodules
     (torch.optim.adam's Adam), or listed in its `__all__`; nothing it merely imported (nn, F, torch, BaseModel)."""
     prefix = module.__name__
-    defined = [name for name, obj in vars(module).items()
-               if getattr(obj, "__module__", None) in (prefix,) or
-               str(getattr(obj, "__module__", "")).startswith(prefix + ".")]
+    homes = {name: str(getattr(obj, "__module__", "")) for name, obj in vars(module).items()}
+    defined = [name for name, home in homes.items() if home == prefix or home.startswith(prefix + ".")]
     candidates = {name: getattr(module, name, None) for name in {*defined, *getattr(module, "__all__", ())}
                   if not name.startswith("_")}
     return sorted(name for name, obj in candidates.items()
