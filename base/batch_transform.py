@@ -1,9 +1,6 @@
 """Batch transforms: elementwise work done once per batch, after collation, on the training device.
 
-A dataset returns compact per-sample tensors (uint8 images) from the workers;
-the loader's `batch_transform` turns a whole batch into model inputs (float,
-normalised). That moves a quarter of float32's bytes between processes and
-does the arithmetic once per batch instead of once per sample.
+Workers then pass compact uint8 samples (a quarter of float32's bytes), and the arithmetic runs once per batch.
 """
 import torch
 from torch.utils.data import DataLoader
@@ -12,9 +9,7 @@ from torch.utils.data import DataLoader
 class ScaleNormalize:
     """uint8 images (N, C, H, W) -> float32 in [0, 1] -> (x - mean) / std, per channel.
 
-    The arithmetic of ToTensor + Normalize, bit for bit, on a whole batch and on
-    any device (torchvision.transforms.v2's ToDtype(scale=True) multiplies by
-    1/255 and so differs in the last bit).
+    ToTensor + Normalize's arithmetic, bit for bit (v2's ToDtype(scale=True) multiplies by 1/255: another last bit).
     """
 
     def __init__(self, mean, std, scale=255.0):
@@ -50,9 +45,8 @@ def defer_batch_transform(loader):
 class BatchTransformLoader(DataLoader):
     """A DataLoader that applies `batch_transform` to each batch's inputs after collation.
 
-    By default that happens here, in the main process, so any loop receives model
-    inputs (a classic trainer included). A loop that moves batches to its device
-    first calls `defer_batch_transform(loader)` and applies the transform there itself.
+    By default here, in the main process, so any loop (a classic trainer's) receives model inputs;
+    `defer_batch_transform(loader)` hands the transform to a loop that applies it on its device.
     """
 
     def __init__(self, *args, batch_transform=None, **kwargs):

@@ -7,12 +7,8 @@ from data_loader.mnist import MNIST_MEAN, MNIST_STD, InMemoryMNIST, keep_batch, 
 class MnistDataLoader(BaseDataLoader):
     """MNIST with ToTensor + Normalize((0.1307,), (0.3081,)); `training=False` gives the test split.
 
-    in_memory (default): decode once, serve whole batches by index, in the main
-    process (num_workers is not used: a batch is one tensor index, and worker
-    processes would only add copies). in_memory=False: torchvision's per-sample
-    path, the place to add augmentation: samples stay uint8 through the workers,
-    and ToTensor + Normalize's arithmetic runs once per batch (batch_transform),
-    on the training device under the template's Trainer.
+    in_memory (default): whole batches by index in the main process; num_workers is not used (workers would
+    only add copies). in_memory=False: torchvision's per-sample path, the place to add augmentation.
     """
 
     def __init__(self, data_dir, batch_size, shuffle=True, validation_split=0.0, num_workers=None,

@@ -100,13 +100,7 @@ def read_idx_ubyte(path, ndim):
 
 
 class InMemoryMNIST(torch.utils.data.Dataset):
-    """MNIST decoded once into uint8 tensors; batches are normalised when served.
-
-    Images stay uint8 (a quarter of float32's memory); `__getitems__` takes a
-    whole batch of indices, so the DataLoader fetches a batch with one tensor
-    index instead of collating samples one by one. The arithmetic is that of
-    ToTensor + Normalize, so values match the per-sample path bit for bit.
-    """
+    """MNIST decoded once into uint8 tensors; `__getitems__` serves a normalised batch with one tensor index."""
 
     def __init__(self, data_dir, train=True, download=True):
         raw = ensure_mnist_files(data_dir, train, download)

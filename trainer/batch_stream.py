@@ -5,10 +5,8 @@ from utils.errors import UserError
 class BatchStream:
     """Serves training batches and knows where it is: (data pass, samples into it).
 
-    Epoch-based training runs one pass per epoch; iteration-based training
-    (`len_epoch`) takes a fixed number of batches and crosses passes. Each pass
-    is shuffled by `loader.set_epoch(pass)`. The position is counted in samples,
-    so a run resumed with another batch size continues at the same sample.
+    Iteration-based training (`len_epoch`) crosses passes. The position is counted in samples, so a run
+    resumed with another batch size continues at the same sample.
     """
 
     def __init__(self, loader):

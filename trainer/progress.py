@@ -23,9 +23,7 @@ def _has_width(stream):
 class EpochProgress:
     """Counts samples of one epoch; shows them as a tqdm bar when enabled.
 
-    `update` is called every batch and costs next to nothing; values such as
-    the running loss are passed to `show` only on logging steps, where the
-    trainer reads them anyway.
+    `update` runs every batch and costs next to nothing; `show` takes values read on logging steps only.
     """
 
     def __init__(self, total_batches, desc, enabled, initial=0):

@@ -1,5 +1,4 @@
-"""MetricTracker: batch-size-weighted running averages; and the per-batch update both
-the Trainer and test.py make."""
+"""MetricTracker: batch-size-weighted running averages, and the per-batch update of the Trainer and test.py."""
 import torch
 
 from utils import distributed as dist
@@ -20,9 +19,7 @@ def update_metrics(tracker, metric_fns, output, target, loss):
 class MetricTracker:
     """Running, batch-size-weighted averages of named values.
 
-    Values may be tensors on any device: they are summed where they live, so
-    updating costs no host-device synchronisation; numbers are read only by
-    `avg`, `result` and `state_dict`. `_data` gives the classic pandas table.
+    Tensors are summed on their device, so updating costs no host-device synchronisation.
     """
 
     def __init__(self, *keys, writer=None):
@@ -97,8 +94,7 @@ class RankShares:
 def own_share(states):
     """This rank's tracker state from a checkpoint's per-rank list (or an older single state).
 
-    Saved with another number of processes, rank 0 takes the sum of all of them: the epoch's
-    totals stay right after the all-reduce.
+    Saved with another number of processes, rank 0 takes the sum of all: the all-reduce gives the right totals.
     """
     if isinstance(states, dict):
         states = [states]
