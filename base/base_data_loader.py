@@ -1,7 +1,5 @@
-"""BaseDataLoader: a DataLoader built the classic way, with a reproducible train/validation split.
-
-The order is a pure function of (seed, pass), so a resumed run sees exactly the samples the uninterrupted run would.
-"""
+"""BaseDataLoader: a DataLoader built the classic way, with a reproducible train/validation split; its order is
+a pure function of (seed, pass), so a resumed run sees exactly the samples the uninterrupted run would."""
 import logging
 import os
 
@@ -16,11 +14,8 @@ from utils.seed import seed_worker
 
 
 class EpochSampler(Sampler):
-    """Training sample indices of one pass: shuffled by (seed, pass), sharded per rank.
-
-    Each iteration is the next pass unless `set_epoch(n)` chose its number, so a loop that never calls
-    set_epoch (a classic trainer's) still gets a new order every epoch.
-    """
+    """Training sample indices of one pass: shuffled by (seed, pass), sharded per rank. Each iteration is the
+    next pass unless `set_epoch(n)` chose it, so a loop without set_epoch (a classic one) gets a new order."""
 
     def __init__(self, indices, shuffle, seed, rank=0, world_size=1):
         self.indices = torch.as_tensor(indices, dtype=torch.long)
@@ -55,10 +50,8 @@ class EpochSampler(Sampler):
 
 
 class ShardSampler(Sampler):
-    """Validation / test indices in a fixed order; rank r takes every world_size-th sample.
-
-    No padding: every sample is seen exactly once over all ranks, so summed metrics give exact averages.
-    """
+    """Validation / test indices in a fixed order, rank r taking every world_size-th sample. No padding: every
+    sample is seen exactly once over all ranks, so summed metrics give exact averages."""
 
     def __init__(self, indices, rank=0, world_size=1):
         self.indices = torch.as_tensor(indices, dtype=torch.long)[rank::world_size]
@@ -71,11 +64,8 @@ class ShardSampler(Sampler):
 
 
 class BaseDataLoader(BatchTransformLoader):
-    """Base class for all data loaders: training batches plus `split_validation()`.
-
-    `valid_dataset`: the same samples as `dataset`, prepared for evaluation (no random augmentation);
-    the validation split reads it instead.
-    """
+    """Base class for all data loaders: training batches plus `split_validation()`, which reads `valid_dataset`
+    when given (the same samples as `dataset`, prepared for evaluation: no random augmentation)."""
 
     def __init__(self, dataset, batch_size, shuffle, validation_split, num_workers=None,
                  collate_fn=default_collate, seed=0, drop_last=False, batch_transform=None, valid_dataset=None):

@@ -23,11 +23,8 @@ from utils.signals import StopSignals, TrainingInterrupted
 
 
 class BaseTrainer(ABC):
-    """Base class for all trainers: subclasses implement `_train_epoch(epoch) -> dict`.
-
-    The constructor only stores what it is given; `train()` restores the checkpoint, makes the run folders
-    and trains. A subclass's own state (a data position, partial metrics) goes in through `_parts()`.
-    """
+    """Base class for all trainers: subclasses implement `_train_epoch(epoch) -> dict`. The constructor only
+    stores what it is given; `train()` restores the checkpoint, makes the run folders and trains."""
     # per-epoch <metric>/train|valid scalars (the template's Trainer); a classic trainer writes its own per step
     epoch_scalars = False
 

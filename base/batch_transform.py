@@ -1,16 +1,12 @@
-"""Batch transforms: elementwise work done once per batch, after collation, on the training device.
-
-Workers then pass compact uint8 samples (a quarter of float32's bytes), and the arithmetic runs once per batch.
-"""
+"""Batch transforms: elementwise work done once per batch, after collation, on the training device (workers
+pass compact uint8 samples, a quarter of float32's bytes, and the arithmetic runs once per batch)."""
 import torch
 from torch.utils.data import DataLoader
 
 
 class ScaleNormalize:
-    """uint8 images (N, C, H, W) -> float32 in [0, 1] -> (x - mean) / std, per channel.
-
-    ToTensor + Normalize's arithmetic, bit for bit (v2's ToDtype(scale=True) multiplies by 1/255: another last bit).
-    """
+    """uint8 images (N, C, H, W) -> float32 in [0, 1] -> (x - mean) / std, per channel: ToTensor + Normalize's
+    arithmetic, bit for bit (v2's ToDtype(scale=True) multiplies by 1/255: another last bit)."""
 
     def __init__(self, mean, std, scale=255.0):
         self.mean, self.std, self.scale = tuple(mean), tuple(std), scale
@@ -43,11 +39,8 @@ def defer_batch_transform(loader):
 
 
 class BatchTransformLoader(DataLoader):
-    """A DataLoader that applies `batch_transform` to each batch's inputs after collation.
-
-    By default here, in the main process, so any loop (a classic trainer's) receives model inputs;
-    `defer_batch_transform(loader)` hands the transform to a loop that applies it on its device.
-    """
+    """A DataLoader that applies `batch_transform` to each batch's inputs after collation, in the main process, so
+    any loop (a classic one) receives model inputs; `defer_batch_transform` hands it to a loop's device."""
 
     def __init__(self, *args, batch_transform=None, **kwargs):
         super().__init__(*args, **kwargs)

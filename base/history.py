@@ -4,10 +4,8 @@ from pathlib import Path
 
 
 def history_with_row(csv_path, row):
-    """The csv's bytes with `row` (a dict with an 'epoch' key) added, rows of that epoch or later replaced.
-
-    Replacing later rows is what makes a resumed run continue the file without duplicates.
-    """
+    """The csv's bytes with `row` (a dict with an 'epoch' key) added, rows of that epoch or later replaced:
+    a resumed run continues the file without duplicates."""
     import pandas as pd  # imported on first use: it is slow to import
 
     csv_path = Path(csv_path)

@@ -13,13 +13,11 @@ def write_epoch_scalars(writer, log):
     """Per-epoch TensorBoard scalars: `<metric>/train`, `<metric>/valid`, lr, epoch_time, samples/s."""
     epoch = log["epoch"]
     for key, value in log.items():
-        if key == "epoch":
-            continue
         if key in ("lr", "epoch_time"):
-            tag = key
-        else:
+            writer.write("add_scalar", key, value, epoch)
+        elif key != "epoch":
             tag = f"{key[4:]}/valid" if key.startswith("val_") else f"{key}/train"
-        writer.write("add_scalar", tag, value, epoch)
+            writer.write("add_scalar", tag, value, epoch)
     writer.flush()  # before the epoch's checkpoint: trackers then hold every step it holds, even after a kill
 
 

@@ -3,11 +3,8 @@ from utils.errors import UserError
 
 
 class BatchStream:
-    """Serves training batches and knows where it is: (data pass, samples into it).
-
-    Iteration-based training (`len_epoch`) crosses passes. The position is counted in samples, so a run
-    resumed with another batch size continues at the same sample.
-    """
+    """Serves training batches, crossing passes, and knows where it is: (data pass, samples into it). Counted in
+    samples, so a run resumed with another batch size continues at the same sample."""
 
     def __init__(self, loader):
         self.loader = loader

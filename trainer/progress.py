@@ -21,10 +21,8 @@ def _has_width(stream):
 
 
 class EpochProgress:
-    """Counts samples of one epoch; shows them as a tqdm bar when enabled.
-
-    `update` runs every batch and costs next to nothing; `show` takes values read on logging steps only.
-    """
+    """Counts samples of one epoch, shown as a tqdm bar when enabled. `update` runs every batch and costs next
+    to nothing; `show` takes values read on logging steps only."""
 
     def __init__(self, total_batches, desc, enabled, initial=0):
         self.bar = None

@@ -146,9 +146,8 @@ class Trainer(BaseTrainer):
         if progress.active:
             progress.show(loss=f"{self.train_metrics.avg('loss'):.4f}")
         else:
-            done = (batch_idx + 1) / epoch_len
-            self.logger.debug(f"Train Epoch: {epoch} [{batch_idx + 1}/{epoch_len} ({100.0 * done:.0f}%)] "
-                              f"Loss: {loss_value:.6f}")
+            self.logger.debug(f"Train Epoch: {epoch} [{batch_idx + 1}/{epoch_len} "
+                              f"({100.0 * (batch_idx + 1) / epoch_len:.0f}%)] Loss: {loss_value:.6f}")
         if self.writer.enabled:
             self.writer.write("add_scalar", "loss/step", loss_value, self.global_step)
             if self.options.tensorboard_images:
@@ -202,8 +201,6 @@ class Trainer(BaseTrainer):
             self.batch_in_epoch = checkpoint.get("resume_batch", 0)
         else:  # counted in samples: the batch size may have changed since
             self.batch_in_epoch = math.ceil(self.stream.position / (self.data_loader.batch_size or 1))
-        if not self.batch_in_epoch:
-            self.train_metrics.reset()
         if self.stream.position and old_batch_size != self.data_loader.batch_size:
             self.resume_log.append((logging.INFO, f"The batch size changed from {old_batch_size} to "
                                     f"{self.data_loader.batch_size}: the epoch continues after the "
