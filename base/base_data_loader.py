@@ -24,19 +24,14 @@ class EpochSampler(Sampler):
         self.order = DistributedSampler(range(len(self.indices)), num_replicas=world_size, rank=rank,
                                         shuffle=shuffle, seed=seed)
         self.epoch, self._chosen = 0, None  # the pass last served; the number set for the next one
-        self.skip = 0
+        self.skip = 0  # samples to leave out of the next pass (a mid-epoch resume)
 
     def set_epoch(self, epoch):
         self._chosen = epoch
 
     @property
     def upcoming(self):
-        """The number of the next pass."""
         return self.epoch + 1 if self._chosen is None else self._chosen
-
-    def skip_samples(self, count):
-        """Leave out the first `count` samples of the next pass (mid-epoch resume)."""
-        self.skip = count
 
     def __iter__(self):
         self.epoch, self._chosen = self.upcoming, None
@@ -104,7 +99,7 @@ class BaseDataLoader(BatchTransformLoader):
 
     def skip_samples(self, count):
         """Leave out the first `count` samples of the next pass (mid-epoch resume)."""
-        self.sampler.skip_samples(count)
+        self.sampler.skip = count
 
     def __iter__(self):
         self.generator.manual_seed(self.seed * 100003 + self.sampler.upcoming)  # this pass's worker seeds

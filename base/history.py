@@ -1,5 +1,4 @@
 """metrics.csv: one row per epoch; its new content is saved with the epoch's checkpoints, as one commit."""
-import io
 from pathlib import Path
 
 
@@ -14,6 +13,4 @@ def history_with_row(csv_path, row):
         old = pd.read_csv(csv_path)
         old = old[old["epoch"] < row["epoch"]]
         new = pd.concat([old, new], ignore_index=True) if len(old) else new
-    text = io.StringIO()
-    new.to_csv(text, index=False)
-    return text.getvalue().encode("utf-8")
+    return new.to_csv(index=False).encode("utf-8")

@@ -3,8 +3,7 @@ from utils.run_folder import quote, resume_command
 
 
 def epoch_block(log):
-    """The classic aligned per-epoch block, one line per value; floats to 6 significant digits
-    (metrics.csv keeps every digit)."""
+    """The classic aligned per-epoch block; floats to 6 significant digits (metrics.csv keeps every digit)."""
     return [f"    {str(key):15s}: {value:.6g}" if isinstance(value, float) else f"    {str(key):15s}: {value}"
             for key, value in log.items()]
 

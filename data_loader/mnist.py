@@ -1,5 +1,4 @@
-"""MNIST from torchvision's files: a clear error when they are missing, and an
-in-memory dataset that serves whole normalised batches by index."""
+"""MNIST from torchvision's files: a clear error when they are missing, and an in-memory dataset of them."""
 import logging
 import math
 import re

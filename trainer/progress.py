@@ -33,10 +33,6 @@ class EpochProgress:
                             dynamic_ncols=True, leave=False, file=sys.stderr)
         self.samples = 0
 
-    @property
-    def active(self):
-        return self.bar is not None
-
     def update(self, batch_size):
         self.samples += batch_size
         if self.bar is not None:

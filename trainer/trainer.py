@@ -143,7 +143,7 @@ class Trainer(BaseTrainer):
 
     def _log_batch(self, epoch, batch_idx, epoch_len, loss, data, progress):
         loss_value = loss.item()  # the one host-device sync, on logging steps only
-        if progress.active:
+        if self.show_bar:
             progress.show(loss=f"{self.train_metrics.avg('loss'):.4f}")
         else:
             self.logger.debug(f"Train Epoch: {epoch} [{batch_idx + 1}/{epoch_len} "
