@@ -19,22 +19,17 @@ class EpochSampler(Sampler):
 
     def __init__(self, indices, shuffle, seed, rank=0, world_size=1):
         self.indices = torch.as_tensor(indices, dtype=torch.long)
-        # DistributedSampler pads every rank to the same length so that DDP ranks
-        # run the same number of steps; with one rank it is a plain (seeded) shuffle.
+        # DistributedSampler pads every rank to the same length: DDP ranks run the same number of steps
         self.order = DistributedSampler(range(len(self.indices)), num_replicas=world_size, rank=rank,
                                         shuffle=shuffle, seed=seed)
-        self.epoch, self._chosen = 0, None  # the pass last served; the number set for the next one
+        self.epoch, self.upcoming = 0, 1  # the pass last served; the next one's number
         self.skip = 0  # samples to leave out of the next pass (a mid-epoch resume)
 
     def set_epoch(self, epoch):
-        self._chosen = epoch
-
-    @property
-    def upcoming(self):
-        return self.epoch + 1 if self._chosen is None else self._chosen
+        self.upcoming = epoch
 
     def __iter__(self):
-        self.epoch, self._chosen = self.upcoming, None
+        self.epoch, self.upcoming = self.upcoming, self.upcoming + 1
         self.order.set_epoch(self.epoch)
         skip, self.skip = self.skip, 0
         return iter(self.indices[list(self.order)[skip:]].tolist())

@@ -23,7 +23,7 @@ class BatchStream:
                 batch = next(self._iterator)
             except StopIteration:
                 empty = self.position == 0
-                self.next_pass()
+                self.data_pass, self.position, self._iterator = self.data_pass + 1, 0, None
                 if count is None:
                     return
                 if empty:
@@ -42,11 +42,6 @@ class BatchStream:
         left = max(0, len(self.loader.sampler) - self.position)
         size = self.loader.batch_size or 1
         return left // size if self.loader.drop_last else -(-left // size)
-
-    def next_pass(self):
-        self.data_pass += 1
-        self.position = 0
-        self._iterator = None
 
     def _start_pass(self):
         if hasattr(self.loader, "set_epoch"):
