@@ -28,8 +28,7 @@ class BaseTrainer(ABC):
     # per-epoch <metric>/train|valid scalars (the template's Trainer); a classic trainer writes its own per step
     epoch_scalars = False
 
-    def __init__(self, model, criterion, metric_ftns, optimizer, config, lr_scheduler=None,
-                 grad_scaler=None):
+    def __init__(self, model, criterion, metric_ftns, optimizer, config, lr_scheduler=None, grad_scaler=None):
         self.config = config
         self.options = config.trainer_options
         self.logger = config.get_logger("trainer", self.options.verbosity)

@@ -18,9 +18,6 @@ class ScaleNormalize:
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(shape)
         return x.sub_(mean).div_(std)
 
-    def __repr__(self):
-        return f"ScaleNormalize(mean={self.mean}, std={self.std})"
-
 
 def transform_inputs(transform, batch):
     """Apply `transform` to a batch's inputs: the batch itself, or the first item of (inputs, targets, ...)."""

@@ -27,8 +27,7 @@ def summary_lines(monitor, checkpoint_dir, log_dir, last_epoch, epochs):
         lines.append(f"Best {monitor.metric}: {monitor.best:.6g} at epoch {monitor.best_epoch}")
     best = checkpoint_dir / "model_best.pth"
     chosen = best if best.is_file() else checkpoint_dir / "model_latest.pth"
-    lines += [f"Checkpoints: {checkpoint_dir}",
-              f"Logs and TensorBoard: {log_dir}",
+    lines += [f"Checkpoints: {checkpoint_dir}", f"Logs and TensorBoard: {log_dir}",
               # a run that trained all its epochs goes on only with more of them
               f"Train further: {resume_command(checkpoint_dir, f'-o trainer.epochs={2 * epochs}')}"
               if last_epoch >= epochs else f"Resume: {resume_command(checkpoint_dir)}",
