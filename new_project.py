@@ -7,10 +7,8 @@ from pathlib import Path
 TEMPLATE = Path(__file__).resolve().parent
 # never copied, whether git tracks them or not
 EXCLUDED_PARTS = {".git", "__pycache__", ".pytest_cache", ".ruff_cache", ".venv", "venv", ".gl"}
-# new_project.py goes along: the copy's own tests (tests/test_new_project.py) exercise it, and a new
-# project is itself a template that may be copied again (a lab's base project, one copy per experiment)
-EXCLUDED_TOP = {"data", "saved"}
-KEEP_EMPTY = ("data", "saved")  # folders the new project needs, without their contents
+# new_project.py goes along: the copy's tests exercise it, and a copy may be copied again (one per experiment)
+KEEP_EMPTY = ("data", "saved")  # folders the new project gets without their contents
 NEXT_STEPS = ("pip install -r requirements.txt", "python train.py -c config.json -o trainer.epochs=2",
               'python -m pytest -m "not slow"')
 
@@ -54,23 +52,17 @@ def git(*args):
                           timeout=30).stdout.decode()
 
 
-def git_tracked_files():
-    """The files git tracks in the template, or None when the template is no git checkout of its own."""
+def template_files():
+    """The files git tracks in the template (every file when it is no git checkout of its own), minus exclusions."""
     try:
         # a copy not yet under git may sit inside someone else's repository, which tracks none of it
-        if Path(git("rev-parse", "--show-toplevel").strip()).resolve() != TEMPLATE:
-            return None
-        return [Path(name) for name in git("ls-files", "-z").split("\0") if name]
+        own = Path(git("rev-parse", "--show-toplevel").strip()).resolve() == TEMPLATE
+        files = [Path(name) for name in git("ls-files", "-z").split("\0") if name] if own else None
     except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
-        return None
-
-
-def template_files():
-    """The files git tracks in the template; without git, every file minus the exclusions."""
-    files = git_tracked_files()
+        files = None
     if files is None:
         files = [p.relative_to(TEMPLATE) for p in TEMPLATE.rglob("*") if p.is_file()]
-    return [f for f in files if not (set(f.parts) & EXCLUDED_PARTS) and f.parts[0] not in EXCLUDED_TOP
+    return [f for f in files if not (set(f.parts) & EXCLUDED_PARTS) and f.parts[0] not in KEEP_EMPTY
             and (TEMPLATE / f).is_file()]
 
 

@@ -1,5 +1,5 @@
-"""ConfigParser: read the config, apply CLI overrides, own the run folders and logging,
-and build the configured parts by name (init_obj / init_ftn)."""
+"""ConfigParser: the config with CLI overrides applied, its run folders and logging, init_obj / init_ftn."""
+import itertools
 import json
 import logging
 import os
@@ -27,34 +27,29 @@ LOG_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
 class ConfigParser:
     def __init__(self, config, resume=None, modification=None, run_id=None, overrides=(),
                  checkpoint=None, continue_run=False):
-        """
-        config: dict of the experiment (see config.json); resume: path of the checkpoint resumed;
-        modification: {'section;key;...': value} from registered CLI flags (None values skipped);
-        run_id: the run folder's name (default: a timestamp, made unique when taken);
-        overrides: ['key.path=value', '+new.key=value'] from -o; checkpoint: the one at `resume`;
-        continue_run: the same run goes on (in the checkpoint's own folder unless run_id names one).
-        """
-        self._config = updated_config(config, modification, overrides)
-        if not isinstance(self._config.get("name"), str) or not self._config["name"]:
+        """modification: {'section;key': value} from CLI flags (None: not given); overrides: -o texts; run_id:
+        default a timestamp, made unique; continue_run: the run goes on (in the checkpoint's folder unless run_id)."""
+        self.config = updated_config(config, modification, overrides)
+        if not isinstance(self.config.get("name"), str) or not self.config["name"]:
             raise UserError("config: 'name' must be a non-empty string (it names the run folders)")
-        if "trainer" not in self._config:
+        if "trainer" not in self.config:
             raise UserError("config has no 'trainer' section; add it with at least 'epochs' (see config.json)")
-        self.trainer_options = read_trainer_options(self._config["trainer"])
+        self.trainer_options = read_trainer_options(self.config["trainer"])
         self.resume = Path(resume) if resume is not None else None
         self.checkpoint = checkpoint
         self._setup_logging(to_file=False)  # console only until the run folder exists
-        if check_value("seed", self._config.get("seed")) is None:
+        if check_value("seed", self.config.get("seed")) is None:
             # no seed given: choose one, record it, and share it so every rank agrees
-            self._config["seed"] = dist.broadcast_object(random.SystemRandom().randrange(2**31))
+            self.config["seed"] = dist.broadcast_object(random.SystemRandom().randrange(2**31))
         self.continue_run = continue_run
         self.restart_note = ""  # " (torchrun restart)" when a restarted worker group continues its run
         self.origin = None  # the checkpoint a new run starts from (run.json), so its requeue is known
         self.resume_log = []  # (level, message) about the resume, for the run's info.log
         if checkpoint is not None and not continue_run:  # a new run from a checkpoint: say what its config changes
-            changes = changed_keys(checkpoint["config"], self._config) or ["nothing"]
+            changes = changed_keys(checkpoint["config"], self.config) or ["nothing"]
             self.resume_log.append((logging.INFO, f"Config changed from the checkpoint's: {'; '.join(changes)}"))
         self._folder = self.resume.parent if continue_run and run_id is None else None  # -r: the checkpoint's own
-        self._run_id = self._folder.name if self._folder is not None else \
+        self.run_id = self._folder.name if self._folder is not None else \
             run_id or dist.broadcast_object(datetime.now().strftime(r"%m%d_%H%M%S"))
         self._exact_run_id = run_id is not None or continue_run
         self.run_started, self.made_dirs = False, set()  # made_dirs: the folders init_run created
@@ -62,8 +57,10 @@ class ConfigParser:
     @classmethod
     def from_args(cls, args, options=(), argv=None):
         """Build a ConfigParser from an ArgumentParser (with -c/-r/-d) plus CustomArgs options."""
+        dests = {}  # each option's target -> its argparse attribute
         for opt in options:
-            args.add_argument(*opt.flags, default=None, type=opt.type, help=f"sets {opt.target.replace(';', '.')}")
+            dests[opt.target] = args.add_argument(*opt.flags, default=None, type=opt.type,
+                                                  help=f"sets {opt.target.replace(';', '.')}").dest
         if "--override" not in args._option_string_actions:
             args.add_argument("-o", "--override", action="append", default=[], metavar="KEY.PATH=VALUE",
                               help="set any config value, e.g. -o trainer.epochs=3 (repeatable); "
@@ -76,52 +73,43 @@ class ConfigParser:
         if parsed.config is None and parsed.resume is None:
             raise UserError("give a config with -c (e.g. -c config.json) or a checkpoint to resume "
                             "with -r (e.g. -r saved/models/<name>/<run>/model_latest.pth)")
-        modification = {opt.target: getattr(parsed, _get_opt_name(opt.flags)) for opt in options}
+        modification = {target: getattr(parsed, dest) for target, dest in dests.items()}
         overrides = with_known_keys(parsed.override or (), {"trainer": TRAINER_OPTIONS})
-        start = RunStart(parsed, modification, overrides, getattr(parsed, "run_id", None))
-        return start.parser(cls)
+        return RunStart(parsed, modification, overrides, getattr(parsed, "run_id", None)).parser(cls)
 
     def init_obj(self, name, module, *args, **kwargs):
-        """Build `module.<config[name]['type']>(*args, **config[name]['args'], **kwargs)`.
-
-        A keyword given here that the config also sets is an error.
-        """
+        """Build `module.<config[name]['type']>(*args, **config[name]['args'], **kwargs)`."""
         target, module_args = self._resolve(name, module, kwargs)
-        module_args.update(kwargs)
         check_arguments(target, args, module_args, f"{name} ({self[name]['type']})")
         return target(*args, **module_args)
 
     def init_ftn(self, name, module, *args, **kwargs):
         """Like init_obj, but return a partial to call later."""
         target, module_args = self._resolve(name, module, kwargs)
-        module_args.update(kwargs)
         return partial(target, *args, **module_args)
 
     def init_named(self, name, module):
-        """`"loss": "nll_loss"` names a function of `module`; a {"type", "args"} section builds
-        its class (init_obj) or binds its function's args (init_ftn)."""
+        """`"loss": "nll_loss"` names a function of `module`; a {"type", "args"} section: init_obj or init_ftn."""
         if isinstance(self[name], str):
             return find_by_name(module, self[name], name)
         target, _ = self._resolve(name, module, {})
         return self.init_obj(name, module) if isinstance(target, type) else self.init_ftn(name, module)
 
     def _resolve(self, name, module, kwargs):
-        if name not in self._config:
+        """(the class or function config[name] names, its config args plus `kwargs`, which may not repeat one)."""
+        if name not in self.config:
             raise UserError(f"config has no '{name}' section; add {{\"type\": ..., \"args\": {{...}}}} for it")
-        check_typed_section(self._config, name)
-        section = self[name]
-        module_args = dict(section.get("args", {}))
+        check_typed_section(self.config, name)
+        module_args = self[name].get("args", {})
         clash = sorted(set(kwargs) & set(module_args))
         if clash:
             raise UserError(f"config sets {', '.join(f'{name}.args.{k}' for k in clash)}, which the "
                             f"code passes itself; remove it from the config")
-        return find_by_name(module, section["type"], f"{name} type"), module_args
+        return find_by_name(module, self[name]["type"], f"{name} type"), {**module_args, **kwargs}
 
     def init_run(self):
-        """Create and lock the run folder (rank 0 only), save the config, record the run for torchrun
-        restarts, start file logging. Called when training starts, once every part is built and the
-        checkpoint is checked, so that a bad config or checkpoint leaves no folder (a bad batch: finish_run).
-        """
+        """Make, lock and fill the run folder (rank 0) and log to file. Called once every part is built and the
+        checkpoint checked, so that a bad config or checkpoint leaves no folder (a bad batch: finish_run)."""
         problem = None
         if dist.is_main_process():
             try:
@@ -136,15 +124,13 @@ class ConfigParser:
         if problem is not None:
             raise problem
         if dist.is_main_process():
-            write_text_file(self.save_dir / "config.json", json.dumps(self._config, indent=4) + "\n")
+            self.write_run_file("config.json", self.config)
             if not (self.save_dir / ORIGIN_FILE).is_file():
                 write_text_file(self.save_dir / ORIGIN_FILE, json.dumps({"origin": self.origin}) + "\n")
-            dist.record_job_run({"folder": str(self.save_dir), "run_id": self._run_id, "seed": self._config["seed"]})
-            self._setup_logging(to_file=True)
-            self.get_logger("config").debug(f"Resolved config: {json.dumps(self._config)}")  # pasteable JSON
-        else:
-            self._setup_logging(to_file=False)
-        self._run_id = dist.broadcast_object(self._run_id)
+            dist.record_job_run({"folder": str(self.save_dir), "run_id": self.run_id, "seed": self.config["seed"]})
+        self._setup_logging(to_file=dist.is_main_process())
+        self.get_logger("config").debug(f"Resolved config: {json.dumps(self.config)}")  # pasteable JSON
+        self.run_id = dist.broadcast_object(self.run_id)
         self.run_started = True
 
     def finish_run(self, failure=None):
@@ -155,7 +141,7 @@ class ConfigParser:
 
     def use_folder(self, folder):
         """This start continues the run in `folder` (found by --run_id, -r or the torchrun job)."""
-        self._folder, self._run_id, self._exact_run_id = Path(folder), Path(folder).name, True
+        self._folder, self.run_id, self._exact_run_id = Path(folder), Path(folder).name, True
 
     def check_save_dir(self):
         """Refuse a save_dir that cannot be written, before any data is loaded (no folder is made)."""
@@ -188,14 +174,13 @@ class ConfigParser:
                 raise UserError(f"run folder {self.save_dir} holds checkpoints but no config.json; continue it with "
                                 f"-r {quote(self.save_dir / LATEST)}, or choose another --run_id")
         else:
-            base_id, suffix = self._run_id, 0
-            while True:
+            base_id = self.run_id
+            for suffix in itertools.count(1):
                 try:
                     self.save_dir.mkdir(parents=True)
                     break
                 except FileExistsError:  # another run started in the same second
-                    suffix += 1
-                    self._run_id = f"{base_id}_{suffix}"
+                    self.run_id = f"{base_id}_{suffix}"
             run_lock.acquire(self.save_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
 
@@ -209,39 +194,27 @@ class ConfigParser:
         return logger
 
     def __getitem__(self, name):
-        return self._config[name]
+        return self.config[name]
 
     def __contains__(self, name):
-        return name in self._config
+        return name in self.config
 
     def get(self, name, default=None):
-        return self._config.get(name, default)
-
-    @property
-    def config(self):
-        return self._config
+        return self.config.get(name, default)
 
     @property
     def save_dir(self):
         """saved/models/<name>/<run_id>; a continued run keeps its own folder."""
         if self._folder is not None:
             return self._folder
-        return Path(self.trainer_options.save_dir) / "models" / self._config["name"] / self._run_id
+        return Path(self.trainer_options.save_dir) / "models" / self.config["name"] / self.run_id
 
     @property
     def log_dir(self):
         """saved/log/<name>/<run_id>, beside the run folder (also when it was copied elsewhere)."""
-        return log_dir_beside(self.save_dir, self._config["name"])
-
-    @property
-    def run_id(self):
-        return self._run_id
+        return log_dir_beside(self.save_dir, self.config["name"])
 
 
 def _one_line_error(parser, message):
     """argparse's error, as one line: what is wrong and where to look."""
     parser.exit(2, f"error: {message}; see python {parser.prog} --help\n")
-
-
-def _get_opt_name(flags):
-    return next((flag for flag in flags if flag.startswith("--")), flags[0]).replace("--", "")

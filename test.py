@@ -1,37 +1,32 @@
 """Evaluate a checkpoint on the test split: python test.py -r saved/models/.../model_best.pth"""
 import argparse
-import sys
-from pathlib import Path
 
 import data_loader.data_loaders as module_data
 import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
 from parse_config import ConfigParser
+from train import run_entry
 from trainer.evaluation import evaluate
 from trainer.progress import use_progress_bar
 from utils import distributed as dist
 from utils.checkpoint import load_weights
 from utils.config_check import check_sections
-from utils.errors import UserError, run_cli
+from utils.errors import UserError
 from utils.lookup import find_by_name
 from utils.util import place_model, write_json
-
-SECTIONS = ("arch", "data_loader", "loss", "metrics")  # what main() builds
 
 
 def main(config, device=None):
     logger = config.get_logger("test")
-    check_sections(config.config, SECTIONS)
+    check_sections(config.config, ("arch", "data_loader", "loss", "metrics"))
     if config.checkpoint is None:
         raise UserError("test.py needs a checkpoint: python test.py -r saved/models/<name>/<run>/model_best.pth")
 
     # the test split, built from the checkpoint's own loader config
-    loader_args = config["data_loader"].setdefault("args", {})
-    loader_args.update(shuffle=False, validation_split=0.0, training=False)
+    config["data_loader"].setdefault("args", {}).update(shuffle=False, validation_split=0.0, training=False)
     data_loader = config.init_obj("data_loader", module_data).evaluation_loader()
 
-    # build model architecture and load the trained weights
     model = config.init_obj("arch", module_arch)
     logger.info(model)
     load_weights(model, config.checkpoint["state_dict"], config.resume)
@@ -48,7 +43,6 @@ def main(config, device=None):
 
 def report(results, checkpoint_path, logger):
     """Print the results as a table and save them beside the checkpoint."""
-    checkpoint_path = Path(checkpoint_path)
     width = max(len(k) for k in results["metrics"])
     for key, value in results["metrics"].items():
         logger.info(f"    {key:{width}s}: {value:.6f}")
@@ -56,29 +50,20 @@ def report(results, checkpoint_path, logger):
     out = checkpoint_path.with_name(f"{checkpoint_path.stem}.test.json")
     write_json({**results, "checkpoint": str(checkpoint_path)}, out)  # atomic, like every file we write
     logger.info(f"Results saved to {out}")
-    return out
 
 
 def parse_args(argv=None):
     args = argparse.ArgumentParser(description="PyTorch Template")
-    args.add_argument("-c", "--config", default=None, type=str,
-                      help="config file path (default: the checkpoint's config)")
+    args.add_argument("-c", "--config", default=None, type=str, help="config file path (default: the checkpoint's)")
     args.add_argument("-r", "--resume", required=True, type=str,
                       help="path to the checkpoint to evaluate, e.g. saved/models/<name>/<run>/model_best.pth")
-    args.add_argument("-d", "--device", default=None, type=str,
-                      help="indices of GPUs to enable (default: all)")
+    args.add_argument("-d", "--device", default=None, type=str, help="indices of GPUs to enable (default: all)")
     return ConfigParser.from_args(args, argv=argv)
 
 
 def cli():
     device = dist.init_distributed()
-    try:
-        run_cli(lambda: main(parse_args(), device))
-    except KeyboardInterrupt:
-        print("Aborted.", file=sys.stderr)
-        sys.exit(130)
-    finally:
-        dist.cleanup()
+    run_entry(lambda: main(parse_args(), device))
 
 
 if __name__ == "__main__":

@@ -20,8 +20,6 @@ from utils.seed import seed_everything
 from utils.signals import TrainingInterrupted
 from utils.util import place_model
 
-SECTIONS = ("arch", "data_loader", "optimizer", "loss", "metrics")  # what main() builds
-
 
 def main(config, device=None):
     build_trainer(config, device).train()
@@ -29,24 +27,19 @@ def main(config, device=None):
 
 def build_trainer(config, device=None):
     """Every part the config names, put together into a Trainer; nothing trained, no folder made."""
-    check_sections(config.config, SECTIONS)
+    check_sections(config.config, ("arch", "data_loader", "optimizer", "loss", "metrics"))
     config.check_save_dir()
     logger = config.get_logger("train")
     options = config.trainer_options
     seed_everything(config["seed"], dist.get_rank(), options.deterministic)
 
-    # setup data_loader instances
     data_loader = config.init_obj("data_loader", module_data, **_loader_seed(config))
     valid_data_loader = data_loader.split_validation()
 
-    # build model architecture, then print to console
     model = config.init_obj("arch", module_arch)
     logger.info(model)
-
-    # prepare for (multi-device) GPU training
     model, device = place_model(model, config["n_gpu"], device, compile=options.compile, ddp=True)
 
-    # get function handles of loss and metrics
     criterion = config.init_named("loss", module_loss)
     metrics = [find_by_name(module_metric, met, "metric") for met in config["metrics"]]
 
@@ -55,14 +48,8 @@ def build_trainer(config, device=None):
     optimizer = config.init_obj("optimizer", torch.optim, trainable_params, **_fused(config, device))
     lr_scheduler = config.init_obj("lr_scheduler", torch.optim.lr_scheduler, optimizer) \
         if config.get("lr_scheduler") else None
-
-    trainer = Trainer(model, criterion, metrics, optimizer,
-                      config=config,
-                      device=device,
-                      data_loader=data_loader,
-                      valid_data_loader=valid_data_loader,
-                      lr_scheduler=lr_scheduler)
-    return trainer
+    return Trainer(model, criterion, metrics, optimizer, config=config, device=device, data_loader=data_loader,
+                   valid_data_loader=valid_data_loader, lr_scheduler=lr_scheduler)
 
 
 def _loader_seed(config):
@@ -83,29 +70,21 @@ def _fused(config, device):
 
 def parse_args(argv=None):
     args = argparse.ArgumentParser(description="PyTorch Template")
-    args.add_argument("-c", "--config", default=None, type=str,
-                      help="config file path (default: None)")
-    args.add_argument("-r", "--resume", default=None, type=str,
-                      help="path to latest checkpoint (default: None)")
-    args.add_argument("-d", "--device", default=None, type=str,
-                      help="indices of GPUs to enable (default: all)")
+    args.add_argument("-c", "--config", default=None, type=str, help="config file path (default: None)")
+    args.add_argument("-r", "--resume", default=None, type=str, help="path to latest checkpoint (default: None)")
+    args.add_argument("-d", "--device", default=None, type=str, help="indices of GPUs to enable (default: all)")
     args.add_argument("--run_id", default=None, type=run_name,
                       help="name the run folder; run again, the run continues from its newest checkpoint")
 
     # custom cli options to modify configuration from default values given in json file.
     CustomArgs = collections.namedtuple("CustomArgs", "flags type target")
-    options = [
-        CustomArgs(["--lr", "--learning_rate"], type=non_negative_float, target="optimizer;args;lr"),
-        CustomArgs(["--bs", "--batch_size"], type=positive_int, target="data_loader;args;batch_size"),
-    ]
+    options = [CustomArgs(["--lr", "--learning_rate"], type=non_negative_float, target="optimizer;args;lr"),
+               CustomArgs(["--bs", "--batch_size"], type=positive_int, target="data_loader;args;batch_size")]
     return ConfigParser.from_args(args, options, argv)
 
 
-RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}")  # safe in a path and in a shell, unquoted
-
-
 def run_name(text):
-    if not RUN_NAME.fullmatch(text):
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}", text):  # safe in a path and in a shell, unquoted
         raise argparse.ArgumentTypeError(
             f"{text[:40]!r}{'...' if len(text) > 40 else ''} is not a run name: use at most 100 letters, digits "
             "and _ . + - (not starting with . + -), e.g. --run_id job1234")
@@ -113,17 +92,15 @@ def run_name(text):
 
 
 def positive_int(text):
-    value = int(text)
-    if value <= 0:
+    if int(text) <= 0:
         raise ValueError(text)
-    return value
+    return int(text)
 
 
 def non_negative_float(text):
-    value = float(text)
-    if not value >= 0:
+    if not float(text) >= 0:  # NaN too
         raise ValueError(text)
-    return value
+    return float(text)
 
 
 def cli():

@@ -1,8 +1,4 @@
-"""The contracts a user subclasses: BaseDataLoader, BaseModel, BaseTrainer.
-
-Imported lazily, so that `from base import BaseModel` (in model/model.py) loads
-the 16-line model base alone, not the trainer with its logger and checkpoints.
-"""
+"""The contracts a user subclasses, imported lazily: `from base import BaseModel` loads no trainer."""
 import importlib
 
 _HOMES = {"BaseDataLoader": "base.base_data_loader", "BaseModel": "base.base_model",

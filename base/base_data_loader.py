@@ -1,12 +1,5 @@
-"""BaseDataLoader: a DataLoader with a reproducible train/validation split.
-
-It is a plain DataLoader built the classic way (`sampler=...`, `batch_size=...`),
-so `batch_size`, `sampler`, `n_samples` and `init_kwargs` mean what they meant
-in the classic template. The sampler's order is a pure function of (seed, pass),
-like DistributedSampler's: a resumed run sees exactly the samples the
-uninterrupted run would have, and under torch.distributed each rank sees its
-own shard.
-"""
+"""BaseDataLoader: a DataLoader built the classic way, with a reproducible train/validation split; its order is
+a pure function of (seed, pass), so a resumed run sees exactly the samples the uninterrupted run would."""
 import logging
 import os
 
@@ -21,36 +14,22 @@ from utils.seed import seed_worker
 
 
 class EpochSampler(Sampler):
-    """Training sample indices of one pass: shuffled by (seed, pass), sharded per rank.
-
-    Passes are numbered 1, 2, 3, ...; each iteration is the next pass unless
-    `set_epoch(n)` chose its number, so a loop that never calls set_epoch (as a
-    classic trainer's) still gets a new order every epoch.
-    """
+    """Training sample indices of one pass: shuffled by (seed, pass), sharded per rank. Each iteration is the
+    next pass unless `set_epoch(n)` chose it, so a loop without set_epoch (a classic one) gets a new order."""
 
     def __init__(self, indices, shuffle, seed, rank=0, world_size=1):
         self.indices = torch.as_tensor(indices, dtype=torch.long)
-        # DistributedSampler pads every rank to the same length so that DDP ranks
-        # run the same number of steps; with one rank it is a plain (seeded) shuffle.
+        # DistributedSampler pads every rank to the same length: DDP ranks run the same number of steps
         self.order = DistributedSampler(range(len(self.indices)), num_replicas=world_size, rank=rank,
                                         shuffle=shuffle, seed=seed)
-        self.epoch, self._chosen = 0, None  # the pass last served; the number set for the next one
-        self.skip = 0
+        self.epoch, self.upcoming = 0, 1  # the pass last served; the next one's number
+        self.skip = 0  # samples to leave out of the next pass (a mid-epoch resume)
 
     def set_epoch(self, epoch):
-        self._chosen = epoch
-
-    @property
-    def upcoming(self):
-        """The number of the next pass."""
-        return self.epoch + 1 if self._chosen is None else self._chosen
-
-    def skip_samples(self, count):
-        """Leave out the first `count` samples of the next pass (mid-epoch resume)."""
-        self.skip = count
+        self.upcoming = epoch
 
     def __iter__(self):
-        self.epoch, self._chosen = self.upcoming, None
+        self.epoch, self.upcoming = self.upcoming, self.upcoming + 1
         self.order.set_epoch(self.epoch)
         skip, self.skip = self.skip, 0
         return iter(self.indices[list(self.order)[skip:]].tolist())
@@ -61,11 +40,8 @@ class EpochSampler(Sampler):
 
 
 class ShardSampler(Sampler):
-    """Validation / test indices in a fixed order; rank r takes every world_size-th sample.
-
-    No padding: every sample is seen exactly once over all ranks, so summed
-    metrics give exact global averages.
-    """
+    """Validation / test indices in a fixed order, rank r taking every world_size-th sample. No padding: every
+    sample is seen exactly once over all ranks, so summed metrics give exact averages."""
 
     def __init__(self, indices, rank=0, world_size=1):
         self.indices = torch.as_tensor(indices, dtype=torch.long)[rank::world_size]
@@ -78,15 +54,8 @@ class ShardSampler(Sampler):
 
 
 class BaseDataLoader(BatchTransformLoader):
-    """Base class for all data loaders: training batches plus `split_validation()`.
-
-    Each iteration is one pass over the training split, with the shuffle of its
-    pass number (see EpochSampler); `set_epoch(n)` chooses the next one.
-    `num_workers=None` picks a number from the cores this process may use;
-    `batch_transform` is applied to each batch's inputs after collation (see
-    base/batch_transform.py). `valid_dataset`: the same samples as `dataset`, prepared
-    for evaluation (no random augmentation); the validation split reads it instead.
-    """
+    """Base class for all data loaders: training batches plus `split_validation()`, which reads `valid_dataset`
+    when given (the same samples as `dataset`, prepared for evaluation: no random augmentation)."""
 
     def __init__(self, dataset, batch_size, shuffle, validation_split, num_workers=None,
                  collate_fn=default_collate, seed=0, drop_last=False, batch_transform=None, valid_dataset=None):
@@ -101,8 +70,7 @@ class BaseDataLoader(BatchTransformLoader):
         self.n_samples = len(train_idx)
         self.train_indices = train_idx
         rank, world = dist.get_rank(), dist.get_world_size()
-        if num_workers is None:
-            num_workers = default_num_workers()
+        num_workers = default_num_workers() if num_workers is None else num_workers
         self.valid_sampler = ShardSampler(valid_idx, rank, world) if len(valid_idx) else None
         self.generator = torch.Generator()  # worker seeds, kept apart from the model's RNG
         self.init_kwargs = {
@@ -126,7 +94,7 @@ class BaseDataLoader(BatchTransformLoader):
 
     def skip_samples(self, count):
         """Leave out the first `count` samples of the next pass (mid-epoch resume)."""
-        self.sampler.skip_samples(count)
+        self.sampler.skip = count
 
     def __iter__(self):
         self.generator.manual_seed(self.seed * 100003 + self.sampler.upcoming)  # this pass's worker seeds
@@ -136,14 +104,10 @@ class BaseDataLoader(BatchTransformLoader):
     def _split_indices(n_samples, split, seed):
         if split == 0:
             return torch.arange(n_samples), torch.arange(0)
-        if isinstance(split, int) and not isinstance(split, bool):
-            len_valid = split
-        else:
-            len_valid = int(n_samples * split)
+        len_valid = split if isinstance(split, int) and not isinstance(split, bool) else int(n_samples * split)
         if not 0 <= len_valid < n_samples or not (isinstance(split, int) or 0 <= split < 1):
-            raise UserError(f"data_loader.args.validation_split={split} leaves no training data "
-                            f"from {n_samples} samples; use a fraction below 1.0 or a count "
-                            f"below {n_samples}")
+            raise UserError(f"data_loader.args.validation_split={split} leaves no training data from {n_samples} "
+                            f"samples; use a fraction below 1.0 or a count below {n_samples}")
         # a private generator: the split never touches (or depends on) global RNG state
         perm = torch.randperm(n_samples, generator=torch.Generator().manual_seed(seed))
         return perm[len_valid:], perm[:len_valid]

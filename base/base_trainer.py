@@ -23,18 +23,12 @@ from utils.signals import StopSignals, TrainingInterrupted
 
 
 class BaseTrainer(ABC):
-    """Base class for all trainers: subclasses implement `_train_epoch(epoch) -> dict`.
-
-    The constructor only stores what it is given; `train()` restores the
-    checkpoint being resumed (if any), then makes the run folders and trains.
-    A subclass with state of its own (a data position, partial metrics) lists
-    the objects holding it in `_parts()`; each saves and loads itself.
-    """
+    """Base class for all trainers: subclasses implement `_train_epoch(epoch) -> dict`. The constructor only
+    stores what it is given; `train()` restores the checkpoint, makes the run folders and trains."""
     # per-epoch <metric>/train|valid scalars (the template's Trainer); a classic trainer writes its own per step
     epoch_scalars = False
 
-    def __init__(self, model, criterion, metric_ftns, optimizer, config, lr_scheduler=None,
-                 grad_scaler=None):
+    def __init__(self, model, criterion, metric_ftns, optimizer, config, lr_scheduler=None, grad_scaler=None):
         self.config = config
         self.options = config.trainer_options
         self.logger = config.get_logger("trainer", self.options.verbosity)
@@ -88,8 +82,8 @@ class BaseTrainer(ABC):
                 try:
                     result = self._train_epoch(epoch)
                 except TrainingInterrupted:
-                    self._save_interrupted(epoch)
-                    raise
+                    self._save_position(epoch)
+                    self._stop(f"in epoch {epoch} after {self.batch_in_epoch} batches")
                 log = {"epoch": epoch, **result}
                 self._report_epoch(log)
                 improved = self.monitor.update(log, epoch)
@@ -98,7 +92,7 @@ class BaseTrainer(ABC):
                 for listener in self.epoch_listeners:
                     listener(epoch, log)
                 if not stop and epoch < self.epochs and dist.any_rank(self.stop_signals.requested):
-                    self._stop_after_epoch(epoch)
+                    self._stop(f"after epoch {epoch}")  # a signal during validation or saving
                 if stop:
                     self.logger.info(f"Validation performance didn't improve for {self.monitor.early_stop} "
                                      "epochs. Training stops.")
@@ -110,10 +104,7 @@ class BaseTrainer(ABC):
         self._report_end()
 
     def _start_run(self):
-        """Restore the checkpoint and check the run (before any folder is made), then make the folders.
-
-        Returns False when a resumed run has no epoch left to train.
-        """
+        """Restore the checkpoint and check the run, then make the folders; False: nothing left to train."""
         self.resume_log.extend(self.config.resume_log)
         if self.config.checkpoint is not None:
             self._restore(self.config.checkpoint)
@@ -153,9 +144,8 @@ class BaseTrainer(ABC):
     def _report_epoch(self, log):
         for line in epoch_block(log):
             self.logger.info(line)
-        if self.is_main:
-            if self.epoch_scalars:
-                write_epoch_scalars(self.writer, log)
+        if self.is_main and self.epoch_scalars:
+            write_epoch_scalars(self.writer, log)
         self.last_epoch = log["epoch"]
 
     def _end_epoch_in_writer(self, epoch, log):
@@ -212,20 +202,12 @@ class BaseTrainer(ABC):
         if self.is_main:
             self.writer.flush()  # first: trackers then hold every step the checkpoint holds, even after a kill
             save_group(self.checkpoint_dir, state, [LATEST])
-        return state
 
-    def _save_interrupted(self, epoch):
-        state = self._save_position(epoch)
-        if self.is_main:
-            signame = TrainingInterrupted(self.stop_signals.signum)
-            self.logger.warning(f"Stopped by {signame} in epoch {epoch} after {state['resume_batch']} batches; "
-                                f"state saved. Resume with: {resume_command(self.checkpoint_dir)}")
-
-    def _stop_after_epoch(self, epoch):
-        """A signal came during validation or saving: the epoch's checkpoint is where to resume."""
+    def _stop(self, when):
+        """End the run after its state is saved, saying where it stopped and how to resume."""
         stop = TrainingInterrupted(self.stop_signals.signum or signal.SIGTERM)
         if self.is_main:
-            self.logger.warning(f"Stopped by {stop} after epoch {epoch}; state saved. "
+            self.logger.warning(f"Stopped by {stop} {when}; state saved. "
                                 f"Resume with: {resume_command(self.checkpoint_dir)}")
         raise stop
 

@@ -1,21 +1,12 @@
-"""Batch transforms: elementwise work done once per batch, after collation, on the training device.
-
-A dataset returns compact per-sample tensors (uint8 images) from the workers;
-the loader's `batch_transform` turns a whole batch into model inputs (float,
-normalised). That moves a quarter of float32's bytes between processes and
-does the arithmetic once per batch instead of once per sample.
-"""
+"""Batch transforms: elementwise work done once per batch, after collation, on the training device (workers
+pass compact uint8 samples, a quarter of float32's bytes, and the arithmetic runs once per batch)."""
 import torch
 from torch.utils.data import DataLoader
 
 
 class ScaleNormalize:
-    """uint8 images (N, C, H, W) -> float32 in [0, 1] -> (x - mean) / std, per channel.
-
-    The arithmetic of ToTensor + Normalize, bit for bit, on a whole batch and on
-    any device (torchvision.transforms.v2's ToDtype(scale=True) multiplies by
-    1/255 and so differs in the last bit).
-    """
+    """uint8 images (N, C, H, W) -> float32 in [0, 1] -> (x - mean) / std, per channel: ToTensor + Normalize's
+    arithmetic, bit for bit (v2's ToDtype(scale=True) multiplies by 1/255: another last bit)."""
 
     def __init__(self, mean, std, scale=255.0):
         self.mean, self.std, self.scale = tuple(mean), tuple(std), scale
@@ -26,9 +17,6 @@ class ScaleNormalize:
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(shape)
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(shape)
         return x.sub_(mean).div_(std)
-
-    def __repr__(self):
-        return f"ScaleNormalize(mean={self.mean}, std={self.std})"
 
 
 def transform_inputs(transform, batch):
@@ -48,12 +36,8 @@ def defer_batch_transform(loader):
 
 
 class BatchTransformLoader(DataLoader):
-    """A DataLoader that applies `batch_transform` to each batch's inputs after collation.
-
-    By default that happens here, in the main process, so any loop receives model
-    inputs (a classic trainer included). A loop that moves batches to its device
-    first calls `defer_batch_transform(loader)` and applies the transform there itself.
-    """
+    """A DataLoader that applies `batch_transform` to each batch's inputs after collation, in the main process, so
+    any loop (a classic one) receives model inputs; `defer_batch_transform` hands it to a loop's device."""
 
     def __init__(self, *args, batch_transform=None, **kwargs):
         super().__init__(*args, **kwargs)

@@ -1,13 +1,10 @@
 """metrics.csv: one row per epoch; its new content is saved with the epoch's checkpoints, as one commit."""
-import io
 from pathlib import Path
 
 
 def history_with_row(csv_path, row):
-    """The csv's bytes with `row` (a dict with an 'epoch' key) added, rows of that epoch or later replaced.
-
-    Replacing later rows is what makes a resumed run continue the file without duplicates.
-    """
+    """The csv's bytes with `row` (a dict with an 'epoch' key) added, rows of that epoch or later replaced:
+    a resumed run continues the file without duplicates."""
     import pandas as pd  # imported on first use: it is slow to import
 
     csv_path = Path(csv_path)
@@ -16,6 +13,4 @@ def history_with_row(csv_path, row):
         old = pd.read_csv(csv_path)
         old = old[old["epoch"] < row["epoch"]]
         new = pd.concat([old, new], ignore_index=True) if len(old) else new
-    text = io.StringIO()
-    new.to_csv(text, index=False)
-    return text.getvalue().encode("utf-8")
+    return new.to_csv(index=False).encode("utf-8")

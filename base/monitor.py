@@ -48,5 +48,4 @@ class Monitor:
     def load_state_dict(self, state):
         if state.get("mode") != self.mode or state.get("metric") != self.metric:
             return  # the monitor changed (fine-tuning with a new config): start afresh
-        self.best, self.best_epoch = state["best"], state["best_epoch"]
-        self.not_improved = state["not_improved"]
+        self.best, self.best_epoch, self.not_improved = state["best"], state["best_epoch"], state["not_improved"]

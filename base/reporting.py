@@ -3,8 +3,7 @@ from utils.run_folder import quote, resume_command
 
 
 def epoch_block(log):
-    """The classic aligned per-epoch block, one line per value; floats to 6 significant digits
-    (metrics.csv keeps every digit)."""
+    """The classic aligned per-epoch block; floats to 6 significant digits (metrics.csv keeps every digit)."""
     return [f"    {str(key):15s}: {value:.6g}" if isinstance(value, float) else f"    {str(key):15s}: {value}"
             for key, value in log.items()]
 
@@ -13,13 +12,11 @@ def write_epoch_scalars(writer, log):
     """Per-epoch TensorBoard scalars: `<metric>/train`, `<metric>/valid`, lr, epoch_time, samples/s."""
     epoch = log["epoch"]
     for key, value in log.items():
-        if key == "epoch":
-            continue
         if key in ("lr", "epoch_time"):
-            tag = key
-        else:
+            writer.write("add_scalar", key, value, epoch)
+        elif key != "epoch":
             tag = f"{key[4:]}/valid" if key.startswith("val_") else f"{key}/train"
-        writer.write("add_scalar", tag, value, epoch)
+            writer.write("add_scalar", tag, value, epoch)
     writer.flush()  # before the epoch's checkpoint: trackers then hold every step it holds, even after a kill
 
 
@@ -30,8 +27,7 @@ def summary_lines(monitor, checkpoint_dir, log_dir, last_epoch, epochs):
         lines.append(f"Best {monitor.metric}: {monitor.best:.6g} at epoch {monitor.best_epoch}")
     best = checkpoint_dir / "model_best.pth"
     chosen = best if best.is_file() else checkpoint_dir / "model_latest.pth"
-    lines += [f"Checkpoints: {checkpoint_dir}",
-              f"Logs and TensorBoard: {log_dir}",
+    lines += [f"Checkpoints: {checkpoint_dir}", f"Logs and TensorBoard: {log_dir}",
               # a run that trained all its epochs goes on only with more of them
               f"Train further: {resume_command(checkpoint_dir, f'-o trainer.epochs={2 * epochs}')}"
               if last_epoch >= epochs else f"Resume: {resume_command(checkpoint_dir)}",

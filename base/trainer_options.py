@@ -1,10 +1,4 @@
-"""`read_trainer_options(section)`: the one place that reads the config's trainer section.
-
-It refuses bad values (utils/config_check.py, against the trainer.* rows of
-utils/config_rules.py) and near-miss spellings, fills in defaults, and returns a
-namespace the trainer, train.py and test.py read from. Keys it does not know and
-that are not near misses belong to the user's own trainer and pass through.
-"""
+"""`read_trainer_options`: the one reader of the trainer section; unknown keys that are no near miss are the user's."""
 from types import SimpleNamespace
 
 from utils.config_check import check_value, refuse_near_misses
@@ -17,13 +11,10 @@ def read_trainer_options(section):
     if not isinstance(section, dict):
         raise UserError("config: 'trainer' must be an object, e.g. {\"epochs\": 10, \"save_dir\": \"saved/\"}")
     refuse_near_misses(section, TRAINER_OPTIONS, "trainer")
-    values = {}
-    for name in TRAINER_OPTIONS:
-        default = RULES[f"trainer.{name}"].default
+    values = {name: RULES[f"trainer.{name}"].default for name in TRAINER_OPTIONS}
+    for name, default in values.items():
         if name in section:
             values[name] = check_value(f"trainer.{name}", section[name])
         elif default is REQUIRED:
             raise UserError(f"config has no 'trainer.{name}'; add it to the trainer section")
-        else:
-            values[name] = default
     return SimpleNamespace(**values)

@@ -34,11 +34,7 @@ def _load_optimizer(optimizer, state, keep_new_settings):
 
 
 def _restore_scheduler(trainer, checkpoint, optimizer_resumed):
-    """Continue the scheduler's schedule, unless it or its optimizer is a new one.
-
-    A scheduler's state holds its optimizer's base lrs and its own type's
-    settings, so a changed optimizer or scheduler type starts it afresh.
-    """
+    """Continue the scheduler's schedule, unless it or its optimizer is a new one (its state holds both's settings)."""
     if trainer.lr_scheduler is None or checkpoint.get("lr_scheduler") is None:
         return
     old_type = (checkpoint["config"].get("lr_scheduler") or {}).get("type")

@@ -1,5 +1,4 @@
-"""MNIST from torchvision's files: a clear error when they are missing, and an
-in-memory dataset that serves whole normalised batches by index."""
+"""MNIST from torchvision's files: a clear error when they are missing, and an in-memory dataset of them."""
 import logging
 import math
 import re
@@ -16,20 +15,14 @@ MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
-def uint8_image():
-    """The per-sample step: PIL image -> uint8 tensor (C, H, W); the float arithmetic waits for the batch."""
-    from torchvision.transforms import v2  # imported by the per-sample path only: it takes seconds
-
-    return v2.PILToTensor()
-
-
-def load_mnist(data_dir, train, download, transform=None):
-    """torchvision's MNIST at `data_dir`; downloads only when files are missing."""
-    from torchvision import datasets
+def load_mnist(data_dir, train, download):
+    """torchvision's MNIST at `data_dir`, samples as uint8 (C, H, W): the float arithmetic waits for the batch."""
+    from torchvision import datasets  # the per-sample path only: importing torchvision takes seconds
+    from torchvision.transforms import v2
 
     raw = ensure_mnist_files(data_dir, train, download)
     try:
-        return datasets.MNIST(data_dir, train=train, download=False, transform=transform)
+        return datasets.MNIST(data_dir, train=train, download=False, transform=v2.PILToTensor())
     except (RuntimeError, ValueError, OSError) as err:
         raise _corrupt(raw, err) from None
 
@@ -40,13 +33,12 @@ DOWNLOAD_TIMEOUT_S = 15  # per connection and read: an unreachable mirror fails 
 def ensure_mnist_files(data_dir, train, download):
     """The folder of the raw MNIST files; downloads missing ones when allowed, else a UserError."""
     raw = Path(data_dir) / "MNIST" / "raw"
-    missing = [name for name in MNIST_FILES if not (raw / name).is_file()]
     attempt = "download is off (data_loader.args.download: false)"
-    if missing and download:
+    if download and not all((raw / name).is_file() for name in MNIST_FILES):
         logging.getLogger("data_loader").info(f"MNIST files missing in {raw}: downloading them")
         failure = _download(data_dir, train, raw)
-        missing = [name for name in MNIST_FILES if not (raw / name).is_file()]
         attempt = f"the download failed ({failure})" if failure else "the download did not bring them"
+    missing = [name for name in MNIST_FILES if not (raw / name).is_file()]
     if missing:
         skip = " and set data_loader.args.download to false to skip the download" if download else ""
         raise UserError(f"MNIST files missing in {raw}: {', '.join(missing)}; {attempt}. Place the four "
@@ -100,13 +92,7 @@ def read_idx_ubyte(path, ndim):
 
 
 class InMemoryMNIST(torch.utils.data.Dataset):
-    """MNIST decoded once into uint8 tensors; batches are normalised when served.
-
-    Images stay uint8 (a quarter of float32's memory); `__getitems__` takes a
-    whole batch of indices, so the DataLoader fetches a batch with one tensor
-    index instead of collating samples one by one. The arithmetic is that of
-    ToTensor + Normalize, so values match the per-sample path bit for bit.
-    """
+    """MNIST decoded once into uint8 tensors; `__getitems__` serves a normalised batch with one tensor index."""
 
     def __init__(self, data_dir, train=True, download=True):
         raw = ensure_mnist_files(data_dir, train, download)

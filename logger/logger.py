@@ -12,12 +12,8 @@ DEFAULT_CONFIG = Path(__file__).with_name("logger_config.json")
 
 
 def setup_logging(save_dir, log_config=DEFAULT_CONFIG, default_level=logging.INFO, to_file=True):
-    """Configure the root logger from `log_config`, writing files into `save_dir`.
-
-    With `to_file=False` (ranks other than 0 under torch.distributed, or
-    before a run folder exists) only the console handler is kept, at WARNING
-    for non-zero ranks so that messages are not printed once per process.
-    """
+    """Configure the root logger from `log_config`, writing files into `save_dir`; with `to_file=False`
+    (ranks other than 0, or before a run folder exists) only the console handler is kept."""
     log_config = Path(log_config)
     if not log_config.is_file():
         logging.basicConfig(level=default_level)

@@ -1,6 +1,4 @@
-"""TensorboardWriter: SummaryWriter calls tagged by mode, created only when used; every scalar
-also goes to the run's experiment trackers (MLflow, W&B), so classic trainer code reaches them."""
-import importlib
+"""TensorboardWriter: SummaryWriter calls tagged by mode; every scalar also reaches the run's trackers (MLflow, W&B)."""
 import logging
 from datetime import datetime
 
@@ -9,17 +7,8 @@ from logger.trackers.tracker_set import TrackerSet
 
 
 class TensorboardWriter:
-    """Wraps torch.utils.tensorboard.SummaryWriter.
-
-    Classic use: `set_step(step, mode)` sets the global step and the tag suffix
-    ('train' / 'valid') and records `steps_per_sec`; every add_* call then writes
-    `<tag>/<mode>` at that step (histograms and embeddings keep their own tag).
-    `write(...)` writes one value at an explicit step and tag, leaving that state
-    alone. When disabled, every call is a no-op. The SummaryWriter (and
-    TensorBoard with it) is imported on the first write, not at start-up.
-    `trackers` (a TrackerSet) receives every add_scalar / add_scalars value with
-    the same tag and step; the writer is enabled when either side is on.
-    """
+    """SummaryWriter, imported on the first write. Classic use: `set_step(step, mode)`, then every add_* call writes
+    `<tag>/<mode>` at that step (histograms, embeddings: their own tag); with no TensorBoard or tracker, a no-op."""
 
     TB_METHODS = {"add_scalar", "add_scalars", "add_image", "add_images", "add_audio",
                   "add_text", "add_histogram", "add_pr_curve", "add_embedding"}
@@ -41,13 +30,12 @@ class TensorboardWriter:
     def writer(self):
         if self._writer is None and self.tensorboard:
             try:
-                tensorboard = importlib.import_module("torch.utils.tensorboard")
+                from torch.utils.tensorboard import SummaryWriter
+                self._writer = SummaryWriter(self.log_dir)
             except ImportError:
                 self.logger.warning("Warning: TensorBoard is not installed (pip install tensorboard); "
                                     "set trainer.tensorboard to false to silence this.")
                 self.tensorboard = False
-                return None
-            self._writer = tensorboard.SummaryWriter(self.log_dir)
         return self._writer
 
     def open(self):
@@ -57,34 +45,26 @@ class TensorboardWriter:
     def set_step(self, step, mode="train"):
         self.mode = mode
         self.step = step
-        if step == 0:
-            self.timer = datetime.now()
-        else:
+        if step != 0:
             elapsed = (datetime.now() - self.timer).total_seconds()
             if elapsed > 0:
                 self.add_scalar("steps_per_sec", 1 / elapsed)
-            self.timer = datetime.now()
+        self.timer = datetime.now()
 
-    def write(self, method, tag, data, step, **kwargs):
+    def write(self, method, tag, data, step, *args, **kwargs):
         """`SummaryWriter.<method>(tag, data, step)` as given: no suffix, no change of step or mode."""
         self._track(method, tag, data, step)
-        writer = self.writer if self.tensorboard else None
-        if writer is not None:
-            getattr(writer, method)(tag, data, step, **kwargs)
+        if self.writer is not None:
+            getattr(self.writer, method)(tag, data, step, *args, **kwargs)
 
     def __getattr__(self, name):
-        if name in self.TB_METHODS:
-            return self._tagged(name)
-        raise AttributeError(f"type object '{type(self).__name__}' has no attribute '{name}'")
+        if name not in self.TB_METHODS:
+            raise AttributeError(f"type object '{type(self).__name__}' has no attribute '{name}'")
 
-    def _tagged(self, name):
         def write(tag, data, *args, **kwargs):
             if name not in self.UNTAGGED and self.mode:
                 tag = f"{tag}/{self.mode}"
-            self._track(name, tag, data, self.step)
-            writer = self.writer if self.tensorboard else None
-            if writer is not None:
-                getattr(writer, name)(tag, data, self.step, *args, **kwargs)
+            self.write(name, tag, data, self.step, *args, **kwargs)
         return write
 
     def _track(self, method, tag, data, step):
@@ -97,10 +77,9 @@ class TensorboardWriter:
 
     def end_epoch(self, epoch, log, best):
         """After an epoch is saved: HParams (settings beside final and best metrics), tracker artifacts."""
-        writer = self.writer if self.tensorboard else None
-        if writer is not None:
-            self.hparams.write(writer, epoch, log, best)
-            writer.flush()
+        if self.writer is not None:
+            self.hparams.write(self.writer, epoch, log, best)
+            self.writer.flush()
         self.trackers.end_epoch(epoch, log, best)
 
     def flush(self):

@@ -1,8 +1,5 @@
-"""Metrics named in config.json (`metrics`).
-
-Each returns a 0-d tensor on the output's device, so the training step needs
-no host-device synchronisation; the trainer reads the numbers when it logs.
-"""
+"""Metrics named in config.json (`metrics`): each returns a 0-d tensor on the output's device, so the training
+step needs no host-device synchronisation; the trainer reads the numbers when it logs."""
 import torch
 
 from utils.errors import UserError

@@ -3,13 +3,8 @@ from utils.errors import UserError
 
 
 class BatchStream:
-    """Serves training batches and knows where it is: (data pass, samples into it).
-
-    Epoch-based training runs one pass per epoch; iteration-based training
-    (`len_epoch`) takes a fixed number of batches and crosses passes. Each pass
-    is shuffled by `loader.set_epoch(pass)`. The position is counted in samples,
-    so a run resumed with another batch size continues at the same sample.
-    """
+    """Serves training batches, crossing passes, and knows where it is: (data pass, samples into it). Counted in
+    samples, so a run resumed with another batch size continues at the same sample."""
 
     def __init__(self, loader):
         self.loader = loader
@@ -28,7 +23,7 @@ class BatchStream:
                 batch = next(self._iterator)
             except StopIteration:
                 empty = self.position == 0
-                self.next_pass()
+                self.data_pass, self.position, self._iterator = self.data_pass + 1, 0, None
                 if count is None:
                     return
                 if empty:
@@ -47,11 +42,6 @@ class BatchStream:
         left = max(0, len(self.loader.sampler) - self.position)
         size = self.loader.batch_size or 1
         return left // size if self.loader.drop_last else -(-left // size)
-
-    def next_pass(self):
-        self.data_pass += 1
-        self.position = 0
-        self._iterator = None
 
     def _start_pass(self):
         if hasattr(self.loader, "set_epoch"):

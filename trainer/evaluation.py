@@ -31,7 +31,7 @@ def evaluate(model, loader, criterion, metric_fns, device, label="Valid", show_b
                 loss = criterion(output, target)
             update_metrics(metrics, metric_fns, output, target, loss)
             progress.update(target.size(0))
-            if progress.active and batch_idx % log_step == 0:  # reading the loss syncs: log steps only
+            if show_bar and batch_idx % log_step == 0:  # reading the loss syncs: log steps only
                 progress.show(loss=f"{metrics.avg('loss'):.4f}")
     progress.close()
     metrics.all_reduce(dist.all_reduce_sum)

@@ -21,12 +21,8 @@ def _has_width(stream):
 
 
 class EpochProgress:
-    """Counts samples of one epoch; shows them as a tqdm bar when enabled.
-
-    `update` is called every batch and costs next to nothing; values such as
-    the running loss are passed to `show` only on logging steps, where the
-    trainer reads them anyway.
-    """
+    """Counts samples of one epoch, shown as a tqdm bar when enabled. `update` runs every batch and costs next
+    to nothing; `show` takes values read on logging steps only."""
 
     def __init__(self, total_batches, desc, enabled, initial=0):
         self.bar = None
@@ -36,10 +32,6 @@ class EpochProgress:
             self.bar = tqdm(total=total_batches, initial=initial, desc=desc, unit="batch",
                             dynamic_ncols=True, leave=False, file=sys.stderr)
         self.samples = 0
-
-    @property
-    def active(self):
-        return self.bar is not None
 
     def update(self, batch_size):
         self.samples += batch_size

@@ -3,6 +3,7 @@ import logging
 import math
 import time
 from contextlib import nullcontext
+from functools import partial
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -49,15 +50,15 @@ class Trainer(BaseTrainer):
         self.show_bar = use_progress_bar(opts.verbosity)
         self.is_ddp = isinstance(model, DistributedDataParallel)
         self.eval_model = model.module if self.is_ddp else model  # no DDP collectives in validation
-        autocast_dtype = AUTOCAST_DTYPES.get(opts.amp or None)
-        self.autocast = (lambda: torch.autocast(device.type, dtype=autocast_dtype)) \
-            if autocast_dtype is not None else nullcontext
+        self.autocast = partial(torch.autocast, device.type, dtype=AUTOCAST_DTYPES[opts.amp]) \
+            if opts.amp in AUTOCAST_DTYPES else nullcontext
 
     def _train_epoch(self, epoch):
         """Train one epoch; return the averaged train and val_ metrics, lr and timing."""
         self.model.train()
-        start, self.batch_in_epoch = self.batch_in_epoch, 0
-        epoch_len = self.len_epoch or start + self.stream.batches_left_in_pass()
+        start, epoch_len = self.batch_in_epoch, self._epoch_len()
+        self.batch_in_epoch = 0
+        self.interval.reset()  # it counts from the last checkpoint: the previous epoch's, or none
         if start == 0:
             self.train_metrics.reset()
         lr = self.optimizer.param_groups[0]["lr"]
@@ -66,7 +67,7 @@ class Trainer(BaseTrainer):
         batches = self.stream.take(epoch_len - start if self.len_epoch else None)
         for batch_idx, (data, target) in enumerate(batches, start):
             data, target = to_device(data, target, self.device, self.train_transform)
-            step_now = self._is_step_batch(batch_idx, epoch_len)
+            step_now = (batch_idx + 1) % self.accumulate == 0 or batch_idx + 1 == epoch_len
             output, loss = self._run_batch(data, target, step_now=step_now)
             update_metrics(self.train_metrics, self.metric_ftns, output, target, loss)
             self.batch_in_epoch, self.global_step = batch_idx + 1, self.global_step + 1
@@ -80,6 +81,7 @@ class Trainer(BaseTrainer):
                     raise TrainingInterrupted(self.stop_signals.signum or 15)
                 if save and batch_idx + 1 < epoch_len:  # the epoch's own save follows its last batch
                     self._save_position(epoch)
+                    self.interval.reset()
         progress.close()
         self.train_metrics.all_reduce(dist.all_reduce_sum)  # reads the totals: waits for queued GPU work
         train_time = time.perf_counter() - started
@@ -92,8 +94,9 @@ class Trainer(BaseTrainer):
         return {**log, "lr": lr, "epoch_time": time.perf_counter() - started,
                 "samples_per_sec": samples / train_time if train_time > 0 else float("nan")}
 
-    def _is_step_batch(self, batch_idx, epoch_len):
-        return (batch_idx + 1) % self.accumulate == 0 or batch_idx + 1 == epoch_len
+    def _epoch_len(self):
+        """Batches in the epoch that trains next (or is being resumed)."""
+        return self.len_epoch or self.batch_in_epoch + self.stream.batches_left_in_pass()
 
     def _run_batch(self, data, target, step_now=True):
         """Forward and backward one batch; step the optimizer on the last micro-step."""
@@ -133,20 +136,18 @@ class Trainer(BaseTrainer):
         if self.lr_scheduler is None or self.per_batch_scheduler:
             return
         if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            key = self.monitor.metric if self.monitor.metric in log else \
-                ("val_loss" if "val_loss" in log else "loss")
+            key = next(key for key in (self.monitor.metric, "val_loss", "loss") if key in log)
             self.lr_scheduler.step(log[key])
         else:
             self.lr_scheduler.step()
 
     def _log_batch(self, epoch, batch_idx, epoch_len, loss, data, progress):
         loss_value = loss.item()  # the one host-device sync, on logging steps only
-        if progress.active:
+        if self.show_bar:
             progress.show(loss=f"{self.train_metrics.avg('loss'):.4f}")
         else:
-            done = (batch_idx + 1) / epoch_len
-            self.logger.debug(f"Train Epoch: {epoch} [{batch_idx + 1}/{epoch_len} ({100.0 * done:.0f}%)] "
-                              f"Loss: {loss_value:.6f}")
+            self.logger.debug(f"Train Epoch: {epoch} [{batch_idx + 1}/{epoch_len} "
+                              f"({100.0 * (batch_idx + 1) / epoch_len:.0f}%)] Loss: {loss_value:.6f}")
         if self.writer.enabled:
             self.writer.write("add_scalar", "loss/step", loss_value, self.global_step)
             if self.options.tensorboard_images:
@@ -166,15 +167,6 @@ class Trainer(BaseTrainer):
         stop, late = dist.any_rank(self.stop_signals.requested, self.is_main and self.interval.due(clock=True))
         return stop, late or self.interval.due(clock=False)
 
-    def _save_position(self, epoch):
-        state = super()._save_position(epoch)
-        self.interval.reset()
-        return state
-
-    def _save_epoch(self, epoch, improved, last, log):
-        super()._save_epoch(epoch, improved, last, log)
-        self.interval.reset()  # the interval counts from the last checkpoint of either kind
-
     # ---- checks before training ---------------------------------------------
     def _metric_names(self):
         names = ["loss", *(metric_name(m) for m in self.metric_ftns)]
@@ -186,8 +178,7 @@ class Trainer(BaseTrainer):
         if not self.per_batch_scheduler or total is None:
             return
         per_epoch = math.ceil((self.len_epoch or len(self.data_loader)) / self.accumulate)
-        left = self.len_epoch - self.batch_in_epoch if self.len_epoch else self.stream.batches_left_in_pass()
-        this_epoch = math.ceil(left / self.accumulate)
+        this_epoch = math.ceil((self._epoch_len() - self.batch_in_epoch) / self.accumulate)
         needed = self.lr_scheduler.last_epoch + this_epoch + (self.epochs - self.start_epoch) * per_epoch
         if needed > total:
             name = type(self.lr_scheduler).__name__
@@ -210,8 +201,6 @@ class Trainer(BaseTrainer):
             self.batch_in_epoch = checkpoint.get("resume_batch", 0)
         else:  # counted in samples: the batch size may have changed since
             self.batch_in_epoch = math.ceil(self.stream.position / (self.data_loader.batch_size or 1))
-        if not self.batch_in_epoch:
-            self.train_metrics.reset()
         if self.stream.position and old_batch_size != self.data_loader.batch_size:
             self.resume_log.append((logging.INFO, f"The batch size changed from {old_batch_size} to "
                                     f"{self.data_loader.batch_size}: the epoch continues after the "

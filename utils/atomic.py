@@ -1,10 +1,4 @@
-"""The one way files are replaced: write a temp file beside the target, fsync, rename.
-
-A crash at any moment leaves either the old file or the new one, never a
-half-written file under the real name. A write that fails (a full disk, mostly)
-is SaveFailed: one line naming the files, why, and the space free, exit code 74.
-A run's files reach this through utils/run_folder.py, which adds group commits.
-"""
+"""The one way files are replaced: temp file beside the target, fsync, rename (docs/checkpoints.md: Saving)."""
 import contextlib
 import errno
 import os
@@ -15,11 +9,10 @@ from pathlib import Path
 from utils.errors import UserError
 
 HOST = socket.gethostname()  # in temp names: a pid says whether its writer lives only on the writer's host
-EXIT_SAVE_FAILED = 74  # sysexits' EX_IOERR: the run's state could not be written (docs/checkpoints.md: exit codes)
 
 
 class SaveFailed(UserError):
-    exit_code = EXIT_SAVE_FAILED
+    exit_code = 74  # sysexits' EX_IOERR: the run's state could not be written (docs/checkpoints.md: exit codes)
 
 
 def atomic_write(path, write, binary=True, hint=""):
@@ -28,23 +21,15 @@ def atomic_write(path, write, binary=True, hint=""):
 
 
 def atomic_write_all(items, binary=True, needed=None, hint="", shown=None):
-    """Replace every (path, write) of `items`, or none of them.
-
-    All temp files are written (and fsynced) first, and renamed only when each
-    succeeded: a full disk midway leaves every file as it was. `needed` (bytes),
-    `hint` (what to do next) and `shown` (the names to report) complete the
-    SaveFailed message.
-    """
+    """Replace every (path, write) of `items`, or none of them: all temp files are written and fsynced before
+    any is renamed, so a full disk midway leaves every file as it was."""
     folders = {Path(path).parent for path, _ in items}
     for folder in folders:
         _remove_stale_temps(folder)
-    temps = []
+    temps = [Path(path).with_name(f".{Path(path).name}.tmp{os.getpid()}.{HOST}") for path, _ in items]
+    text_mode = {} if binary else {"encoding": "utf-8", "newline": ""}
     try:
-        for path, write in items:
-            path = Path(path)
-            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.{HOST}")
-            temps.append(tmp)
-            text_mode = {} if binary else {"encoding": "utf-8", "newline": ""}
+        for tmp, (_, write) in zip(temps, items, strict=True):
             with tmp.open("wb" if binary else "w", **text_mode) as handle:
                 write(handle)
                 handle.flush()
@@ -76,26 +61,19 @@ def save_failed(err, paths, needed=None, hint="", shown=None):
 
 def _remove_stale_temps(folder):
     """Delete temp files whose writer died mid-write (SIGKILL, OOM): never read, and as big as a checkpoint.
-
-    A temp file of a live process (test.py writing beside a running training) is left alone, and so is
-    one of another host (shared storage): its pid means nothing here.
-    """
+    A live process's (test.py beside a training) is left alone, and so is another host's (shared storage)."""
     if os.name != "posix":  # os.kill(pid, 0) only asks on POSIX; elsewhere it would kill
         return
     for tmp in folder.glob(".*.tmp*"):
         pid = tmp.name.rpartition(".tmp")[2].removesuffix(f".{HOST}")  # another host's: not digits, kept
-        if pid.isdigit() and not _process_alive(int(pid)):
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:  # its writer is dead
             tmp.unlink(missing_ok=True)
-
-
-def _process_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, but someone else's
-        return True
-    return True
+        except PermissionError:  # alive, but someone else's
+            pass
 
 
 def fsync_dir(folder):

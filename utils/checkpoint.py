@@ -13,22 +13,15 @@ from utils.errors import UserError
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
-def _wrapper_types():
-    from torch._dynamo.eval_frame import OptimizedModule  # torch.compile's wrapper
-
-    return (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel), OptimizedModule
-
-
 def unwrap_model(model):
     """The plain model inside DataParallel / DistributedDataParallel / torch.compile.
+    Known by type, not by attribute: a user's model may own a submodule named `module`."""
+    from torch._dynamo.eval_frame import OptimizedModule  # torch.compile's wrapper
 
-    Known by type, not by attribute: a user's model may own a submodule named `module`.
-    """
-    parallel, compiled = _wrapper_types()
     while True:
-        if isinstance(model, parallel):
+        if isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
             model = model.module
-        elif isinstance(model, compiled):
+        elif isinstance(model, OptimizedModule):
             model = model._orig_mod
         else:
             return model
@@ -50,8 +43,7 @@ def load_checkpoint(path, map_location="cpu"):
     """Load a checkpoint safely (weights_only=True); a bad file is a UserError."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist; pass the path of a .pth file "
-                        "under saved/models/ with -r")
+        raise UserError(f"checkpoint {path} does not exist; pass the path of a .pth file under saved/models/ with -r")
     if not _looks_like_torch_save(path):
         raise UserError(f"{path} is not a checkpoint (not a file written by torch.save); "
                         "pass a .pth file written by train.py, e.g. model_latest.pth")
@@ -81,39 +73,27 @@ def _looks_like_torch_save(path):
 def _refusal_reason(err):
     # torch's message is long and advises retrying with weights_only=False, which must not be
     # followed here: report only what was refused
-    text = str(err)
-    found = re.search(r"GLOBAL ([\w.]+)", text)
-    if found:
+    if found := re.search(r"GLOBAL ([\w.]+)", str(err)):
         return f"it would load the global {found.group(1)}"
-    found = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+    found = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(err))
     return found.group(1).strip().rstrip(".") if found else "unsupported content"
 
 
 def load_weights(model, state_dict, path):
-    """Load a checkpoint's weights into the plain `model`; weights of another architecture are refused."""
+    """Load a checkpoint's weights into the plain `model`; weights of another architecture are refused, naming
+    the keys that differ."""
     state_dict = matching_keys(state_dict, model)
-    check_state_dict_matches(model, state_dict, path)
-    model.load_state_dict(state_dict)
-
-
-def check_state_dict_matches(model, state_dict, path):
-    """Refuse weights made for another architecture, naming the keys that differ."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     reshaped = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
                 if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)]
-    if not (missing or unexpected or reshaped):
-        return
-    parts = []
-    if missing:
-        parts.append(f"missing {_few(missing)}")
-    if unexpected:
-        parts.append(f"unexpected {_few(unexpected)}")
-    if reshaped:
-        parts.append(f"shape differs: {_few(reshaped)}")
-    raise UserError(f"checkpoint {path} was made for another architecture ({'; '.join(parts)}); "
-                    "use a checkpoint of this arch or set arch to the one it was trained with")
+    parts = [f"{what} {_few(keys)}" for what, keys in
+             [("missing", missing), ("unexpected", unexpected), ("shape differs:", reshaped)] if keys]
+    if parts:
+        raise UserError(f"checkpoint {path} was made for another architecture ({'; '.join(parts)}); "
+                        "use a checkpoint of this arch or set arch to the one it was trained with")
+    model.load_state_dict(state_dict)
 
 
 def _few(names, limit=4):

@@ -1,9 +1,5 @@
-"""The one checker of config values (against utils/config_rules.py), run before anything is built or written.
-
-ConfigParser checks what it reads itself (name, seed, trainer); train.py and
-test.py call `check_sections` for the parts they build. Sections a user adds
-for their own code are not checked here: `init_obj` checks them when it builds them.
-"""
+"""The one checker of config values (against utils/config_rules.py), run before anything is built or written;
+sections a user adds for their own code are checked by `init_obj` when it builds them."""
 import logging
 
 from utils.config_rules import RULES, UNSET
@@ -69,10 +65,7 @@ def check_typed_section(config, section):
 
 
 def refuse_near_misses(section, known, where, cutoff=TYPO):
-    """A key that is not known but close to one that is, is a typo: refuse it, naming the right one.
-
-    Keys far from every known one pass: they belong to the user's own code.
-    """
+    """A key close to a known one is a typo: refuse it, naming the right one (far ones are the user's own)."""
     for key in section:
         close = did_you_mean(key, known, cutoff) if key not in known else None
         if close:
@@ -81,10 +74,7 @@ def refuse_near_misses(section, known, where, cutoff=TYPO):
 
 
 def warn_near_miss_sections(config):
-    """A top-level key that is not the template's but close to one is probably a typo: say so.
-
-    Not an error: a project may add sections of its own for its own code.
-    """
+    """A top-level key close to one of the template's is probably a typo: warn (a project may add its own)."""
     for key in config:
         close = did_you_mean(key, KNOWN_SECTIONS) if key not in KNOWN_SECTIONS else None
         if close and close[0] not in config:

@@ -1,10 +1,5 @@
 """Every config value the template reads, in one table: dotted key -> Rule(default, test, expected).
-
-`utils.config_check.check_value` is the one place a value is judged against its row;
-`base.trainer_options.read_trainer_options` fills in the `trainer.*` defaults. The
-README's trainer table mirrors the `trainer.*` rows. A key absent from the config is
-not checked unless its default is REQUIRED.
-"""
+The README's trainer table mirrors the `trainer.*` rows. A key the config leaves out is checked only if REQUIRED."""
 import re
 from collections import namedtuple
 from numbers import Real
@@ -14,7 +9,6 @@ from logger.trackers.specs import check_trackers
 Rule = namedtuple("Rule", "default test expected")
 REQUIRED = object()  # the config must set it
 UNSET = object()  # the template passes nothing when the config leaves it out
-DURATION_UNITS = {"s": 1, "min": 60, "h": 3600}
 
 
 def is_int(value):
@@ -28,7 +22,7 @@ def is_number(value):
 def parse_duration(text):
     """"30s", "10min", "1.5h" -> seconds; None for anything else."""
     found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|min|h)\s*", str(text))
-    return float(found.group(1)) * DURATION_UNITS[found.group(2)] if found else None
+    return float(found.group(1)) * {"s": 1, "min": 60, "h": 3600}[found.group(2)] if found else None
 
 
 def _positive_int(v):

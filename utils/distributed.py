@@ -1,8 +1,5 @@
-"""torch.distributed in a few named helpers; every one also works without it.
-
-torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them the process is
-rank 0 of 1 and each helper does the single-process thing.
-"""
+"""torch.distributed in a few named helpers; without torchrun (RANK, WORLD_SIZE) the process is rank 0 of 1
+and each does the single-process thing."""
 import json
 import os
 import sys
@@ -18,36 +15,22 @@ _group = None  # this worker group's own id: a record it wrote itself is no rest
 _by_record = True  # False where every run has a name that finds it (tune.py's trials): no record is kept
 
 
-def launched_by_torchrun():
-    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
-
-
 def init_distributed():
-    """Join the process group torchrun set up; return this rank's device.
-
-    NCCL when CUDA is available, gloo on CPU. Without torchrun: no group.
-    """
-    if not launched_by_torchrun() or dist.is_initialized():
+    """Join the process group torchrun set up (NCCL on CUDA, else gloo); this rank's device, or None without."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ or dist.is_initialized():
         return None
     global _store, _group
     _die_with_parent()
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    store, rank, world_size = next(dist.rendezvous("env://"))
-    _store = store
-    # torchrun keeps its store across the worker groups it restarts. A restarted group that finds
-    # the keys the killed group left there reads dead workers' gloo addresses and either fails
-    # ("Connection refused") or, gloo's waiting side having no timeout (pytorch/gloo#520), hangs in
-    # init_process_group. Restart counts differ from node to node, so they cannot name the keys;
-    # instead each group removes its keys once every rank has joined (_forget_join_keys).
-    group_store = dist.PrefixStore(JOIN_PREFIX, store)
-    if torch.cuda.is_available():
-        device = torch.device("cuda", local_rank)
+    _store, rank, world_size = next(dist.rendezvous("env://"))
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if cuda else torch.device("cpu")
+    if cuda:
         torch.cuda.set_device(device)
-        dist.init_process_group("nccl", store=group_store, rank=rank, world_size=world_size, device_id=device)
-    else:
-        device = torch.device("cpu")
-        dist.init_process_group("gloo", store=group_store, rank=rank, world_size=world_size)
-    _forget_join_keys(store, rank)
+    # joining keys a killed group left in torchrun's store would hang a restarted one (docs/restarts.md: Why
+    # restarts used to hang); restart counts differ between nodes, so each group removes its own once all joined
+    dist.init_process_group("nccl" if cuda else "gloo", store=dist.PrefixStore(JOIN_PREFIX, _store), rank=rank,
+                            world_size=world_size, device_id=device if cuda else None)
+    _forget_join_keys(_store, rank)
     _group = broadcast_object(uuid.uuid4().hex)
     return device
 
@@ -122,18 +105,14 @@ def all_reduce_sum(tensor):
     """Sum a tensor over all ranks (in place where possible) and return it."""
     if not is_distributed():
         return tensor
-    device = _collective_device()
-    reduced = tensor.to(device)
+    reduced = tensor.to("cuda" if dist.get_backend() == "nccl" else "cpu")  # "cuda": this rank's current device
     dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
     return reduced.to(tensor.device)
 
 
 def any_rank(*flags):
     """For each flag: True on every rank when it is true on at least one (one collective for all)."""
-    if not is_distributed():
-        found = [bool(f) for f in flags]
-    else:
-        found = (all_reduce_sum(torch.tensor([1.0 if f else 0.0 for f in flags])) > 0).tolist()
+    found = (all_reduce_sum(torch.tensor([1.0 if f else 0.0 for f in flags])) > 0).tolist()
     return found[0] if len(flags) == 1 else found
 
 
@@ -161,20 +140,11 @@ def barrier():
 
 
 def cleanup():
-    """Leave the process group; after a clean finish, wait for every rank first.
-
-    Once a DDP model existed, gloo's worker threads outlive destroy_process_group;
-    one still freeing the last collective's tensors while Python shuts down aborts
-    the process ("terminate called without an active exception"). The barrier lets
-    them finish. After an error there is no wait: other ranks may never arrive.
-    """
+    """Leave the process group; after a clean finish, wait for every rank first: once a DDP model existed, a gloo
+    worker thread still freeing the last collective's tensors while Python shuts down aborts the process
+    ("terminate called without an active exception"). After an error there is no wait: others may never arrive."""
     if not is_distributed():
         return
     if sys.exc_info()[0] is None:  # called from a `finally`: None unless an exception is on its way out
         dist.barrier()
     dist.destroy_process_group()
-
-
-def _collective_device():
-    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" \
-        else torch.device("cpu")

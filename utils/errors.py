@@ -4,22 +4,15 @@ import sys
 
 
 class UserError(Exception):
-    """A mistake in a config, a flag or an input file.
-
-    The entry points print its message as one line on stderr and exit with
-    code 2, without a traceback: the message must say what is wrong and how
-    to fix it.
-    """
+    """A mistake in a config, a flag or an input file: printed as one line, exit code 2, no traceback.
+    The message must say what is wrong and how to fix it."""
 
     exit_code = 2
 
 
 def run_cli(main):
-    """Run `main()`; turn a UserError into one line on stderr and exit 2 (or its own code).
-
-    Under torchrun, a rank whose peer has already failed (its collective breaks off) exits with one
-    line too: the peer's own line says what went wrong.
-    """
+    """Run `main()`; a UserError is one line on stderr and exit 2 (or its own code). Under torchrun, a rank whose
+    peer has failed (its collective breaks off) exits with one line too: the peer's own line says why."""
     from utils import run_lock
 
     try:
@@ -46,7 +39,5 @@ def print_line(text):
 def _peer_failed(err):
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()):
-        return False
-    return isinstance(err, dist.DistError) or any(
-        text in str(err) for text in ("Connection closed by peer", "Connection reset by peer", "Broken pipe"))
+    return dist.is_available() and dist.is_initialized() and (isinstance(err, dist.DistError) or any(
+        text in str(err) for text in ("Connection closed by peer", "Connection reset by peer", "Broken pipe")))

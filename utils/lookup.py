@@ -19,25 +19,15 @@ def did_you_mean(name, known, cutoff=HINT, n=1):
 
 
 def public_names(module):
-    """The public classes and functions a config may name in `module`.
-
-    Those defined in the module (or in its submodules, as torch.optim's Adam is
-    in torch.optim.adam), plus any listed in its `__all__`. Nothing it merely
-    imported (nn, F, torch, BaseModel), no private names, no submodules.
-    """
+    """The public classes and functions a config may name in `module`: those defined in it or its submodules
+    (torch.optim.adam's Adam), or listed in its `__all__`; nothing it merely imported (nn, F, torch, BaseModel)."""
     prefix = module.__name__
-    defined = [name for name, obj in vars(module).items()
-               if getattr(obj, "__module__", None) in (prefix,) or
-               str(getattr(obj, "__module__", "")).startswith(prefix + ".")]
-    names = set(defined) | set(getattr(module, "__all__", ()))
-    return sorted(name for name in names if _is_buildable(module, name))
-
-
-def _is_buildable(module, name):
-    if name.startswith("_"):
-        return False
-    obj = getattr(module, name, None)
-    return inspect.isclass(obj) or inspect.isfunction(obj) or inspect.isbuiltin(obj)
+    homes = {name: str(getattr(obj, "__module__", "")) for name, obj in vars(module).items()}
+    defined = [name for name, home in homes.items() if home == prefix or home.startswith(prefix + ".")]
+    candidates = {name: getattr(module, name, None) for name in {*defined, *getattr(module, "__all__", ())}
+                  if not name.startswith("_")}
+    return sorted(name for name, obj in candidates.items()
+                  if inspect.isclass(obj) or inspect.isfunction(obj) or inspect.isbuiltin(obj))
 
 
 def find_by_name(module, name, what):
@@ -47,8 +37,7 @@ def find_by_name(module, name, what):
         return getattr(module, name)
     hint = did_you_mean(name, offered)
     suggestion = f"did you mean '{hint[0]}'? " if hint else ""
-    raise UserError(f"unknown {what} '{name}' in {module.__name__}; {suggestion}"
-                    f"available: {', '.join(offered)}")
+    raise UserError(f"unknown {what} '{name}' in {module.__name__}; {suggestion}available: {', '.join(offered)}")
 
 
 def check_arguments(target, args, kwargs, what):

@@ -1,5 +1,4 @@
-"""MetricTracker: batch-size-weighted running averages; and the per-batch update both
-the Trainer and test.py make."""
+"""MetricTracker: batch-size-weighted running averages, and the per-batch update of the Trainer and test.py."""
 import torch
 
 from utils import distributed as dist
@@ -18,12 +17,8 @@ def update_metrics(tracker, metric_fns, output, target, loss):
 
 
 class MetricTracker:
-    """Running, batch-size-weighted averages of named values.
-
-    Values may be tensors on any device: they are summed where they live, so
-    updating costs no host-device synchronisation; numbers are read only by
-    `avg`, `result` and `state_dict`. `_data` gives the classic pandas table.
-    """
+    """Running, batch-size-weighted averages of named values; tensors are summed on their device, so updating
+    costs no host-device synchronisation."""
 
     def __init__(self, *keys, writer=None):
         # classic: with a writer, every update is also a TensorBoard scalar at the writer's step.
@@ -57,9 +52,8 @@ class MetricTracker:
 
     def all_reduce(self, reduce_sum):
         """Sum totals and counts over processes with `reduce_sum(tensor) -> tensor`."""
-        packed = torch.tensor([[float(self._totals[k]), self._counts[k]] for k in self.keys],
-                              dtype=torch.float64)
-        packed = reduce_sum(packed)
+        packed = reduce_sum(torch.tensor([[float(self._totals[k]), self._counts[k]] for k in self.keys],
+                                         dtype=torch.float64))
         self._totals = {k: packed[i, 0].item() for i, k in enumerate(self.keys)}
         self._counts = {k: int(packed[i, 1].item()) for i, k in enumerate(self.keys)}
 
@@ -74,15 +68,15 @@ class MetricTracker:
     def _data(self):
         import pandas as pd  # only when the table is asked for: pandas is slow to import
 
-        counts = [self._counts[k] for k in self.keys]
-        totals = [float(self._totals[k]) for k in self.keys]
-        return pd.DataFrame({"total": totals, "counts": counts,
+        return pd.DataFrame({"total": [float(self._totals[k]) for k in self.keys],
+                             "counts": [self._counts[k] for k in self.keys],
                              "average": [self.avg(k) for k in self.keys]}, index=self.keys)
 
 
 class RankShares:
-    """A tracker's state as a checkpoint part: every rank's partial sums (saving is a collective), and
-    this rank's own share back on loading."""
+    """A tracker's state as a checkpoint part: every rank's partial sums (saving is a collective); loaded, this
+    rank's own share. Saved with another number of processes, rank 0 takes the sum of all and the others
+    nothing: the all-reduce then gives the right totals."""
 
     def __init__(self, tracker):
         self.tracker = tracker
@@ -91,19 +85,9 @@ class RankShares:
         return dist.all_gather_object(self.tracker.state_dict())
 
     def load_state_dict(self, states):
-        self.tracker.load_state_dict(own_share(states))
-
-
-def own_share(states):
-    """This rank's tracker state from a checkpoint's per-rank list (or an older single state).
-
-    Saved with another number of processes, rank 0 takes the sum of all of them: the epoch's
-    totals stay right after the all-reduce.
-    """
-    if isinstance(states, dict):
-        states = [states]
-    if len(states) == dist.get_world_size():
-        return states[dist.get_rank()]
-    if dist.get_rank() != 0:
-        return {"totals": dict.fromkeys(states[0]["totals"], 0.0), "counts": dict.fromkeys(states[0]["counts"], 0)}
-    return {part: {k: sum(s[part][k] for s in states) for k in states[0][part]} for part in ("totals", "counts")}
+        states = [states] if isinstance(states, dict) else states  # older checkpoints hold one state
+        if len(states) == dist.get_world_size():
+            return self.tracker.load_state_dict(states[dist.get_rank()])
+        summed = states if dist.get_rank() == 0 else []
+        self.tracker.load_state_dict({part: {k: sum(s[part][k] for s in summed) for k in states[0][part]}
+                                      for part in ("totals", "counts")})

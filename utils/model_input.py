@@ -7,15 +7,12 @@ from utils.errors import UserError
 
 def forward(model, data, first_batch):
     """`model(data)`. On a run's first batch a RuntimeError (conv channels, layer sizes) means the config's
-    arch does not fit its data_loader, so it becomes a UserError; later batches are not wrapped, so an error
-    in the middle of training keeps its traceback."""
-    if not first_batch:
-        return model(data)
+    arch does not fit its data_loader, so it becomes a UserError; an error in a later batch keeps its traceback."""
     try:
         return model(data)
     except RuntimeError as err:
-        if isinstance(err, (torch.OutOfMemoryError, getattr(torch, "AcceleratorError", ()))):
-            raise  # not the batch's fault: out of memory, a device error
+        if not first_batch or isinstance(err, (torch.OutOfMemoryError, getattr(torch, "AcceleratorError", ()))):
+            raise  # mid-training, or not the batch's fault (out of memory, a device error)
         plain = unwrap_model(model)
         # through a wrapper, ask the plain model: torch.compile and DataParallel bury torch's own message
         cause = err if plain is model else _eager_error(plain, data)

@@ -8,8 +8,7 @@ from utils.lookup import TYPO, did_you_mean
 def parse_override(text):
     """'a.b=3' -> (['a', 'b'], 3, allow_new=False); '+a.b=x' adds a new key."""
     allow_new = text.startswith("+")
-    body = text[1:] if allow_new else text
-    key, sep, raw = body.partition("=")
+    key, sep, raw = text.removeprefix("+").partition("=")
     if not sep or not key or any(part == "" for part in key.split(".")):
         raise UserError(f"override '{text}' is not key.path=value; write e.g. -o trainer.epochs=3")
     try:
@@ -20,11 +19,8 @@ def parse_override(text):
 
 
 def with_known_keys(overrides, known):
-    """-o texts with keys the code knows marked as addable; a near miss of one is an error.
-
-    known: {'trainer': option names}: keys read with a default, so `-o trainer.len_epoch=100`
-    works when the config file leaves the key out, and `+trainer.epoch=3` (a key nothing reads) is refused.
-    """
+    """-o texts with keys the code reads with a default (known: {'trainer': names}) marked as addable, so
+    `-o trainer.len_epoch=100` works when the config leaves it out; a near miss (+trainer.epoch=3) is an error."""
     marked = []
     for text in overrides:
         path, value, allow_new = parse_override(text)
@@ -34,7 +30,7 @@ def with_known_keys(overrides, known):
         if close:
             right = f"{section}.{close[0]}"
             raise UserError(f"unknown config key {'.'.join(path)}; did you mean {right}? "
-                            f"write -o {right}={_shown(value)}")
+                            f"write -o {right}={value if isinstance(value, str) else json.dumps(value)}")
         marked.append(text if allow_new or last not in names else "+" + text)
     return marked
 
@@ -52,14 +48,15 @@ def apply_override(config, path, value, allow_new=False):
         if not isinstance(node, dict):
             raise UserError(f"cannot set {dotted}: {'.'.join(path[:depth + 1])} is not an object")
     last = path[-1]
+    old_kind, new_kind = _kind(node.get(last)), _kind(value)
     if last not in node:
         if not allow_new:
             raise UserError(_unknown_key(node, path, dotted))
-    elif not _same_kind(node[last], value):
+    elif "null" not in (old_kind, new_kind) and old_kind != new_kind:  # null goes with every type
         # a number where the file has a string is the one case quoting fixes: name='"123"'
-        quote = ", or quote it as a JSON string" if _kind(node[last]) == "string" else ""
-        raise UserError(f"override {dotted}={json.dumps(value)} has type {_kind(value)}, but the "
-                        f"config holds {_kind(node[last])} ({json.dumps(node[last])}); give a value "
+        quote = ", or quote it as a JSON string" if old_kind == "string" else ""
+        raise UserError(f"override {dotted}={json.dumps(value)} has type {new_kind}, but the "
+                        f"config holds {old_kind} ({json.dumps(node[last])}); give a value "
                         f"of that type{quote}")
     node[last] = value
 
@@ -72,11 +69,6 @@ def _unknown_key(node, path, full_dotted):
     return f"unknown config key {dotted}; {near}to add a new key write -o +{full_dotted}=VALUE"
 
 
-def _shown(value):
-    """A value as written on the command line: strings bare, the rest as JSON."""
-    return value if isinstance(value, str) else json.dumps(value)
-
-
 def _kind(value):
     if value is None:
         return "null"
@@ -85,12 +77,6 @@ def _kind(value):
     if isinstance(value, (int, float)):
         return "number"
     return {str: "string", list: "list", dict: "object"}.get(type(value), type(value).__name__)
-
-
-def _same_kind(old, new):
-    if old is None or new is None:
-        return True
-    return _kind(old) == _kind(new)
 
 
 def updated_config(config, modification, overrides):
@@ -106,11 +92,8 @@ def updated_config(config, modification, overrides):
 
 
 def merged_config(base, patch):
-    """`patch` over `base` key by key: {"trainer": {"epochs": 5}} changes trainer.epochs alone.
-
-    A section that names another `type` replaces the old one whole (its args belong to the new type);
-    lists and values replace.
-    """
+    """`patch` over `base` key by key: {"trainer": {"epochs": 5}} changes trainer.epochs alone. A section that
+    names another `type` replaces the old one whole (its args belong to the new type); lists and values replace."""
     if not (isinstance(base, dict) and isinstance(patch, dict)):
         return _plain(patch)
     if patch.get("type", base.get("type")) != base.get("type"):

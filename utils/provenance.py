@@ -17,23 +17,18 @@ RUN_NOTES = {}
 def git_state(root=PROJECT_ROOT):
     """{'commit': sha, 'dirty': bool} when `root` is a git checkout, else None."""
     def git(*args):
-        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10, check=True)
     try:
         head = git("rev-parse", "HEAD")
-        if head.returncode != 0:
-            return None
         status = git("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.TimeoutExpired):
+    except (OSError, subprocess.SubprocessError):  # no git, no checkout, or no answer
         return None
     return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
 def package_version(name):
-    """`name.__version__` without importing the package (torchvision takes seconds to import).
-
-    Read from the package's version.py, which keeps local tags such as +cu130
-    that the installed metadata may lack.
-    """
+    """`name.__version__` without importing the package (torchvision takes seconds to import), read from its
+    version.py, which keeps local tags such as +cu130 that the installed metadata may lack."""
     if name in sys.modules:
         return getattr(sys.modules[name], "__version__", None)
     spec = importlib.util.find_spec(name)

@@ -32,15 +32,6 @@ def saved_config(folder):
     return config
 
 
-def origin_of(folder):
-    """The checkpoint a run started from (run.json), or None."""
-    path = Path(folder) / ORIGIN_FILE
-    try:
-        return json.loads(path.read_text()).get("origin") if path.is_file() else None
-    except (OSError, ValueError):
-        return None
-
-
 def check_own_folder(path, checkpoint):
     """-r FILE goes on in FILE's folder: one whose config.json is another's (a download folder) is not written over."""
     saved = saved_config(path.parent)
@@ -54,7 +45,11 @@ def check_own_folder(path, checkpoint):
 def check_origin(folder, resume):
     """`-r FILE --run_id NAME` into an existing run NAME: only that run's own requeue may continue it."""
     resume = Path(resume).resolve()
-    if resume.parent == Path(folder).resolve() or origin_of(folder) == str(resume):
+    try:
+        origin = json.loads((Path(folder) / ORIGIN_FILE).read_text()).get("origin")  # the checkpoint it started from
+    except (OSError, ValueError):  # no run.json, or a broken one
+        origin = None
+    if resume.parent == Path(folder).resolve() or origin == str(resume):
         return
     raise UserError(f"run folder {folder} already holds another run, not one started from {resume}; "
                     "choose another --run_id, or resume that run with its own checkpoint")

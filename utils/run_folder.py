@@ -1,15 +1,5 @@
-"""The files of a run folder: its checkpoints, the newest intact one, and saves that commit as a whole.
-
-An epoch's save writes several files (model_latest.pth, checkpoint-epoch<N>.pth,
-model_best.pth, metrics.csv). Each is written to a pending file and fsynced; then a
-journal naming them is committed with one atomic rename; then they are renamed into
-place and the journal removed. A kill before the journal leaves the folder as before
-the save; a kill after it is finished by `recover`, which the next owner runs first.
-So after a SIGKILL at any moment the folder holds the epoch as a whole or not at all.
-
-Every file a run writes goes through `write_files`, so a full disk is one line and
-exit code 74 (SaveFailed), whichever file hit it.
-"""
+"""A run folder's files: its checkpoints, the newest intact one, and saves that commit as a whole
+(pending files, a journal, `recover`: docs/checkpoints.md, Saving)."""
 import io
 import json
 import logging
@@ -35,9 +25,8 @@ EPOCH_FILE = re.compile(r"checkpoint-epoch([1-9]\d*)\.pth")  # anything else is 
 
 def epoch_checkpoints(folder):
     """[(epoch, path)] of the checkpoint-epoch<N>.pth files in `folder`, oldest first; other files ignored."""
-    found = [(int(m.group(1)), p) for p in Path(folder).glob("checkpoint-epoch*.pth")
-             if (m := EPOCH_FILE.fullmatch(p.name))]
-    return sorted(found)
+    return sorted((int(m.group(1)), p) for p in Path(folder).glob("checkpoint-epoch*.pth")
+                  if (m := EPOCH_FILE.fullmatch(p.name)))
 
 
 def holds_checkpoints(folder):
@@ -45,40 +34,30 @@ def holds_checkpoints(folder):
 
 
 def newest_intact(folder, log=None):
-    """(checkpoint, path) of the most advanced checkpoint in `folder` that loads, or (None, None).
-
-    A truncated or corrupt newest file is passed over for the next one, with a warning naming both:
-    a requeued job then continues from what survived instead of failing on every start.
-    """
+    """(checkpoint, path) of the most advanced checkpoint in `folder` that loads, or (None, None). A broken newest
+    file is passed over with a warning, so a requeued job continues from what survived instead of failing forever."""
     folder = Path(folder)
     # model_latest.pth is part of every save, so it is the newest; then the epochs, newest first
     candidates = [folder / LATEST] + [path for _, path in reversed(epoch_checkpoints(folder))]
-    broken, best = [], None
-    for path in (p for p in candidates if p.is_file()):
+    broken, checkpoint, path = [], None, None
+    for candidate in (p for p in candidates if p.is_file()):
         try:
-            best = (load_checkpoint(path), path)
+            checkpoint, path = load_checkpoint(candidate), candidate
             break
         except UserError:
-            broken.append(path)
-    if broken and log is not None:
-        where = f"resuming from {best[1].name} (epoch {best[0]['epoch']}, step {best[0].get('global_step', 0)}); " \
-                "the steps after it are trained again" if best else "no intact checkpoint is left: starting afresh"
-        log.append((logging.WARNING, f"Warning: {', '.join(p.name for p in broken)} in {folder} "
-                                     f"is truncated or corrupt; {where}"))
-    return best if best else (None, None)
-
-
-def progress(checkpoint):
-    return checkpoint["epoch"], checkpoint.get("global_step", 0)
+            broken.append(candidate)
+    if broken and checkpoint is not None and log is not None:  # with none intact, the caller starts afresh
+        log.append((logging.WARNING, f"Warning: {', '.join(p.name for p in broken)} in {folder} is truncated or "
+                                     f"corrupt; resuming from {path.name} (epoch {checkpoint['epoch']}, step "
+                                     f"{checkpoint.get('global_step', 0)}); the steps after it are trained again"))
+    return checkpoint, path
 
 
 def save_group(folder, state, names, extra_files=(), keep_last=None):
     """Write `state` under each of `names` and each (name, bytes) of `extra_files`, as one commit."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    data = buffer.getbuffer()
-    files = [(name, data) for name in names] + list(extra_files)
-    write_files(folder, files)
+    write_files(folder, [(name, buffer.getbuffer()) for name in names] + list(extra_files))
     if keep_last:
         for _, old in epoch_checkpoints(folder)[:-keep_last]:
             old.unlink(missing_ok=True)
@@ -91,9 +70,8 @@ def write_files(folder, files):
     hint = f"free space, then resume with {resume_command(folder)}"
     needed = sum(len(data) for _, data in files)
     items = [(name, lambda handle, d=data: handle.write(d)) for name, data in files]
-    if len(items) == 1:
-        atomic_write_all([(folder / items[0][0], items[0][1])], needed=needed, hint=hint)
-        return
+    if len(items) == 1:  # one rename is atomic already: no journal
+        return atomic_write_all([(folder / name, write) for name, write in items], needed=needed, hint=hint)
     pending = {name: f".{name}{PENDING}" for name, _ in items}
     try:
         atomic_write_all([(folder / pending[name], write) for name, write in items], needed=needed, hint=hint,
@@ -107,15 +85,11 @@ def write_files(folder, files):
 
 
 def recover(folder):
-    """Finish a commit whose journal was written (rename its files into place), or drop an unfinished one;
-    True when a commit was finished.
-
-    Only the run's owner (the lock holder) calls this: it runs before anything reads the folder.
-    """
+    """Finish a commit whose journal was written, or drop an unfinished one. Only the run's owner (the lock
+    holder) calls this, before anything reads the folder."""
     folder = Path(folder)
     journal = folder / JOURNAL
-    finished = journal.is_file()
-    if finished:
+    if journal.is_file():
         try:
             renames = json.loads(journal.read_text())["rename"]
         except (ValueError, KeyError):  # cannot happen with an atomic journal; treat it as uncommitted
@@ -126,7 +100,6 @@ def recover(folder):
         fsync_dir(folder)
         journal.unlink()
     _drop_pending(folder)
-    return finished
 
 
 def _drop_pending(folder):

@@ -1,11 +1,4 @@
-"""One owner per run folder: a POSIX record lock on <run folder>/.lock.
-
-The operating system drops the lock when its process dies, SIGKILL included, so
-a lock is never stale. POSIX record locks belong to the process: forked data
-loader workers do not inherit it, and a killed trainer frees its run at once.
-Their one trap: closing *any* descriptor of the lock file in the holding process
-drops the lock, so this process never opens a file it holds (see `_held`).
-"""
+"""One owner per run folder: a POSIX record lock on <run folder>/.lock (docs/restarts.md: One owner)."""
 import contextlib
 import fcntl
 import os
@@ -17,7 +10,9 @@ from pathlib import Path
 from utils.errors import UserError
 
 LOCK_NAME = ".lock"
-_held = {}  # resolved lock path -> open descriptor, for the locks this process holds
+# resolved lock path -> open descriptor, for the locks this process holds. Closing *any* descriptor of a lock
+# file drops the process's lock on it (POSIX), so this process never opens a file it holds.
+_held = {}
 
 
 class RunBusy(UserError):
@@ -25,10 +20,8 @@ class RunBusy(UserError):
 
 
 def acquire(folder, wait=0.0):
-    """Hold `folder`'s lock until `release` or this process's death; RunBusy when another job holds it.
-
-    `wait`: seconds to retry first (a restarted torchrun group waits for the old one to be gone).
-    """
+    """Hold `folder`'s lock until `release` or this process's death; RunBusy when another job still holds it
+    after `wait` seconds of retrying (a restarted torchrun group waits for the old one to be gone)."""
     path = _lock_path(folder)
     if path in _held:
         return
@@ -98,7 +91,7 @@ def holder(folder):
     """Who holds `folder`'s lock ("host H pid P since T"), or None when no live process does."""
     path = _lock_path(folder)
     if path in _held:
-        return _describe(path, ours=True)
+        return f"this process (pid {os.getpid()})"
     try:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -112,12 +105,9 @@ def holder(folder):
         os.close(fd)
 
 
-def _describe(path, ours=False):
-    if ours:
-        return f"this process (pid {os.getpid()})"
+def _describe(path):
     try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read().strip() or "another process"
+        return path.read_text(encoding="utf-8").strip() or "another process"
     except OSError:
         return "another process"
 

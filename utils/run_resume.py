@@ -1,12 +1,5 @@
 """Which run a start continues, and from which checkpoint: a new run, a named run (--run_id), the
-checkpoint's own run (-r), or the run of the torchrun job this worker group belongs to.
-
-Runs are found by what is unique to them: the folder, the --run_id, or the torchrun job (a record
-in torchrun's own store, which lives exactly as long as the agent: a later job reusing the same
---rdzv_id starts with an empty store). A run found is locked before anything in it is read.
-Every rank looks on its own disk and the one holding the newest checkpoint sends it to the
-others, so multi-node runs need no shared filesystem.
-"""
+checkpoint's own run (-r), or the run of this worker group's torchrun job (docs/restarts.md)."""
 import os
 from pathlib import Path
 
@@ -17,78 +10,65 @@ from utils.config_rules import RULES
 from utils.errors import UserError
 from utils.overrides import merged_config, updated_config
 from utils.run_checks import check_origin, check_own_folder, check_same_run, saved_config
-from utils.run_folder import newest_intact, progress, recover
+from utils.run_folder import newest_intact, recover
 
 RESTART_WAIT = 60  # seconds a restarted group waits for the old one to let go of the run
 
 
 def take_run(folder, restart=False):
-    """Lock `folder` for this job (rank 0 holds it), then finish a save a kill left there (True: there was one).
-
-    Every rank calls this; a run another job holds is RunBusy on every rank, so none waits in vain.
-    """
-    problem, recovered = None, False
+    """Lock `folder` for this job (rank 0 holds it), then finish a save a kill left there. Every rank calls
+    this; a run another job holds is RunBusy on every rank, so none waits in vain."""
+    problem = None
     if dist.is_main_process() and Path(folder).is_dir():
         try:
             run_lock.acquire(folder, wait=RESTART_WAIT if restart else 0)
-            recovered = recover(folder)
+            recover(folder)
         except UserError as err:
             problem = str(err)
-    problem, recovered = dist.broadcast_object((problem, recovered))
+    problem = dist.broadcast_object(problem)
     if problem:
         raise run_lock.RunBusy(problem)
-    return recovered
 
 
 def newest_on_any_rank(folder, log):
     """The newest intact checkpoint in `folder` on any rank's disk, sent to every rank: (checkpoint, path).
-
-    What the chosen rank found broken on its way is added to `log` once, on rank 0.
-    """
+    What the chosen rank found broken on its way is added to `log` once, on rank 0."""
     broken = []
-    found, path = newest_intact(folder, broken) if folder is not None and Path(folder).is_dir() else (None, None)
-    checkpoint, path = _from_best_rank((found, broken), path)
-    if checkpoint is None:
-        return None, None
-    found, broken = checkpoint
+    checkpoint, path = newest_intact(folder, broken)
+    checkpoint, path, broken = _from_best_rank(checkpoint, path, broken)
     if dist.is_main_process():
         log.extend(broken)
-    return found, path
+    return checkpoint, path
 
 
 def load_on_any_rank(path):
     """The checkpoint at `path` (-r), read where it exists and sent to every rank; bad or missing: UserError."""
-    found, problem = None, None
-    if Path(path).is_file():
+    path, found, problem = Path(path), None, None
+    if path.is_file():
         try:
             found = load_checkpoint(path)
-        except UserError as err:
-            problem = f"{err}{_intact_hint(Path(path))}"
+        except UserError as err:  # name the newest checkpoint beside it that loads, if another one does
+            _, intact = newest_intact(path.parent)
+            problem = f"{err}; the newest intact one there is {intact}" if intact not in (None, path) else str(err)
     problems = [p for p in dist.all_gather_object(problem) if p]
     if problems:
         raise UserError(problems[0])
-    checkpoint, where = _from_best_rank(found, Path(path) if found is not None else None)
+    checkpoint, where, _ = _from_best_rank(found, path)
     if checkpoint is None:
         raise UserError(f"checkpoint {path} does not exist; pass the path of a .pth file under saved/models/ with -r")
     return checkpoint, where
 
 
-def _from_best_rank(found, path):
-    """`found` (a checkpoint, or a (checkpoint, notes) pair) from the rank holding the most advanced one."""
-    checkpoint = found[0] if isinstance(found, tuple) else found
-    reports = dist.all_gather_object((progress(checkpoint) if checkpoint is not None else None, str(path)))
+def _from_best_rank(checkpoint, path, notes=()):
+    """(checkpoint, path, notes) of the rank holding the most advanced checkpoint, on every rank; Nones if none."""
+    reached = (checkpoint["epoch"], checkpoint.get("global_step", 0)) if checkpoint is not None else None
+    reports = dist.all_gather_object((reached, str(path)))
     holders = [(prog, -rank) for rank, (prog, _) in enumerate(reports) if prog is not None]
     if not holders:
-        return None, None
+        return None, None, ()
     source = -max(holders)[1]  # the most advanced checkpoint; on a tie, the lowest rank
-    checkpoint = dist.broadcast_object(found if dist.get_rank() == source else None, src=source)
-    return checkpoint, Path(reports[source][1])
-
-
-def _intact_hint(path):
-    """For a broken -r file: the newest checkpoint beside it that loads, if another one does."""
-    _, intact = newest_intact(path.parent)
-    return f"; the newest intact one there is {intact}" if intact is not None and intact != path else ""
+    checkpoint, notes = dist.broadcast_object((checkpoint, notes), src=source)
+    return checkpoint, Path(reports[source][1]), notes
 
 
 class RunStart:
@@ -130,22 +110,18 @@ class RunStart:
 
     def _from_checkpoint(self, cls, run_id):
         checkpoint, path = load_on_any_rank(self.resume)  # -r alone: its run is locked when training starts
-        if self.given is not None:  # fine-tuning: the file's keys replace the checkpoint's, key by key
-            parser = cls(merged_config(checkpoint["config"], self.given), path, self.modification, run_id,
-                         self.overrides, checkpoint)
-        else:
-            if run_id is None:
-                check_own_folder(path, checkpoint)
-            parser = cls(checkpoint["config"], path, self.modification, run_id, self.overrides, checkpoint,
-                         continue_run=True)
-        if run_id is not None or self.given is not None:  # a new run that starts from another's checkpoint
+        fine_tune = self.given is not None  # the file's keys replace the checkpoint's, key by key
+        if not fine_tune and run_id is None:
+            check_own_folder(path, checkpoint)
+        parser = cls(merged_config(checkpoint["config"], self.given or {}), path, self.modification, run_id,
+                     self.overrides, checkpoint, continue_run=not fine_tune)
+        if run_id is not None or fine_tune:  # a new run that starts from another's checkpoint
             parser.origin = str(path.resolve())
         return self._finish(parser)
 
     def _named(self, cls):
         """--run_id NAME: a new run of that name, or the run NAME continued (a requeue) from its newest checkpoint."""
-        base = self._named_base()
-        resolved = updated_config(base, self.modification, self.overrides)  # the overrides, applied once
+        resolved = updated_config(self._named_base(), self.modification, self.overrides)  # the overrides, once
         folder = _run_folder(resolved, self.run_id)
         saved = saved_config(folder) if folder is not None else None
         if saved is None:  # a new named run
@@ -161,8 +137,7 @@ class RunStart:
             parser = self._from_checkpoint(cls, self.run_id) if self.resume else cls(resolved, None, None, self.run_id)
             parser.config["seed"] = saved["seed"]
             return self._finish(parser, folder)
-        config = merged_config(checkpoint["config"], self.given) if self.given is not None else checkpoint["config"]
-        config = {**config, "seed": saved["seed"]}
+        config = {**merged_config(checkpoint["config"], self.given or {}), "seed": saved["seed"]}
         parser = cls(config, path, self.modification, self.run_id, self.overrides, checkpoint, continue_run=True)
         return self._finish(parser, folder)
 

@@ -8,16 +8,11 @@ class TrainingInterrupted(Exception):
     def __init__(self, signum):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
-
-    @property
-    def exit_code(self):
-        return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+        self.exit_code = 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
 
 
 class StopSignals:
     """Records SIGINT / SIGTERM instead of dying; a second SIGINT aborts at once."""
-
-    HANDLED = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.signum = None
@@ -28,7 +23,7 @@ class StopSignals:
         return self.signum is not None
 
     def install(self):
-        for sig in self.HANDLED:
+        for sig in (signal.SIGINT, signal.SIGTERM):
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
 

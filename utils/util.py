@@ -6,7 +6,9 @@ from itertools import repeat
 from pathlib import Path
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
+from utils import distributed as dist
 from utils.atomic import atomic_write
 from utils.errors import UserError
 from utils.metric_tracker import MetricTracker  # noqa: F401  (its classic home)
@@ -24,12 +26,10 @@ def read_json(fname):
     try:
         content = json.loads(text, object_hook=OrderedDict)
     except json.JSONDecodeError as err:
-        raise UserError(
-            f"config file {fname} is not valid JSON: {err.msg} at line {err.lineno}, "
-            f"column {err.colno}; fix the file there") from None
+        raise UserError(f"config file {fname} is not valid JSON: {err.msg} at line {err.lineno}, "
+                        f"column {err.colno}; fix the file there") from None
     if not isinstance(content, dict):
-        raise UserError(f"config file {fname} must hold a JSON object {{...}}, "
-                        f"not a {type(content).__name__}")
+        raise UserError(f"config file {fname} must hold a JSON object {{...}}, not a {type(content).__name__}")
     return content
 
 
@@ -64,15 +64,8 @@ def prepare_device(n_gpu_use):
 
 
 def place_model(model, n_gpu, device=None, compile=False, ddp=False):
-    """(the model on its device, compiled and wrapped for several devices; the device).
-
-    `device`: torchrun's (utils.distributed.init_distributed), else `n_gpu` GPUs from
-    prepare_device. Under torchrun `ddp` wraps it in DistributedDataParallel (training);
-    alone with several GPUs, DataParallel (the classic's way)."""
-    from torch.nn.parallel import DistributedDataParallel
-
-    from utils import distributed as dist
-
+    """(the model on its device, compiled and wrapped for several devices; the device). `device`: torchrun's,
+    else `n_gpu` GPUs from prepare_device; under torchrun `ddp` wraps it in DDP, else several GPUs in DataParallel."""
     device_ids = []
     if device is None:
         device, device_ids = prepare_device(n_gpu)
