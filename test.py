@@ -6,13 +6,12 @@ import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
 from parse_config import ConfigParser
-from train import run_entry
 from trainer.evaluation import evaluate
 from trainer.progress import use_progress_bar
 from utils import distributed as dist
 from utils.checkpoint import load_weights
 from utils.config_check import check_sections
-from utils.errors import UserError
+from utils.errors import UserError, run_entry
 from utils.lookup import find_by_name
 from utils.util import place_model, write_json
 

@@ -2,7 +2,6 @@
 import argparse
 import collections
 import re
-import sys
 
 import torch
 
@@ -14,10 +13,9 @@ from parse_config import ConfigParser
 from trainer.trainer import Trainer
 from utils import distributed as dist
 from utils.config_check import check_sections
-from utils.errors import run_cli
+from utils.errors import run_entry
 from utils.lookup import accepts_keyword, find_by_name
 from utils.seed import seed_everything
-from utils.signals import TrainingInterrupted
 from utils.util import place_model
 
 
@@ -106,21 +104,6 @@ def non_negative_float(text):
 def cli():
     device = dist.init_distributed()  # None unless launched by torchrun
     run_entry(lambda: main(parse_args(), device))
-
-
-def run_entry(main):
-    """An entry point's `main()` (train.py, tune.py): a user error is one line, a saved stop exits with its
-    signal's code, and the process group is left either way."""
-    try:
-        run_cli(main)
-    except TrainingInterrupted as stop:
-        sys.exit(stop.exit_code)
-    except KeyboardInterrupt:
-        # a Ctrl-C before training starts, or a second one while the first is being handled
-        print("Aborted by Ctrl-C; the last completed checkpoint is intact.", file=sys.stderr)
-        sys.exit(130)
-    finally:
-        dist.cleanup()
 
 
 if __name__ == "__main__":

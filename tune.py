@@ -16,7 +16,7 @@ import train
 from parse_config import ConfigParser
 from utils import distributed as dist
 from utils import provenance, run_lock
-from utils.errors import UserError
+from utils.errors import UserError, run_entry
 from utils.overrides import updated_config
 from utils.search_recovery import requeue, retry_after_kill, revive_dead_trials, run_number, this_worker
 from utils.search_report import DONE, progress_line, summary_lines, write_hparams
@@ -208,7 +208,7 @@ def cli():
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # tune.py prints its own line per trial
     device = dist.init_distributed()  # None unless launched by torchrun
     dist.find_runs_by_name_only()  # trials are named runs; a torchrun restart finds each by its name
-    train.run_entry(lambda: main(device=device))
+    run_entry(lambda: main(device=device))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,24 @@ def run_cli(main):
         run_lock.release_all()  # the process may go on (a test, a notebook): the run is free again
 
 
+def run_entry(main):
+    """An entry point's `main()` (train.py, test.py, tune.py): run_cli, then a saved stop exits with its signal's
+    code, and the process group is left either way."""
+    from utils import distributed as dist
+    from utils.signals import TrainingInterrupted
+
+    try:
+        run_cli(main)
+    except TrainingInterrupted as stop:
+        sys.exit(stop.exit_code)
+    except KeyboardInterrupt:
+        # a Ctrl-C before training starts, or a second one while the first is being handled
+        print("Aborted by Ctrl-C; the last completed checkpoint is intact.", file=sys.stderr)
+        sys.exit(130)
+    finally:
+        dist.cleanup()
+
+
 def print_line(text):
     """One line on stderr in a single write, so that lines of several ranks never run into each other."""
     sys.stderr.write(text.replace("\n", " ") + "\n")  # print() writes the newline separately
