@@ -89,6 +89,19 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_newest_intact_one(tmp_p
     assert same_weights(weights(run / "model_latest.pth"), reference)  # epoch 2 trained again, exactly
 
 
+
+def test_a_named_run_with_no_intact_checkpoint_left_says_so_and_starts_afresh(tmp_path, synthetic_data_dir):
+    config, run = named(tmp_path, synthetic_data_dir, "z", epochs=1)
+    assert run_script("train.py", "-c", config, "--run_id", "z").returncode == 0
+    reference = weights(run / "model_latest.pth")
+    for name in ("model_latest.pth", "checkpoint-epoch1.pth"):
+        (run / name).write_bytes(b"PK\x03\x04 not a zip")
+    result = run_script("train.py", "-c", config, "--run_id", "z")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (f"model_latest.pth, checkpoint-epoch1.pth in {run} is truncated or corrupt; no intact checkpoint is "
+            "left: starting afresh") in result.stdout + result.stderr
+    assert same_weights(weights(run / "model_latest.pth"), reference)  # the run's own seed: the same epoch 1
+
 def test_resuming_a_broken_file_names_the_newest_intact_one(tmp_path, synthetic_data_dir, monkeypatch):
     config, run = named(tmp_path, synthetic_data_dir, "b", epochs=2)
     assert train_cli(["-c", config, "--run_id", "b"], monkeypatch) == 0

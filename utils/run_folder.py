@@ -46,10 +46,11 @@ def newest_intact(folder, log=None):
             break
         except UserError:
             broken.append(candidate)
-    if broken and checkpoint is not None and log is not None:  # with none intact, the caller starts afresh
+    if broken and log is not None:
+        where = f"resuming from {path.name} (epoch {checkpoint['epoch']}, step {checkpoint.get('global_step', 0)}); " \
+                "the steps after it are trained again" if checkpoint else "no intact checkpoint is left: starting afresh"
         log.append((logging.WARNING, f"Warning: {', '.join(p.name for p in broken)} in {folder} is truncated or "
-                                     f"corrupt; resuming from {path.name} (epoch {checkpoint['epoch']}, step "
-                                     f"{checkpoint.get('global_step', 0)}); the steps after it are trained again"))
+                                     f"corrupt; {where}"))
     return checkpoint, path
 
 

@@ -35,9 +35,9 @@ def newest_on_any_rank(folder, log):
     What the chosen rank found broken on its way is added to `log` once, on rank 0."""
     broken = []
     checkpoint, path = newest_intact(folder, broken)
-    checkpoint, path, broken = _from_best_rank(checkpoint, path, broken)
+    checkpoint, path, notes = _from_best_rank(checkpoint, path, broken)
     if dist.is_main_process():
-        log.extend(broken)
+        log.extend(notes if checkpoint is not None else broken)  # none intact anywhere: rank 0's own notes
     return checkpoint, path
 
 
