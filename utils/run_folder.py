@@ -47,8 +47,9 @@ def newest_intact(folder, log=None):
         except UserError:
             broken.append(candidate)
     if broken and log is not None:
-        where = f"resuming from {path.name} (epoch {checkpoint['epoch']}, step {checkpoint.get('global_step', 0)}); " \
-                "the steps after it are trained again" if checkpoint else "no intact checkpoint is left: starting afresh"
+        where = "no intact checkpoint is left: starting afresh" if checkpoint is None else \
+            f"resuming from {path.name} (epoch {checkpoint['epoch']}, step {checkpoint.get('global_step', 0)}); " \
+            "the steps after it are trained again"
         log.append((logging.WARNING, f"Warning: {', '.join(p.name for p in broken)} in {folder} is truncated or "
                                      f"corrupt; {where}"))
     return checkpoint, path
