@@ -1,6 +1,7 @@
 """ConfigParser: CLI flags and their targets, init_obj / init_ftn, run ids, loggers, test.py's folders."""
 import json
 import logging
+import types
 from datetime import datetime
 
 import pytest
@@ -13,6 +14,7 @@ import train
 from parse_config import ConfigParser
 from tests.conftest import run_dirs, shrink_config, train_in_process, write_config
 from utils.errors import UserError
+from utils.lookup import find_by_name
 
 
 @pytest.fixture
@@ -170,3 +172,12 @@ def test_test_py_creates_no_run_folder(tmp_path, synthetic_data_dir):
 
     after = sorted((tmp_path / "saved").rglob("*"))
     assert [p for p in after if p not in before] == [trained.save_dir / "model_best.test.json"]
+
+
+def test_a_config_cannot_name_a_private_or_imported_function():
+    module = types.ModuleType("users_losses")
+    exec("import math\nfrom math import sqrt\ndef mse(a, b): return a\ndef _helper(a): return a", vars(module))
+    assert find_by_name(module, "mse", "loss") is module.mse
+    for name in ("_helper", "sqrt", "math"):
+        with pytest.raises(UserError, match=f"unknown loss '{name}' in users_losses; .*available: mse$"):
+            find_by_name(module, name, "loss")

@@ -139,3 +139,11 @@ def test_every_error_suggests_a_form_that_works(config_path, monkeypatch, capsys
     # a bad value: the suggestion names the key, the user picks the value
     suggested = suggested.replace("=...", "=10") if suggested.endswith("=...") else suggested.rstrip(";.,")
     assert parse(config_path, "-o", suggested), lines[0]  # the suggested form is accepted
+
+
+def test_null_stands_for_any_type_either_way(tmp_path, synthetic_data_dir):
+    """A null in the file takes a value of any type (trainer.keep_last), and a key may be set back to null."""
+    cfg = shrink_config(tmp_path, synthetic_data_dir)
+    cfg["trainer"]["keep_last"] = None
+    config = parse(write_config(tmp_path, cfg), "-o", "trainer.keep_last=2", "-o", "lr_scheduler=null")
+    assert config["trainer"]["keep_last"] == 2 and config["lr_scheduler"] is None
