@@ -158,3 +158,21 @@ def test_requirements_list_pandas():
              for line in lines if line.strip() and not line.lstrip().startswith("#")}
 
     assert {"pandas", "torch", "torchvision", "numpy", "tensorboard", "tqdm", "pytest"} <= names
+
+
+@pytest.mark.parametrize("saved_world, world", [(3, 2), (2, 3), (1, 2), (2, 1)])
+def test_partial_sums_saved_by_another_number_of_ranks_add_up_to_the_same_totals(monkeypatch, saved_world, world):
+    """A mid-epoch checkpoint of N ranks resumed on M: after the all-reduce the epoch's averages are unchanged."""
+    from utils import distributed
+    from utils.metric_tracker import RankShares
+
+    saved = [{"totals": {"loss": 1.5 * (r + 1)}, "counts": {"loss": 10 + r}} for r in range(saved_world)]
+    loaded = []
+    for rank in range(world):
+        monkeypatch.setattr(distributed, "get_rank", lambda rank=rank: rank)
+        monkeypatch.setattr(distributed, "get_world_size", lambda: world)
+        tracker = MetricTracker("loss")
+        RankShares(tracker).load_state_dict(saved)
+        loaded.append(tracker.state_dict())
+    assert sum(s["totals"]["loss"] for s in loaded) == sum(s["totals"]["loss"] for s in saved)
+    assert sum(s["counts"]["loss"] for s in loaded) == sum(s["counts"]["loss"] for s in saved)
