@@ -162,6 +162,8 @@ CASES = {
                             ["OneCycleLR stops after total_steps=5", "needs 18", "lr_scheduler.args.total_steps"]),
     "save_dir-under-a-file": (_save_dir_under_a_file,
                               ["trainer.save_dir", "a_file is not a folder", "-o trainer.save_dir=PATH"]),
+    "arch-too-few-classes": (_set({"num_classes": 5}, "arch", "args"),  # synthetic MNIST labels go up to 9
+                             ["the data holds label", "but the model outputs 5 classes", "arch.args.num_classes"]),
     "arch-typo": (_set("MnistModle", "arch", "type"),
                   ["unknown arch type 'MnistModle'", "did you mean 'MnistModel'", f"available: {ARCHS}"]),
     **{f"arch-{name}": (_set(name, "arch", "type"), [f"unknown arch type '{name}'", f"available: {ARCHS}"])

@@ -18,8 +18,9 @@ from model.metric import top_k_acc
 from model.model import MnistModel
 from tests.conftest import REPO, write_config
 from tests.test_bad_input import _check_outcome, _snapshot, run_cli_in_process
+from trainer.evaluation import evaluate
 from utils.errors import UserError
-from utils.model_input import forward
+from utils.model_input import check_labels, forward
 
 SECTION = "### Your own dataset, fast"
 
@@ -141,3 +142,13 @@ def test_only_a_first_batch_that_the_model_cannot_take_is_a_user_error():
         forward(FailingWrapper(MnistModel()), grey, first_batch=True)
     with pytest.raises(RuntimeError, match="Given groups=1"):  # later batches keep their traceback
         forward(MnistModel(), rgb, first_batch=False)
+
+
+def test_labels_the_model_has_no_output_for_are_one_line_in_evaluation_too():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.LogSoftmax(dim=1)).eval()
+    labels = torch.tensor([6, 0, 1, 2, 3, 4, 0, 1])  # label 6 in the first batch
+    loader = torch.utils.data.DataLoader(TensorDataset(torch.randn(8, 4), labels), batch_size=4)
+    with pytest.raises(UserError, match=r"^the data holds label 6, but the model outputs 5 classes"):
+        evaluate(model, loader, nll_loss, [], torch.device("cpu"))
+    ignored = torch.tensor([0, -100, 4, 1])  # nll_loss's ignore_index is no class
+    check_labels(model(torch.randn(4, 4)), ignored)

@@ -7,7 +7,7 @@ from base.batch_transform import defer_batch_transform
 from trainer.progress import EpochProgress
 from utils import distributed as dist
 from utils.metric_tracker import MetricTracker, metric_name, update_metrics
-from utils.model_input import forward
+from utils.model_input import check_labels, forward
 
 
 def to_device(data, target, device, transform=None):
@@ -28,6 +28,8 @@ def evaluate(model, loader, criterion, metric_fns, device, label="Valid", show_b
             data, target = to_device(data, target, device, transform)
             with autocast():
                 output = forward(model, data, first_batch=batch_idx == 0)  # a misfit model: one line
+                if batch_idx == 0:
+                    check_labels(output, target)
                 loss = criterion(output, target)
             update_metrics(metrics, metric_fns, output, target, loss)
             progress.update(target.size(0))

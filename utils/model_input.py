@@ -32,3 +32,13 @@ def _eager_error(model, data):
     except RuntimeError as err:
         return err
     return None
+
+
+def check_labels(output, target):
+    """On a run's first batch: class labels the model has no output for are one line, not nll_loss's IndexError
+    (or, on a GPU, a device-side assert). Negative labels pass: a loss's ignore_index is one."""
+    if output.dim() == 2 and target.dim() == 1 and not target.is_floating_point():
+        highest = int(target.max())
+        if highest >= output.size(1):
+            raise UserError(f"the data holds label {highest}, but the model outputs {output.size(1)} classes "
+                            "(labels 0 to N-1); set arch.args.num_classes to the number of classes")
