@@ -129,7 +129,7 @@ def drop_unsaved_run(made, folders, failure):
 
 
 def write_text_file(path, text):
-    """A small file of the run (config.json, provenance.json, a test result) through the same checked path."""
+    """A small file of the run (config.json, provenance.json, run.json) through the same checked path."""
     path = Path(path)
     write_files(path.parent, [(path.name, text.encode("utf-8"))])
 
