@@ -104,12 +104,18 @@ def merged_config(base, patch):
     return merged
 
 
-def changed_keys(old, new, path=()):
-    """'key.path: old -> new' for every value that differs between two configs."""
+def differences(old, new, path=()):
+    """(key path, old value, new value) of every value that differs between two configs."""
     if isinstance(old, dict) and isinstance(new, dict):
-        return [line for key in list(old) + [k for k in new if k not in old]
-                for line in changed_keys(old.get(key), new.get(key), (*path, key))]
-    return [] if old == new else [f"{'.'.join(path)}: {json.dumps(old)} -> {json.dumps(new)}"]
+        for key in list(old) + [k for k in new if k not in old]:
+            yield from differences(old.get(key), new.get(key), (*path, key))
+    elif old != new:
+        yield path, old, new
+
+
+def changed_keys(old, new):
+    """'key.path: old -> new' for every value that differs between two configs."""
+    return [f"{'.'.join(path)}: {json.dumps(a)} -> {json.dumps(b)}" for path, a, b in differences(old, new)]
 
 
 def _plain(value):

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from utils import distributed as dist
 from utils.errors import UserError
+from utils.overrides import differences
 from utils.run_folder import foreign_history
 
 ORIGIN_FILE = "run.json"  # {"origin": the checkpoint a run started from, or null}
@@ -57,16 +58,9 @@ def check_origin(folder, resume):
 
 def check_same_run(given, saved, folder):
     """A named run resumed with another config would silently mix two experiments: refuse it."""
-    differing = sorted(".".join(path) for path in _differences(given, saved)
-                       if not any(path[:n] in MAY_CHANGE for n in (1, 2, 3)))
+    differing = sorted(".".join(path) for path, value, _ in differences(given, saved)
+                       if not any(path[:n] in MAY_CHANGE for n in (1, 2, 3))
+                       and not (path == ("seed",) and value is None))  # seed null: the run chose one when made
     if differing:
         raise UserError(f"run folder {folder} holds a run with another config ({', '.join(differing[:4])} "
                         "differ); give its own config, choose another --run_id, or fine-tune with -c and -r")
-
-
-def _differences(a, b, path=()):
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b)):
-            yield from _differences(a.get(key), b.get(key), (*path, key))
-    elif a != b and not (path == ("seed",) and a is None):  # seed null: the run chose one when it was made
-        yield path
