@@ -7,7 +7,7 @@ from base.batch_transform import defer_batch_transform
 from trainer.progress import EpochProgress
 from utils import distributed as dist
 from utils.metric_tracker import MetricTracker, metric_name, update_metrics
-from utils.model_input import check_labels, forward
+from utils.model_input import forward
 
 
 def to_device(data, target, device, transform=None):
@@ -27,9 +27,7 @@ def evaluate(model, loader, criterion, metric_fns, device, label="Valid", show_b
         for batch_idx, (data, target) in enumerate(loader):
             data, target = to_device(data, target, device, transform)
             with autocast():
-                output = forward(model, data, first_batch=batch_idx == 0)  # a misfit model: one line
-                if batch_idx == 0:
-                    check_labels(output, target)
+                output = forward(model, data, batch_idx == 0, target)  # a misfit model or labels: one line
                 loss = criterion(output, target)
             update_metrics(metrics, metric_fns, output, target, loss)
             progress.update(target.size(0))

@@ -17,7 +17,7 @@ from trainer.progress import EpochProgress, use_progress_bar
 from utils import distributed as dist
 from utils.errors import UserError
 from utils.metric_tracker import MetricTracker, RankShares, metric_name, update_metrics
-from utils.model_input import check_labels, forward
+from utils.model_input import forward
 from utils.signals import TrainingInterrupted
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -104,9 +104,7 @@ class Trainer(BaseTrainer):
         sync = self.model.no_sync() if self.is_ddp and not step_now else nullcontext()
         with sync:
             with self.autocast():
-                output = forward(self.model, data, first_batch=self.global_step == 0)  # a misfit: one line
-                if self.global_step == 0:
-                    check_labels(output, target)
+                output = forward(self.model, data, self.global_step == 0, target)  # a misfit: one line
                 loss = self.criterion(output, target)
             scaled = loss / self.accumulate if self.accumulate > 1 else loss
             self.grad_scaler.scale(scaled).backward()

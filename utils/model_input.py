@@ -5,11 +5,12 @@ from utils.checkpoint import unwrap_model
 from utils.errors import UserError
 
 
-def forward(model, data, first_batch):
+def forward(model, data, first_batch, target=None):
     """`model(data)`. On a run's first batch a RuntimeError (conv channels, layer sizes) means the config's
-    arch does not fit its data_loader, so it becomes a UserError; an error in a later batch keeps its traceback."""
+    arch does not fit its data_loader, so it becomes a UserError, and so do labels the output has no class for
+    (check_labels); an error in a later batch keeps its traceback."""
     try:
-        return model(data)
+        output = model(data)
     except RuntimeError as err:
         if not first_batch or isinstance(err, (torch.OutOfMemoryError, getattr(torch, "AcceleratorError", ()))):
             raise  # mid-training, or not the batch's fault (out of memory, a device error)
@@ -22,6 +23,9 @@ def forward(model, data, first_batch):
         first_line = next((line for line in str(cause).splitlines() if line.strip()), type(cause).__name__)
         raise UserError(f"model {type(plain).__name__} cannot take a batch of shape {shape}: {first_line}; "
                         "make arch.args match the data (see docs/customizing.md)") from None
+    if first_batch and target is not None:
+        check_labels(output, target)
+    return output
 
 
 def _eager_error(model, data):
@@ -35,7 +39,7 @@ def _eager_error(model, data):
 
 
 def check_labels(output, target):
-    """On a run's first batch: class labels the model has no output for are one line, not nll_loss's IndexError
+    """Class labels the model has no output for are one line, not nll_loss's IndexError
     (or, on a GPU, a device-side assert). Negative labels pass: a loss's ignore_index is one."""
     if output.dim() == 2 and target.dim() == 1 and not target.is_floating_point():
         highest = int(target.max())
