@@ -1,4 +1,5 @@
-"""MNIST from torchvision's files: a clear error when they are missing, and an in-memory dataset of them."""
+"""MNIST from torchvision's files, in <data>/MNIST/raw or a folder linked to <data>/MNIST: a clear error when
+they are missing, a download that never writes into a linked folder, and an in-memory dataset of them."""
 import logging
 import math
 import re
@@ -17,34 +18,60 @@ MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
 
 def load_mnist(data_dir, train, download):
     """torchvision's MNIST at `data_dir`, samples as uint8 (C, H, W): the float arithmetic waits for the batch."""
-    from torchvision import datasets  # the per-sample path only: importing torchvision takes seconds
-    from torchvision.transforms import v2
+    from torchvision.transforms import v2  # the per-sample path only: importing torchvision takes seconds
 
-    raw = ensure_mnist_files(data_dir, train, download)
+    from data_loader.mnist_folder import MnistFolder
+
+    files = ensure_mnist_files(data_dir, train, download)
     try:
-        return datasets.MNIST(data_dir, train=train, download=False, transform=v2.PILToTensor())
+        return MnistFolder(files, train=train, transform=v2.PILToTensor())
     except (RuntimeError, ValueError, OSError) as err:
-        raise _corrupt(raw, err) from None
+        raise _corrupt(files, err) from None
 
 
 DOWNLOAD_TIMEOUT_S = 15  # per connection and read: an unreachable mirror fails in seconds, not minutes
+MAX_REASON = 60  # characters of a download error kept in the one-line message
+
+
+def find_mnist_files(data_dir):
+    """The folder holding all four files: <data_dir>/MNIST/raw (torchvision's layout) or <data_dir>/MNIST itself
+    (the README's "link a folder holding them to data/MNIST"); None when neither does."""
+    mnist = Path(data_dir) / "MNIST"
+    return next((folder for folder in (mnist / "raw", mnist)
+                 if all((folder / name).is_file() for name in MNIST_FILES)), None)
+
+
+def linked_folder(data_dir):
+    """<data_dir>/MNIST or its raw/ when it is a symbolic link: the user's own (often shared) data, which a
+    download must never write into; None otherwise."""
+    mnist = Path(data_dir) / "MNIST"
+    return next((folder for folder in (mnist, mnist / "raw") if folder.is_symlink()), None)
 
 
 def ensure_mnist_files(data_dir, train, download):
-    """The folder of the raw MNIST files; downloads missing ones when allowed, else a UserError."""
-    raw = Path(data_dir) / "MNIST" / "raw"
-    attempt = "download is off (data_loader.args.download: false)"
-    if download and not all((raw / name).is_file() for name in MNIST_FILES):
+    """The folder of the four MNIST files; downloads them into <data_dir>/MNIST/raw when allowed and that is
+    not a linked folder, else a one-line UserError saying where to put them."""
+    found = find_mnist_files(data_dir)
+    if found is not None:
+        return found
+    mnist, link = Path(data_dir) / "MNIST", linked_folder(data_dir)
+    raw = mnist / "raw"
+    if link is not None:
+        attempt = f"{link} is a link, never downloaded into"
+    elif not download:
+        attempt = "download is off"
+    else:
         logging.getLogger("data_loader").info(f"MNIST files missing in {raw}: downloading them")
         failure = _download(data_dir, train, raw)
-        attempt = f"the download failed ({failure})" if failure else "the download did not bring them"
-    missing = [name for name in MNIST_FILES if not (raw / name).is_file()]
-    if missing:
-        skip = " and set data_loader.args.download to false to skip the download" if download else ""
-        raise UserError(f"MNIST files missing in {raw}: {', '.join(missing)}; {attempt}. Place the four "
-                        f"unpacked files there, link a folder holding them to {raw.parent}, or set "
-                        f"data_loader.args.data_dir to the folder above MNIST/raw{skip}")
-    return raw
+        found = find_mnist_files(data_dir)
+        if found is not None:
+            return found
+        attempt = f"download failed: {failure[:MAX_REASON]}" if failure else "the download did not bring them"
+    where = raw if raw.is_dir() or not mnist.is_dir() else mnist  # the folder the user placed files in
+    missing = [name for name in MNIST_FILES if not (where / name).is_file()]
+    what = "all four" if len(missing) == len(MNIST_FILES) else ", ".join(missing)
+    raise UserError(f"MNIST files missing in {where}: {what}; {attempt}. Put them there or link a folder "
+                    f"holding them to {mnist}")
 
 
 def _download(data_dir, train, raw):

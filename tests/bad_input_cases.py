@@ -195,7 +195,7 @@ CASES = {
     "resume-truncated": (_resume_truncated, ["model_latest.pth is truncated or corrupt", "resume from another"]),
     "resume-other-arch": (_resume_other_arch, ["made for another architecture", "missing conv1.bias",
                                                "unexpected head.weight", "shape differs: conv1.weight"]),
-    "data-no-mnist-files": (_no_mnist_files, ["MNIST files missing in", "empty_data", "train-images-idx3-ubyte",
-                                              "t10k-labels-idx1-ubyte", "data_dir"]),
+    "data-no-mnist-files": (_no_mnist_files, ["MNIST files missing in", "empty_data", "all four", "download is off",
+                                              "link a folder holding them to"]),
     "data-one-file-missing": (_partial_mnist_files, ["MNIST files missing in", "partial", "t10k-labels-idx1-ubyte"]),
 }
