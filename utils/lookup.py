@@ -10,12 +10,19 @@ HINT = 0.6  # a name that is wrong anyway: suggest what is this close
 
 def did_you_mean(name, known, cutoff=HINT, n=1):
     """The known names closest to `name`, best first; [] when none is within `cutoff` (difflib's ratio)."""
-    close = difflib.get_close_matches(str(name), list(known), n=n, cutoff=cutoff)
+    close = difflib.get_close_matches(str(name), list(known), n=len(known), cutoff=cutoff)
     if not close:  # "clipgrad" for clip_grad_norm: the underscores left out
         squashed = {str(k).replace("_", ""): k for k in known}
-        found = difflib.get_close_matches(str(name).replace("_", ""), squashed, n=n, cutoff=cutoff)
+        found = difflib.get_close_matches(str(name).replace("_", ""), squashed, n=len(squashed), cutoff=cutoff)
         close = [squashed[k] for k in found]
-    return close
+    return sorted(close, key=lambda k: _closeness(name, k))[:n]
+
+
+def _closeness(name, known):
+    """Sort key, best first: difflib's ratio, and on a tie the same letters swapped ("stpe" is "step" typed
+    fast, though its ratio to "type" is as high)."""
+    same_letters = sorted(str(name)) == sorted(str(known))
+    return -round(difflib.SequenceMatcher(None, str(name), str(known)).ratio(), 6), not same_letters
 
 
 def public_names(module):
