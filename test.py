@@ -36,8 +36,9 @@ def main(config, device=None):
     metric_fns = [find_by_name(module_metric, met, "metric") for met in config["metrics"]]
     metrics = evaluate(model, data_loader, loss_fn, metric_fns, device, "Test",
                        use_progress_bar(config.trainer_options.verbosity))
-    if dist.is_main_process():
-        report({"metrics": metrics.result(), "n_samples": metrics.count("loss")}, config.resume, logger)
+    if dist.is_main_process():  # the results are what test.py is for: shown at verbosity 0 too
+        results_logger = config.get_logger("test.results", verbosity=max(1, config.trainer_options.verbosity))
+        report({"metrics": metrics.result(), "n_samples": metrics.count("loss")}, config.resume, results_logger)
 
 
 def report(results, checkpoint_path, logger):
