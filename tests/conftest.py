@@ -10,7 +10,9 @@ import pytest
 from tests.synthetic_mnist import write_synthetic_mnist
 
 REPO = Path(__file__).resolve().parent.parent
-REAL_MNIST = REPO / "data" / "MNIST" / "raw"
+# the real files: in data/MNIST/raw, or directly in a folder linked to data/MNIST (both layouts the README allows)
+REAL_MNIST = next((folder for folder in (REPO / "data" / "MNIST" / "raw", REPO / "data" / "MNIST")
+                   if (folder / "train-images-idx3-ubyte").is_file()), REPO / "data" / "MNIST" / "raw")
 
 
 @pytest.fixture(scope="session")

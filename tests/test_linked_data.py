@@ -13,7 +13,7 @@ from torchvision import datasets
 
 from data_loader.data_loaders import MnistDataLoader
 from data_loader.mnist import MNIST_FILES
-from tests.conftest import run_dirs, shrink_config, train_in_process, write_config
+from tests.conftest import REAL_MNIST, run_dirs, shrink_config, train_in_process, write_config
 from utils.errors import UserError
 
 
@@ -150,3 +150,20 @@ def test_a_failed_download_is_one_short_line_and_leaves_no_folder(tmp_path, monk
     assert line.endswith("Put them there or link a folder holding them to data/MNIST")
     assert len(line) <= 160, f"{len(line)} characters: {line}"
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.real_data
+@pytest.mark.skipif(any(not (REAL_MNIST / name).is_file() for name in MNIST_FILES),
+                    reason=f"real MNIST not found in {REAL_MNIST} (link a folder holding the files to data/MNIST)")
+def test_the_real_files_linked_directly_train_and_stay_unchanged(tmp_path, one_thread):
+    """The README's words on the real data: link the folder that holds the four files itself to data/MNIST."""
+    before = _listing(REAL_MNIST)
+    data_dir = _linked_data_dir(tmp_path, REAL_MNIST.resolve())
+    config = shrink_config(tmp_path, data_dir, epochs=1, len_epoch=20)
+    config["data_loader"]["args"].update(download=True, validation_split=1000)
+
+    train_in_process("-c", write_config(tmp_path, config))
+
+    [run] = run_dirs(tmp_path / "saved")
+    assert (run / "checkpoint-epoch1.pth").is_file()
+    assert _listing(REAL_MNIST) == before
