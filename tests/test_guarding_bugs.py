@@ -172,6 +172,8 @@ def test_a_failing_tracker_warns_once_and_is_dropped(tmp_path, monkeypatch, capl
 def test_a_swapped_pair_of_letters_suggests_the_word_it_spells():
     assert did_you_mean("stpe", ("type", "args", "step")) == ["step"]
     assert did_you_mean("tpye", ("type", "args", "step")) == ["type"]
+    assert did_you_mean("clipgrad", ["clip_grad_norm", "compile"]) == ["clip_grad_norm"]
+    assert did_you_mean("anything", []) == []
 
 
 @pytest.mark.parametrize("typo, fix", [("stpe", "step"), ("arg", "args")])

@@ -10,10 +10,12 @@ HINT = 0.6  # a name that is wrong anyway: suggest what is this close
 
 def did_you_mean(name, known, cutoff=HINT, n=1):
     """The known names closest to `name`, best first; [] when none is within `cutoff` (difflib's ratio)."""
-    close = difflib.get_close_matches(str(name), list(known), n=len(known), cutoff=cutoff)
+    known = list(known)
+    everyone = max(1, len(known))  # all close ones, so that the tie-break below sees them
+    close = difflib.get_close_matches(str(name), known, n=everyone, cutoff=cutoff)
     if not close:  # "clipgrad" for clip_grad_norm: the underscores left out
         squashed = {str(k).replace("_", ""): k for k in known}
-        found = difflib.get_close_matches(str(name).replace("_", ""), squashed, n=len(squashed), cutoff=cutoff)
+        found = difflib.get_close_matches(str(name).replace("_", ""), squashed, n=everyone, cutoff=cutoff)
         close = [squashed[k] for k in found]
     return sorted(close, key=lambda k: _closeness(name, k))[:n]
 
