@@ -2,6 +2,7 @@
 they are missing, a download that never writes into a linked folder, and an in-memory dataset of them."""
 import logging
 import math
+import os
 import re
 import struct
 from pathlib import Path
@@ -56,6 +57,9 @@ def ensure_mnist_files(data_dir, train, download):
         return found
     mnist, link = Path(data_dir) / "MNIST", linked_folder(data_dir)
     raw = mnist / "raw"
+    if link is not None and not link.is_dir():  # ln -s with a relative target is read from the link's folder
+        raise UserError(f"{link} links to {os.readlink(link)}, which is no folder (a relative target is read "
+                        f"from {link.parent}); link a folder holding the four MNIST files there")
     if link is not None:
         attempt = f"{link} is a link, never downloaded into"
     elif not download:

@@ -127,6 +127,19 @@ def test_a_download_never_writes_into_a_linked_folder(layout, tmp_path, syntheti
     assert "is a link, never downloaded into" in line and "\n" not in line
 
 
+
+def test_a_link_to_no_folder_says_where_it_points(tmp_path, mirror):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "MNIST").symlink_to("../shared/mnist")  # relative to data/, not to the working folder: a slip
+
+    with pytest.raises(UserError) as refused:
+        MnistDataLoader(data_dir, batch_size=8, download=True)
+
+    assert str(refused.value) == (f"{data_dir / 'MNIST'} links to ../shared/mnist, which is no folder (a relative "
+                                  f"target is read from {data_dir}); link a folder holding the four MNIST files there")
+    assert mirror.requests == [] and not (tmp_path / "shared").exists()
+
 def test_a_download_into_a_folder_of_its_own_succeeds(tmp_path, mirror):
     """The control for the test above: the local mirror serves a working download where no link is in the way."""
     loader = MnistDataLoader(tmp_path / "data", batch_size=8, download=True)
