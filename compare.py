@@ -38,7 +38,8 @@ def parse_args(argv=None):
     style.add_argument("--markdown", dest="style", action="store_const", const="markdown", help="a Markdown table")
     args.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
                       help="only runs with this config value (or run=, state=); repeatable")
-    args.add_argument("--sort", default="run", metavar="KEY", help="column to sort by; -KEY: descending")
+    args.add_argument("--sort", default="run", metavar="KEY",
+                      help="column to sort by (default: run); --sort=-KEY: descending")
     args.error = lambda message: args.exit(2, f"error: {message}; see python compare.py --help\n")
     return args.parse_args(argv)
 
