@@ -17,8 +17,8 @@ class BadRun(Exception):
 
 
 def read_run(folder):
-    """A dict: run, folder, config (the run's own), state, epochs, best, best_epoch, monitor, last (the last
-    epoch's val_* values), test (test_* values) and the config flattened to dotted keys (settings)."""
+    """A dict: run, folder, config (the run's own), state, epochs, stopped_early, best, best_epoch, monitor, last
+    (the last epoch's val_* values), test (test_* values) and the config flattened to dotted keys (settings)."""
     folder = Path(folder)
     config = _read_config(folder)
     rows = _read_history(folder / HISTORY)
@@ -27,6 +27,7 @@ def read_run(folder):
     last = rows[-1] if rows else {}
     return {"run": folder.name, "folder": folder, "config": config, "settings": flatten(config),
             "state": _state(folder, config, rows, mode, metric), "epochs": int(last.get("epoch", 0)),
+            "stopped_early": _stopped_early(config, rows, mode, metric),
             "monitor": metric, "best": best, "best_epoch": best_epoch,
             "last": {k: v for k, v in last.items() if k.startswith("val_")}, "test": _read_test(folder)}
 
