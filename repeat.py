@@ -21,7 +21,8 @@ def main(argv=None):
     args = parse_args(argv)
     config = seed_free_config(args.config)
     name = args.run_id or default_name(args.config, config)
-    folders = [train_seed(config, f"{name}-seed{seed}", seed, args) for seed in range(1, args.seeds + 1)]
+    run_ids = seed_run_ids(name, args.seeds)
+    folders = [train_seed(config, run_id, seed, args) for seed, run_id in run_ids.items()]
     print(table(folders), flush=True)
     print(f"Compare again: python compare.py {quote(folders[0].parent)}/{name}-seed*", flush=True)
 
@@ -44,9 +45,19 @@ def default_name(path, config):
     return path.parent.name if (path.parent / "metrics.csv").is_file() else path.stem
 
 
+def seed_run_ids(name, seeds):
+    """{seed: NAME-seed<seed>}, each checked before any run starts: the suffix can make a valid NAME too long."""
+    run_ids = {seed: f"{name}-seed{seed}" for seed in range(1, seeds + 1)}
+    try:
+        train.run_name(run_ids[seeds])
+    except argparse.ArgumentTypeError:
+        raise UserError(f"run name {name!r} is too long or not a run name once -seed{seeds} is added; give a "
+                        f"--run_id of at most {100 - len(f'-seed{seeds}')} letters, digits and _ . + -") from None
+    return run_ids
+
+
 def train_seed(config, run_id, seed, args):
     """Train (or continue) the run of one seed; a finished one is not trained again. Returns its folder."""
-    train.run_name(run_id)  # the suffix may make a valid name too long
     with tempfile.TemporaryDirectory() as folder:  # train.py's own parser reads it and applies -o
         path = Path(folder) / "config.json"
         write_json({**config, "seed": seed}, path)
