@@ -8,7 +8,7 @@ HEADER = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_
 
 
 def fabricate_run(name_folder, run_id, *, seed=1, lr=0.001, batch_size=128, epochs=3, done=None,
-                  val_losses=None, test_accuracy=None):
+                  val_losses=None, test_accuracy=None, tune=None):
     """A run `run_id` in `name_folder` set to `epochs`, with `done` epochs in metrics.csv (all by default);
     val_loss per epoch from `val_losses`, or falling with the epoch and rising with lr. Returns its folder."""
     config = json.loads((REPO / "config.json").read_text())
@@ -16,6 +16,8 @@ def fabricate_run(name_folder, run_id, *, seed=1, lr=0.001, batch_size=128, epoc
     config["optimizer"]["args"]["lr"] = lr
     config["data_loader"]["args"]["batch_size"] = batch_size
     config["trainer"].update(epochs=epochs, early_stop=0, save_dir=str(Path(name_folder).parent.parent))
+    if tune is not None:  # a trial of tune.py: {"study": S, "trial": k}
+        config["tune"] = tune
     folder = Path(name_folder) / run_id
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps(config, indent=4) + "\n")

@@ -67,6 +67,15 @@ def test_where_and_sort_pick_and_order_the_rows(name_folder):
         "error: --where lr: no run shown has this key; did you mean optimizer.args.lr?")
 
 
+def test_a_study_shows_as_its_trials(name_folder):
+    for trial, lr in enumerate((0.001, 0.01, 0.1)):
+        fabricate_run(name_folder, f"study-trial{trial}", lr=lr, seed=trial, tune={"study": "study", "trial": trial})
+    rows = csv_rows(compare(name_folder, "--csv", "--where", "tune.study=study", "--sort", "best").stdout)
+    assert [(row["run"], row["optimizer.args.lr"]) for row in rows] == [
+        ("study-trial0", "0.001"), ("study-trial1", "0.01"), ("study-trial2", "0.1")]
+    assert [c for c in rows[0] if "." in c] == ["optimizer.args.lr"]  # trial numbers and seeds are no settings
+
+
 def test_a_running_and_an_interrupted_run_show_their_state(name_folder):
     fabricate_run(name_folder, "done")
     interrupted = fabricate_run(name_folder, "cut", epochs=5, done=2, lr=0.01)
