@@ -10,6 +10,7 @@ from utils.errors import UserError, print_line, run_cli
 from utils.run_table.finding import read_runs
 from utils.run_table.grouping import differing_keys, measure_columns, rows, select, sort_rows
 from utils.run_table.rendering import as_csv, as_text, columns
+from utils.run_table.study import mark_trials
 
 
 def table(folders, wheres=(), sort="run", style="text", warn=print_line):
@@ -17,6 +18,7 @@ def table(folders, wheres=(), sort="run", style="text", warn=print_line):
     runs, skipped = read_runs(folders)
     for line in skipped:
         warn(line)
+    mark_trials(runs, warn)  # pruned trials: their study knows it, not their files
     shown = select(runs, wheres)
     if not shown:
         why = "no run matches the --where conditions" if runs else "no readable run folder"

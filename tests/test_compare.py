@@ -76,6 +76,21 @@ def test_a_study_shows_as_its_trials(name_folder):
     assert [c for c in rows[0] if "." in c] == ["optimizer.args.lr"]  # trial numbers and seeds are no settings
 
 
+def test_a_pruned_trial_shows_as_pruned_from_its_study_database(name_folder):
+    optuna = pytest.importorskip("optuna")
+    database = name_folder.parent.parent / "tune" / "study.db"  # tune.py's default place
+    database.parent.mkdir(parents=True)
+    study = optuna.create_study(study_name="study", storage=f"sqlite:///{database}")
+    for trial_number, state in enumerate((optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)):
+        trial = study.ask()
+        trial.set_user_attr("run_id", f"study-trial{trial_number}")
+        study.tell(trial, 0.5 if state == optuna.trial.TrialState.COMPLETE else None, state=state)
+        fabricate_run(name_folder, f"study-trial{trial_number}", lr=0.001 * (1 + trial_number), epochs=3,
+                      done=3 - 2 * trial_number, tune={"study": "study", "trial": trial_number})
+    states = [row["state"] for row in csv_rows(compare(name_folder, "--csv").stdout)]
+    assert states == ["finished", "pruned"]
+
+
 def test_a_running_and_an_interrupted_run_show_their_state(name_folder):
     fabricate_run(name_folder, "done")
     interrupted = fabricate_run(name_folder, "cut", epochs=5, done=2, lr=0.01)
