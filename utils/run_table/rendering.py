@@ -55,6 +55,8 @@ def _shown(cell):
         if cell.mean is None:
             return ""
         return _number(cell.mean) if cell.std is None else f"{_number(cell.mean)} ± {cell.std:.2g}"
+    if isinstance(cell, float):
+        return _number(cell)  # a searched lr to 6 digits; --csv keeps every digit
     return _plain(cell)
 
 
