@@ -26,7 +26,7 @@ def table(folders, wheres=(), sort="run", style="text", warn=print_line):
                         "as saved/models/Mnist_LeNet/")
     setting_keys = differing_keys(shown)
     names = columns(measure_columns(shown), setting_keys)
-    ordered = sort_rows(rows(shown, setting_keys), names, sort)
+    ordered = sort_rows(sort_rows(rows(shown, setting_keys), names, "run"), names, sort)  # ties in run order
     return as_csv(ordered, names) if style == "csv" else as_text(ordered, names, markdown=style == "markdown")
 
 
