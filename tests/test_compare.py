@@ -67,6 +67,15 @@ def test_where_and_sort_pick_and_order_the_rows(name_folder):
         "error: --where lr: no run shown has this key; did you mean optimizer.args.lr?")
 
 
+def test_a_save_dir_a_models_folder_and_run_folders_list_the_same_runs(name_folder):
+    runs = [fabricate_run(name_folder, label, lr=lr, batch_size=batch_size)
+            for label, (lr, batch_size) in SETTINGS.items()]
+    (name_folder.parent.parent / "log").mkdir()  # the log twin holds no runs: nothing to skip there
+    for given in ([name_folder.parent.parent], [name_folder.parent], runs, [name_folder, runs[0]]):
+        done = compare(*given, "--csv")
+        assert [row["run"] for row in csv_rows(done.stdout)] == ["a", "b", "c"] and done.stderr == "", given
+
+
 def test_a_study_shows_as_its_trials(name_folder):
     for trial, lr in enumerate((0.001, 0.01, 0.1)):
         fabricate_run(name_folder, f"study-trial{trial}", lr=lr, seed=trial, tune={"study": "study", "trial": trial})

@@ -1,5 +1,5 @@
-"""Which folders compare.py reads: a run folder, a name folder (saved/models/<name>/) of runs, or the models
-folder above it; whatever else lies there is skipped with one line saying why."""
+"""Which folders compare.py reads: a run folder, a name folder (saved/models/<name>/) of runs, the models
+folder above it, or the save_dir (saved/); whatever else lies there is skipped with one line saying why."""
 from pathlib import Path
 
 from utils.errors import UserError
@@ -33,6 +33,8 @@ def _runs_in(folder, skipped):
     """A run folder itself; the runs of a name folder; or those of each name folder in a models folder."""
     if _is_run(folder):
         return [folder]  # a run, or a broken one that read_run names
+    if (folder / "models").is_dir():  # a save_dir: its runs are in models/ (log/ and tune/ hold none)
+        folder = folder / "models"
     entries = sorted(folder.iterdir(), key=lambda p: p.name)
     if not any(_is_run(entry) for entry in entries) and any(entry.is_dir() for entry in entries):
         return [run for entry in entries for run in _name_folder(entry, skipped)]  # saved/models/
