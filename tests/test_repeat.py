@@ -37,6 +37,7 @@ def test_two_seeds_then_the_same_command_trains_nothing(tmp_path, synthetic_data
     again = repeat("-c", config, "--seeds", "2", "--run_id", "rep")
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines()[:2] == [f"rep-seed{k}: finished after epoch 1; not trained again" for k in (1, 2)]
+    assert again.stdout.splitlines()[-2].split()[:3] == ["rep-seed*", "2", "finished"]  # not held by itself
     assert {p: p.stat().st_mtime_ns for p in runs.glob("*/*") if p.is_file()} == stamps
     assert not list(runs.glob("*/.lock"))  # a skipped seed's lock is let go
 
@@ -44,13 +45,13 @@ def test_two_seeds_then_the_same_command_trains_nothing(tmp_path, synthetic_data
 @pytest.mark.parametrize("args, line", [
     (["--seeds", "0"], "error: argument --seeds: invalid positive_int value: '0'; see python repeat.py --help"),
     (["--seeds", "2", "-o", "trainer.epoch=3"], "error: unknown config key trainer.epoch; did you mean"),
-    (["--seeds", "10", "--run_id", "x" * 95], "error: run name 'xxxxx"),
+    (["--seeds", "10", "--run_id", "x" * 94], "error: run name 'xxxxx"),  # x...x-seed10: 101 characters
 ])
 def test_bad_input_is_one_line(tmp_path, synthetic_data_dir, args, line):
     config = write_config(tmp_path, shrink_config(tmp_path, synthetic_data_dir))
     done = repeat("-c", config, *args)
     assert done.returncode == 2 and done.stderr.startswith(line) and len(done.stderr.splitlines()) == 1, done.stderr
-    assert not (tmp_path / "saved").exists()
+    assert not (tmp_path / "saved").exists()  # refused before the first seed trains
 
 
 def test_a_missing_config_is_one_line(tmp_path):
