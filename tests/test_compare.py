@@ -122,6 +122,32 @@ def test_a_running_and_an_interrupted_run_show_their_state(name_folder):
     assert interrupted.is_dir()
 
 
+def test_the_lock_is_looked_at_never_taken(tmp_path, monkeypatch):
+    """Taking a free lock even for a moment could make a job starting then find its run busy."""
+    import fcntl
+
+    from utils import run_lock
+
+    def no_taking(*args):
+        raise AssertionError("compare.py took a run's lock")
+
+    (tmp_path / ".lock").write_text("host h pid 1 since then\n")  # left by a job that died
+    (tmp_path / "busy").mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from utils import run_lock; run_lock.acquire(sys.argv[1]); "
+                               "print('held', flush=True); time.sleep(60)", str(tmp_path / "busy")],
+        cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(fcntl, "lockf", no_taking)
+        monkeypatch.setattr(fcntl, "flock", no_taking)
+        assert run_lock.holder_seen(tmp_path) is None
+        assert f"pid {holder.pid} since" in run_lock.holder_seen(tmp_path / "busy")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_early_stop_counts_as_finished(name_folder):
     folder = fabricate_run(name_folder, "stopped", epochs=10, done=5, val_losses=[0.5, 0.4, 0.6, 0.7, 0.8])
     config = json.loads((folder / "config.json").read_text())
