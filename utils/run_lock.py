@@ -3,6 +3,7 @@ import contextlib
 import fcntl
 import os
 import socket
+import struct
 import time
 from datetime import datetime
 from pathlib import Path
@@ -103,6 +104,29 @@ def holder(folder):
         return _describe(path)
     finally:
         os.close(fd)
+
+
+def holder_seen(folder):
+    """Who holds `folder`'s lock, or None: asked of the kernel (F_GETLK) without taking the lock even for a moment,
+    so a reader (compare.py) never makes a job starting at that instant find its run busy."""
+    path = _lock_path(folder)
+    if path in _held:
+        return f"this process (pid {os.getpid()})"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:  # no lock file: no job holds the run
+        return None
+    try:
+        query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)  # the whole file, as lockf takes it
+        lock_type = struct.unpack(_FLOCK, fcntl.fcntl(fd, fcntl.F_GETLK, query))[0]
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return None if lock_type == fcntl.F_UNLCK else _describe(path)
+
+
+_FLOCK = "hhqqi"  # Linux's struct flock: type, whence, start, len, pid
 
 
 def _describe(path):
