@@ -1,7 +1,7 @@
 """One training step by hand: the loss is a finite number and the optimizer changes the model's weights."""
 import torch
 
-from .parts import build, first_batch, forward, loader_and_model, loss_of, name_of
+from .parts import attempt, build, first_batch, forward, loader_and_model, loss_of, name_of
 
 
 def test_one_training_batch_changes_the_weights(small_config):
@@ -14,8 +14,8 @@ def test_one_training_batch_changes_the_weights(small_config):
     model.train()
     loss = loss_of(parser, forward(model, data, name_of(parser, "arch")), target)
     optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
+    attempt(name_of(parser, "arch"), "backward from the loss", loss.backward)
+    attempt(name_of(parser, "optimizer"), "one step", optimizer.step)
 
     changed = [name for name, p in model.named_parameters() if name in before and not torch.equal(p, before[name])]
     assert changed, (f"{name_of(parser, 'arch')}: no weight changed after one optimizer step (loss {loss.item():.4g}); "
