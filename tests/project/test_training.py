@@ -35,7 +35,9 @@ def test_train_py_then_test_py_on_its_checkpoint(small_config, tmp_path):
     assert len(history) == 1 + EPOCHS, history  # header, then one row per epoch
 
     run_script("test.py", "-r", run / f"checkpoint-epoch{EPOCHS}.pth")
-    result = json.loads((run / f"checkpoint-epoch{EPOCHS}.test.json").read_text())
+    results = run / f"checkpoint-epoch{EPOCHS}.test.json"
+    assert results.is_file(), f"test.py ran but wrote no {results.name}"
+    result = json.loads(results.read_text())
     assert result["n_samples"] > 0
     assert all(math.isfinite(value) for value in result["metrics"].values()), result
 
@@ -68,5 +70,7 @@ def test_fine_tune_with_a_partial_config(small_config, tmp_path):
     assert saved["optimizer"]["args"]["lr"] == lr and saved["arch"] == small_config["arch"]
     assert [line.split(",")[0] for line in (tuned.save_dir / "metrics.csv").read_text().splitlines()[1:]] == [
         str(EPOCHS + 1)]  # it went on from the checkpoint's epoch
+    (group, *_) = torch.load(tuned.save_dir / "model_latest.pth", weights_only=True)["optimizer"]["param_groups"]
+    assert group.get("initial_lr", group["lr"]) == lr, "the fine-tune ran at the checkpoint's learning rate"
     start, end = weights(first.save_dir / f"checkpoint-epoch{EPOCHS}.pth"), weights(tuned.save_dir / "model_latest.pth")
     assert any(not torch.equal(start[name], end[name]) for name in start), "fine-tuning changed no weight"
