@@ -38,12 +38,13 @@ def new_project(tmp_path):
     return project
 
 
-def run_suite(project, *args, timeout=400):
-    """The copy's own `python -m pytest`, with nothing of this checkout on its path; (exit code, output, seconds)."""
+def run_suite(folder, *args, timeout=400):
+    """The copy's own `python -m pytest` started in folder, with nothing of this checkout on its path;
+    (exit code, output, seconds)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     start = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], cwd=project,
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], cwd=folder,
                             env=env, capture_output=True, text=True, timeout=timeout)
     return result.returncode, result.stdout + result.stderr, time.monotonic() - start
 
@@ -120,5 +121,5 @@ def test_the_copys_suite_passes_after_the_own_dataset_guide(tmp_path):
     data_dir = json.loads(json_block)["data_loader"]["args"]["data_dir"]
     write_csv_images(project / data_dir)  # the data where the user's config says it is
 
-    code, output, _ = run_suite(project)
+    code, output, _ = run_suite(project / "tests")  # started there, data_dir is still the project's data/my_images
     assert code == 0 and re.search(r"\b7 passed\b", output), output

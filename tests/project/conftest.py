@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.synthetic_mnist import write_synthetic_mnist
 
@@ -36,6 +37,21 @@ def shrink(config, save_dir, mnist_dir):
     if config["data_loader"].get("type") == "MnistDataLoader":
         args.update(data_dir=str(mnist_dir), download=False)
     return config
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """Batches this small are not worth sharing out: on a busy machine a pool of threads waits more than it
+    works (train.py and test.py here get OMP_NUM_THREADS=1 for the same reason). Set OMP_NUM_THREADS to choose."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def in_project_folder(monkeypatch):
+    """Relative paths in config.json (data_dir) mean what they mean to train.py run from the project folder,
+    wherever pytest was started."""
+    monkeypatch.chdir(PROJECT)
 
 
 @pytest.fixture(scope="session")
