@@ -67,6 +67,23 @@ def test_a_copy_gets_the_project_suite_instead_of_the_templates_tests(tmp_path):
                                                                           "test_training.py", "tests/parts.py"))
 
 
+def test_shrink_makes_the_projects_config_small_and_keeps_its_own_data_dir(tmp_path):
+    from tests.project.conftest import BATCHES_PER_EPOCH, EPOCHS, MAX_BATCH_SIZE, shrink
+
+    config = json.loads((REPO / "config.json").read_text())
+    small = shrink(config, tmp_path / "saved", tmp_path / "mnist")
+    assert small["n_gpu"] == 0 and config["n_gpu"] == 1  # the project's config is left as it was
+    assert {k: small["trainer"][k] for k in ("epochs", "len_epoch", "save_dir", "tensorboard", "trackers")} == {
+        "epochs": EPOCHS, "len_epoch": BATCHES_PER_EPOCH, "save_dir": str(tmp_path / "saved"), "tensorboard": False,
+        "trackers": []}
+    assert small["data_loader"]["args"] == {**config["data_loader"]["args"], "batch_size": MAX_BATCH_SIZE,
+                                            "num_workers": 0, "data_dir": str(tmp_path / "mnist"), "download": False}
+
+    own = {**config, "data_loader": {"type": "CsvDataLoader", "args": {"data_dir": "data/my_images/", "batch_size": 4}}}
+    assert shrink(own, tmp_path / "saved", tmp_path / "mnist")["data_loader"]["args"] == {
+        "data_dir": "data/my_images/", "batch_size": 4}  # the user's data as configured; no num_workers to take
+
+
 @pytest.mark.slow
 def test_the_copys_suite_passes_as_made_in_under_three_minutes(tmp_path):
     project = new_project(tmp_path)

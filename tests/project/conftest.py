@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from tests.synthetic_mnist import write_synthetic_mnist
+from utils.lookup import accepts_keyword
 
 PROJECT = next(p for p in Path(__file__).resolve().parents if (p / "train.py").is_file())
 CONFIG = PROJECT / "config.json"
@@ -32,11 +33,22 @@ def shrink(config, save_dir, mnist_dir):
     args = config.setdefault("data_loader", {}).setdefault("args", {})
     if "batch_size" in args:
         args["batch_size"] = min(args["batch_size"], MAX_BATCH_SIZE)
-    if "num_workers" in args:
+    if "num_workers" in args or takes_num_workers(config["data_loader"].get("type")):
         args["num_workers"] = 0  # worker processes take longer to start than these few batches to read
     if config["data_loader"].get("type") == "MnistDataLoader":
         args.update(data_dir=str(mnist_dir), download=False)
     return config
+
+
+def takes_num_workers(loader_type):
+    """Whether the configured loader class has a num_workers argument (False when it cannot be found: the
+    dry check in test_config_fits.py then says why)."""
+    try:
+        import data_loader.data_loaders as module_data
+
+        return accepts_keyword(getattr(module_data, loader_type), "num_workers")
+    except Exception:
+        return False
 
 
 @pytest.fixture(scope="session", autouse=True)
