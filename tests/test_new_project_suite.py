@@ -103,10 +103,12 @@ def test_the_copys_suite_follows_a_new_model_and_names_a_broken_one(tmp_path):
     assert code == 0 and re.search(r"\b7 passed\b", output), output
 
     edit_config(project, arch={"type": "TinyNet", "args": {"inputs": 100}})  # the model no longer fits the images
-    code, output, _ = run_suite(project, "tests/test_config_fits.py", "tests/test_one_batch.py")
-    assert code == 1, output
-    assert "arch TinyNet: forward on a batch of shape (8, 1, 28, 28) failed: RuntimeError: mat1 and mat2 shapes " \
-           "cannot be multiplied" in output, output
+    code, output, _ = run_suite(project)
+    assert code == 1 and re.search(r"\b5 failed, 2 passed\b", output), output  # the optimizer and data still fit
+    # the dry check and the one-batch test name the part; train.py's runs (three tests) print its own error line
+    assert output.count("arch TinyNet: forward on a batch of shape (8, 1, 28, 28) failed: RuntimeError: mat1 and "
+                        "mat2 shapes cannot be multiplied") >= 2, output
+    assert output.count("error: model TinyNet cannot take a batch of shape (8, 1, 28, 28)") >= 3, output
 
 
 def guide_blocks(language):

@@ -97,7 +97,8 @@ def run_script(script, *args, timeout=300):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     command = [sys.executable, script, *map(str, args)]
     result = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=timeout, env=env)
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-8:])
-        pytest.fail(f"python {' '.join(command[1:])} exited with {result.returncode}:\n{tail}", pytrace=False)
+    if result.returncode != 0:  # its one-line error when it printed one, else the end of its output
+        lines = (result.stdout + result.stderr).strip().splitlines()
+        shown = "\n".join([line for line in lines if line.startswith("error: ")] or lines[-8:])
+        pytest.fail(f"python {' '.join(command[1:])} exited with {result.returncode}:\n{shown}", pytrace=False)
     return result

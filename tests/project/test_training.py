@@ -4,9 +4,11 @@ import json
 import math
 import shutil
 
+import pytest
 import torch
 
 import train
+from utils.errors import UserError
 
 from .conftest import EPOCHS, run_script, write_config
 
@@ -19,9 +21,13 @@ def run_folder(save_dir):
 
 def train_here(*argv):
     """train.py's main in this process (no start-up time); returns the run's ConfigParser."""
-    config = train.parse_args([str(a) for a in argv])
-    train.main(config)
-    return config
+    try:
+        config = train.parse_args([str(a) for a in argv])
+        train.main(config)
+        return config
+    except UserError as err:  # the line train.py would print: the project's config or parts are at fault
+        problem = err
+    pytest.fail(f"python train.py {' '.join(map(str, argv))}: error: {problem}", pytrace=False)
 
 
 def weights(checkpoint):
