@@ -66,7 +66,7 @@ def test_resume_continues_exactly(small_config, tmp_path):
 def test_fine_tune_with_a_partial_config(small_config, tmp_path):
     """-c partial.json -r checkpoint: a new run from the checkpoint's weights, with the partial file's changes."""
     first = train_here("-c", write_config(small_config, tmp_path / "config.json"))
-    lr = small_config["optimizer"]["args"].get("lr", 0.001) / 10
+    lr = small_config["optimizer"].get("args", {}).get("lr", 0.001) / 10
     partial = write_config({"trainer": {"epochs": EPOCHS + 1}, "optimizer": {"args": {"lr": lr}}},
                            tmp_path / "partial.json")
     tuned = train_here("-c", partial, "-r", first.save_dir / f"checkpoint-epoch{EPOCHS}.pth")
