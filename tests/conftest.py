@@ -13,6 +13,8 @@ REPO = Path(__file__).resolve().parent.parent
 # the real files: in data/MNIST/raw, or directly in a folder linked to data/MNIST (both layouts the README allows)
 REAL_MNIST = next((folder for folder in (REPO / "data" / "MNIST" / "raw", REPO / "data" / "MNIST")
                    if (folder / "train-images-idx3-ubyte").is_file()), REPO / "data" / "MNIST" / "raw")
+# a new project's own suite (new_project.py makes it the copy's tests/); test_new_project_suite.py runs it in a copy
+collect_ignore = ["project"]
 
 
 @pytest.fixture(scope="session")

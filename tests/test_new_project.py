@@ -51,19 +51,22 @@ def test_new_project_copies_tracked_files_and_runs_on_its_own(tmp_path, syntheti
     assert result.returncode == 0, result.stderr
 
     copied = files_under(project)
-    expected = {f for f in tracked_files() if f.parts[0] not in ("data", "saved")}
-    assert copied == expected | {Path("data/.gitkeep"), Path("saved/.gitkeep")}
+    suite = Path("tests/project")
+    expected = {f for f in tracked_files() if f.parts[0] not in ("data", "saved", "tests")}
+    expected |= {Path("tests") / f.relative_to(suite) for f in tracked_files() if suite in f.parents}
+    assert copied == expected | {Path("data/.gitkeep"), Path("saved/.gitkeep"), Path("tests/synthetic_mnist.py")}
     assert not any(set(f.parts) & NEVER_COPIED for f in copied)
-    assert {Path("tests/conftest.py"), Path("tests/test_smoke.py"), Path(".ci/run"), Path("config.json"),
-            Path("new_project.py"), Path("tests/test_new_project.py")} <= copied
-    for f in ("config.json", "tests/conftest.py"):  # copies, byte for byte
-        assert (project / f).read_bytes() == (REPO / f).read_bytes(), f
+    assert {Path("tests/conftest.py"), Path("tests/test_one_batch.py"), Path(".ci/run"), Path("config.json"),
+            Path("new_project.py")} <= copied
+    assert not (project / "tests" / "test_smoke.py").exists()  # the template's self-tests stay here
+    for f, original in (("config.json", "config.json"), ("tests/conftest.py", "tests/project/conftest.py")):
+        assert (project / f).read_bytes() == (REPO / original).read_bytes(), f  # copies, byte for byte
     assert [line.strip() for line in result.stdout.splitlines()[1:]] == [
         f"cd {project}", "pip install -r requirements.txt", "python train.py -c config.json -o trainer.epochs=2",
-        'python -m pytest -m "not slow"']
+        "python -m pytest"]
 
     # its own test suite (a part of it) and one short run, side by side to share the start-up time
-    tests = start_in(project, "-m", "pytest", "tests/test_smoke.py", "-q", "-p", "no:cacheprovider")
+    tests = start_in(project, "-m", "pytest", "tests/test_config_fits.py", "-q", "-p", "no:cacheprovider")
     training = start_in(project, "train.py", "-c", "config.json",
                         "-o", f"data_loader.args.data_dir={synthetic_data_dir}",
                         "-o", "trainer.epochs=1", "-o", "+trainer.len_epoch=2", "-o", "trainer.tensorboard=false")
@@ -74,7 +77,7 @@ def test_new_project_copies_tracked_files_and_runs_on_its_own(tmp_path, syntheti
         for process in (tests, training):
             if process.poll() is None:
                 process.kill()
-    assert tests.returncode == 0 and "1 passed" in tests_out, tests_out
+    assert tests.returncode == 0 and "3 passed" in tests_out, tests_out
     assert training.returncode == 0, training_out
 
     (run,) = run_dirs(project / "saved")
@@ -86,27 +89,16 @@ def test_new_project_copies_tracked_files_and_runs_on_its_own(tmp_path, syntheti
     assert f"Test:   python test.py -r {Path('saved/models/Mnist_LeNet') / run.name / 'model_best.pth'}" in training_out
 
 
-@pytest.mark.slow
-# in a copy (no .git) this skips, or each copy's pytest would start another copy's pytest, without end
-@pytest.mark.skipif(not (REPO / ".git").exists(), reason="the template is not a git checkout here")
-def test_new_project_passes_its_own_new_project_tests_and_copies_itself(tmp_path):
+def test_a_copy_inside_another_repository_copies_itself(tmp_path):
     # inside someone else's git repository, as a copy often is before its own `git init`
     outer = tmp_path / "monorepo"
     subprocess.run(["git", "init", "-q", str(outer)], check=True, timeout=30)
     project = outer / "MyProject"
     assert run_script("new_project.py", project).returncode == 0
 
-    # its `python -m pytest` collects tests/test_new_project.py too: that file must pass there
-    tests = start_in(project, "-m", "pytest", "tests/test_new_project.py", "-q", "-p", "no:cacheprovider")
-    try:
-        out, _ = tests.communicate(timeout=120)
-    finally:
-        if tests.poll() is None:
-            tests.kill()
-    assert tests.returncode == 0, out
-    assert "1 passed, 2 skipped" in out, out  # the refusals run; the git-only tests skip in a copy
-
-    # the copy is a template too: copying it again gives the same files (the outer repo tracks none of them)
+    # the copy is a template too: copying it again gives the same files, its own tests/ whole (the outer repo
+    # tracks none of them)
     again = run_script("new_project.py", tmp_path / "Again", cwd=project)
     assert again.returncode == 0, again.stderr
     assert files_under(tmp_path / "Again") == {f for f in files_under(project) if "__pycache__" not in f.parts}
+    assert (tmp_path / "Again" / "tests" / "test_training.py").is_file()
