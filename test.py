@@ -80,7 +80,7 @@ class TestStart(RunStart):
     def parser(self, cls):
         if self.resume is None or format_of(self.resume) is None:
             return super().parser(cls)
-        format_of(self.resume).check_installed(f"test.py on {self.resume.name}")
+        format_of(self.resume).check_installed(f"test.py on {self.resume.name}", to_run=True)
         config = merged_config(read_sidecar(self.resume)["config"], self.given or {})
         return cls(config, self.resume, self.modification, None, self.overrides)
 

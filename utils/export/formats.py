@@ -9,7 +9,7 @@ import torch
 
 from utils.errors import UserError
 
-ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")  # the exporter needs the first two, test.py the third
+ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")  # export.py: all three (it runs the export to check it)
 OUTPUT_NAME = "output"
 
 
@@ -30,7 +30,7 @@ class Pt2:
     name, suffix = "pt2", ".pt2"
     default_atol = 0.0  # the reloaded program runs the same kernels as the eager model: bitwise equal outputs
 
-    def check_installed(self, what):
+    def check_installed(self, what, to_run=False):
         pass  # torch is all it needs
 
     def to_bytes(self, program, example):
@@ -54,8 +54,9 @@ class Onnx:
     name, suffix = "onnx", ".onnx"
     default_atol = 1e-5  # another runtime's kernels: equal up to float rounding (measured: below 1e-6)
 
-    def check_installed(self, what):
-        missing = missing_packages(ONNX_PACKAGES)
+    def check_installed(self, what, to_run=False):
+        """`to_run`: only running an .onnx file (test.py), which needs ONNX Runtime alone."""
+        missing = missing_packages(("onnxruntime",) if to_run else ONNX_PACKAGES)
         if missing:
             raise UserError(f"{what} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not "
                             "installed; install the export packages: pip install -r requirements-export.txt")

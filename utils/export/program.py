@@ -1,6 +1,7 @@
 """torch.export of an eval-mode model with a dynamic batch (and image size where the model takes any), the
 dimensions the program ended up with, and how far a reloaded program's outputs are from the eager model's."""
 import contextlib
+import io
 import logging
 import sys
 
@@ -38,16 +39,18 @@ def takes_any_size(model, example):
 
 @contextlib.contextmanager
 def quiet_torch():
-    """Keep the exporters' logs (torch's guard notes and the graph it failed to trace, the ONNX optimiser's steps)
-    off the console: a refusal is one line, and the error it raises says what matters."""
+    """Keep the exporters' own reports off the console: torch's logs and the partial graph it prints to stderr when
+    a trace fails, the ONNX optimiser's steps. A refusal is one line, and the error it raises says what matters
+    (docs/export.md says how to see torch's full report)."""
     roots = ("torch", "onnx", "onnxscript", "onnx_ir")
     loggers = [logging.getLogger(name) for name in {*roots, *logging.root.manager.loggerDict}
                if name.split(".")[0] in roots]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
-        logger.setLevel(logging.ERROR)
+        logger.setLevel(logging.CRITICAL)
     try:
-        yield
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
