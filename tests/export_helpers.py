@@ -40,6 +40,15 @@ def save_checkpoint(folder, model, config, epoch=1):
     return path
 
 
+def checkpoint_model(path):
+    """The eval-mode model of a checkpoint, built plainly from its config."""
+    checkpoint = torch.load(path, weights_only=True)
+    arch = checkpoint["config"]["arch"]
+    model = getattr(module_arch, arch["type"])(**arch.get("args", {}))
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
+
+
 def add_model(monkeypatch, cls):
     """Make a test's model class nameable in arch.type, as if defined in model/model.py."""
     cls.__module__ = module_arch.__name__

@@ -9,7 +9,14 @@ import torch.nn.functional as F
 
 import test as test_script
 from tests.conftest import shrink_config, train_in_process, write_config
-from tests.export_helpers import add_model, export_in_process, run_export_cli, save_checkpoint, split_batches
+from tests.export_helpers import (
+    add_model,
+    checkpoint_model,
+    export_in_process,
+    run_export_cli,
+    save_checkpoint,
+    split_batches,
+)
 from tests.test_bad_input import _snapshot
 
 
@@ -22,15 +29,6 @@ def mnist_checkpoint(tmp_path_factory, synthetic_data_dir):
     config = train_in_process("-c", write_config(tmp_path, shrink_config(tmp_path, synthetic_data_dir, epochs=1)))
     torch.set_num_threads(threads)
     return config.save_dir / "model_best.pth"
-
-
-def checkpoint_model(path):
-    import model.model as module_arch
-
-    checkpoint = torch.load(path, weights_only=True)
-    model = getattr(module_arch, checkpoint["config"]["arch"]["type"])(**checkpoint["config"]["arch"]["args"])
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval()
 
 
 def test_pt2_of_the_default_run_is_the_checkpoint_with_a_dynamic_batch(mnist_checkpoint, one_thread):
