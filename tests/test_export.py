@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import test as test_script
+import train
 from tests.conftest import shrink_config, train_in_process, write_config
 from tests.export_helpers import (
     add_model,
@@ -140,6 +141,18 @@ def test_an_out_path_test_py_would_not_recognise_is_refused(mnist_checkpoint, mo
                                   monkeypatch, capfd)
     assert code == 2 and stderr == "error: --out model.onnx must end with .pt2 for --format pt2 (test.py tells " \
                                    "formats apart by it)\n"
+
+
+def test_train_py_says_an_export_is_no_checkpoint(mnist_checkpoint, monkeypatch, capsys):
+    artifact = mnist_checkpoint.with_suffix(".pt2")
+    if not artifact.is_file():
+        export_in_process("-r", mnist_checkpoint)
+    monkeypatch.setattr("sys.argv", ["train.py", "-r", str(artifact)])
+    with pytest.raises(SystemExit) as exit_info:
+        train.cli()
+    stderr = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(stderr.splitlines()) == 1
+    assert stderr.startswith(f"error: {artifact} is a model exported by export.py, not a checkpoint; pass the .pth")
 
 
 def test_test_py_needs_the_json_beside_an_export(tmp_path, monkeypatch, capsys):
