@@ -19,6 +19,7 @@ from tests.export_helpers import (
     split_batches,
 )
 from tests.test_bad_input import _snapshot
+from utils.export.program import ExportRefused, compare
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +125,16 @@ def test_a_model_that_cannot_be_exported_is_refused(cls, why, tmp_path, syntheti
     assert code == 1
     assert stderr.startswith(f"error: model {cls.__name__} cannot be exported with a dynamic batch")
     assert why in stderr and "nothing was written" in stderr
+
+
+def test_an_export_that_refuses_a_test_batch_is_refused():
+    model = torch.nn.Flatten().eval()
+    static = torch.export.export(model, (torch.zeros(4, 2),)).module()  # batch fixed at 4
+    batches = [torch.ones(4, 2), torch.ones(3, 2)]
+    assert compare(model, static, batches[:1])["max_abs_diff"] == 0.0
+    with pytest.raises(ExportRefused, match=r"^the exported model fails on a test batch of shape \(3, 2\) that the "
+                                            r"checkpoint's model takes \(AssertionError: Guard failed"):
+        compare(model, static, batches)
 
 
 def test_a_missing_or_corrupt_checkpoint_is_refused(tmp_path, monkeypatch, capfd):

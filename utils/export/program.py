@@ -118,7 +118,17 @@ def compare(model, exported, batches):
     largest, sizes = 0.0, []
     with torch.no_grad():
         for batch in batches:
-            largest = max(largest, largest_difference(model(batch), exported(batch)))
+            largest = max(largest, largest_difference(model(batch), run_exported(exported, batch)))
             sizes.append(list(batch.shape))
     return {"max_abs_diff": largest, "batches_checked": len(batches), "samples_checked": sum(s[0] for s in sizes),
             "batch_shapes": sizes}
+
+
+def run_exported(exported, batch):
+    """The reloaded export on a test batch; one it refuses (a size fixed by the trace) refuses the export."""
+    try:
+        return exported(batch)
+    except Exception as err:  # torch's guard failures and ONNX Runtime's errors have no common type
+        raise ExportRefused(f"the exported model fails on a test batch of shape {tuple(batch.shape)} that the "
+                            f"checkpoint's model takes ({type(err).__name__}: {first_line(err)}); nothing was "
+                            "written (see docs/export.md)") from None
