@@ -41,7 +41,10 @@ def printed_accuracy(path, capfd):
 def check_export(checkpoint, fmt, tmp_path, capfd, extra_batches=()):
     if fmt == "onnx":
         pytest.importorskip("onnxruntime")
+    capfd.readouterr()
     artifact = export_in_process("-r", checkpoint, "--format", fmt)
+    out, err = capfd.readouterr()
+    assert err == "" and out.count("\n") == 1, out + err  # one line, not the ONNX exporter's steps
     batches = split_batches(artifact) + [make(split_batches(artifact)[0]) for make in extra_batches]
     model = checkpoint_model(checkpoint)
     with torch.no_grad():
