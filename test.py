@@ -14,7 +14,7 @@ from utils import distributed as dist
 from utils.checkpoint import load_weights
 from utils.config_check import check_sections
 from utils.errors import UserError, run_entry
-from utils.export.formats import format_of
+from utils.export.formats import format_of, load_exported
 from utils.export.sidecar import read_sidecar
 from utils.lookup import find_by_name
 from utils.overrides import merged_config
@@ -34,7 +34,7 @@ def main(config, device=None):
     data_loader = config.init_obj("data_loader", module_data).evaluation_loader()
 
     if exported:  # an exported model runs on the CPU, in eval mode already (its .eval() raises)
-        model, device = format_of(config.resume).load(config.resume), torch.device("cpu")
+        model, device = load_exported(config.resume), torch.device("cpu")
         logger.info(f"Exported model {config.resume} ({format_of(config.resume).name}), on the CPU")
     else:
         model = config.init_obj("arch", module_arch)

@@ -172,11 +172,21 @@ def test_train_py_says_an_export_is_no_checkpoint(mnist_checkpoint, monkeypatch,
     assert stderr.startswith(f"error: {artifact} is a model exported by export.py, not a checkpoint; pass the .pth")
 
 
-def test_test_py_needs_the_json_beside_an_export(tmp_path, monkeypatch, capsys):
-    (tmp_path / "model.pt2").write_bytes(b"PK")
-    monkeypatch.setattr("sys.argv", ["test.py", "-r", str(tmp_path / "model.pt2")])
-    with pytest.raises(SystemExit) as exit_info:
-        test_script.cli()
-    stderr = capsys.readouterr().err
-    assert exit_info.value.code == 2 and len(stderr.splitlines()) == 1
-    assert "has no model.pt2.json beside it" in stderr
+def test_test_py_needs_the_json_beside_an_export_and_a_readable_file(mnist_checkpoint, tmp_path, monkeypatch,
+                                                                      capsys):
+    def run_test_py(path):
+        monkeypatch.setattr("sys.argv", ["test.py", "-r", str(path)])
+        with pytest.raises(SystemExit) as exit_info:
+            test_script.cli()
+        stderr = capsys.readouterr().err
+        assert exit_info.value.code == 2 and len(stderr.splitlines()) == 1, stderr
+        return stderr
+
+    truncated = tmp_path / "model.pt2"
+    truncated.write_bytes(b"PK")
+    assert "has no model.pt2.json beside it" in run_test_py(truncated)
+    sidecar = mnist_checkpoint.with_suffix(".pt2").with_name("model_best.pt2.json")
+    if not sidecar.is_file():
+        export_in_process("-r", mnist_checkpoint)
+    (tmp_path / "model.pt2.json").write_text(sidecar.read_text())
+    assert f"exported model {truncated} cannot be read as pt2" in run_test_py(truncated)

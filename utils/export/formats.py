@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from utils.errors import UserError
+from utils.export.program import quiet_torch
 
 ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")  # export.py: all three (it runs the export to check it)
 OUTPUT_NAME = "output"
@@ -96,3 +97,15 @@ FORMATS = {fmt.name: fmt for fmt in (Pt2(), Onnx())}
 def format_of(path):
     """The format of an exported model's file, by its suffix; None for anything else (a checkpoint)."""
     return next((fmt for fmt in FORMATS.values() if Path(path).suffix == fmt.suffix), None)
+
+
+def load_exported(path):
+    """The exported model in file `path` (test.py); a file its format cannot read is a UserError."""
+    fmt = format_of(path)
+    try:
+        with quiet_torch():  # torch logs the reason too: the line below says it once
+            return fmt.load(path)
+    except Exception as err:  # a truncated archive or protobuf: each library raises its own error types
+        first_line = next((line for line in str(err).splitlines() if line.strip()), "no message")
+        raise UserError(f"exported model {path} cannot be read as {fmt.name} ({type(err).__name__}: "
+                        f"{first_line.strip()}); export the checkpoint again: python export.py -r CHECKPOINT") from None
