@@ -21,7 +21,7 @@ from utils.export.sidecar import file_sha256, sidecar_path
 HELD_OUT_BATCHES = 3  # test batches after the example batch that the reloaded export must reproduce
 
 
-def main(config, fmt, out, atol):
+def main(config, fmt, out, tolerance):
     logger = config.get_logger("export")
     check_sections(config.config, ("arch", "data_loader"))
     weights, which = weights_to_ship(config.checkpoint)
@@ -36,11 +36,11 @@ def main(config, fmt, out, atol):
     with quiet_torch():
         data = fmt.to_bytes(program, example)
     checked = held_out + [held_out[0][:1]] + ([crop(held_out[0])] if any_size else [])  # also 1 sample, a crop
-    check = {**compare(model, fmt.load(data), checked), "tolerance": atol}
-    if not check["max_abs_diff"] <= atol:
+    check = compare(model, fmt.load(data), checked, *tolerance)
+    if not check["passed"]:
         raise ExportRefused(f"the exported model's outputs differ from the checkpoint's model by up to "
-                            f"{check['max_abs_diff']:.3g} (allowed: {atol:g}, over {check['batches_checked']} test "
-                            f"batches); nothing was written: make forward depend only on its input (see "
+                            f"{check['max_abs_diff']:.3g} (allowed: {allowed(check)}, over {check['batches_checked']} "
+                            "test batches); nothing was written: make forward depend only on its input (see "
                             "docs/export.md)")
 
     description = describe(config, fmt, out, which, input_dims(program, example), loader, model(example), check)
@@ -49,7 +49,13 @@ def main(config, fmt, out, atol):
     logger.info(f"Exported {which} of {config.resume} to {out} ({fmt.name}) and {sidecar_path(out).name}: input "
                 f"{description['input']['name']} {shape_text(description['input'])}; on "
                 f"{check['batches_checked']} test batches the largest difference from the checkpoint's model "
-                f"is {check['max_abs_diff']:.3g} (allowed {atol:g})")
+                f"is {check['max_abs_diff']:.3g} (allowed: {allowed(check)})")
+
+
+def allowed(check):
+    if check["rtol"] == 0:
+        return f"{check['atol']:g}"
+    return f"{check['atol']:g} + {check['rtol']:g} x |output|"
 
 
 def weights_to_ship(checkpoint):
@@ -131,15 +137,19 @@ def parse_args(argv=None):
                       help="pt2: torch.export (needs torch only); onnx: ONNX (pip install -r requirements-export.txt)")
     args.add_argument("--out", default=None, help="the file to write (default: the checkpoint's name, .pt2/.onnx)")
     args.add_argument("--atol", default=None, type=float,
-                      help="largest difference allowed from the checkpoint's model (default: 0 for pt2, 1e-5 onnx)")
+                      help="difference allowed from the checkpoint's model's outputs (default: 0 for pt2, 1e-5 onnx)")
+    args.add_argument("--rtol", default=None, type=float,
+                      help="plus this fraction of each output's size (default: 0 for pt2, 1e-5 onnx)")
     config = ConfigParser.from_args(args, argv=argv)  # checks every flag, loads the checkpoint
     parsed = args.parse_args(argv)  # the same flags again, for ours (from_args keeps only the config's)
     fmt = FORMATS[parsed.format]
     fmt.check_installed(f"--format {fmt.name}")
-    if parsed.atol is not None and not parsed.atol >= 0:
-        raise UserError(f"--atol {parsed.atol} must be 0 or more (0: outputs equal bit for bit)")
-    atol = fmt.default_atol if parsed.atol is None else parsed.atol
-    return config, fmt, artifact_path(config.resume, fmt, parsed.out), atol
+    given = (parsed.atol, parsed.rtol)
+    tolerance = tuple(own if value is None else value for value, own in zip(given, fmt.tolerance, strict=True))
+    for flag, value in zip(("--atol", "--rtol"), tolerance, strict=True):
+        if not value >= 0:
+            raise UserError(f"{flag} {value} must be 0 or more (0 and 0: outputs equal bit for bit)")
+    return config, fmt, artifact_path(config.resume, fmt, parsed.out), tolerance
 
 
 def cli():

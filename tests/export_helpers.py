@@ -57,8 +57,8 @@ def add_model(monkeypatch, cls):
 
 def export_in_process(*argv):
     """export.py's main in this process (a UserError propagates); returns the exported file's path."""
-    config, fmt, out, atol = export.parse_args([str(a) for a in argv])
-    export.main(config, fmt, out, atol)
+    config, fmt, out, tolerance = export.parse_args([str(a) for a in argv])
+    export.main(config, fmt, out, tolerance)
     return out
 
 

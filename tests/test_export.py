@@ -52,7 +52,7 @@ def test_pt2_of_the_default_run_is_the_checkpoint_with_a_dynamic_batch(mnist_che
     assert sidecar["normalization"]["mean"] == [0.1307] and sidecar["normalization"]["std"] == [0.3081]
     assert sidecar["num_classes"] == 10
     check = sidecar["check"]
-    assert check["max_abs_diff"] == 0.0 and check["tolerance"] == 0.0
+    assert check["max_abs_diff"] == 0.0 and check["atol"] == check["rtol"] == 0.0 and check["passed"]
     assert [shape[0] for shape in check["batch_shapes"]] == [64, 64, 8, 1]  # held-out batches and one sample
 
     batches = split_batches(artifact)
@@ -137,10 +137,22 @@ def test_an_export_that_refuses_a_test_batch_is_refused():
     model = torch.nn.Flatten().eval()
     static = torch.export.export(model, (torch.zeros(4, 2),)).module()  # batch fixed at 4
     batches = [torch.ones(4, 2), torch.ones(3, 2)]
-    assert compare(model, static, batches[:1])["max_abs_diff"] == 0.0
+    assert compare(model, static, batches[:1], 0, 0)["max_abs_diff"] == 0.0
     with pytest.raises(ExportRefused, match=r"^the exported model fails on a test batch of shape \(3, 2\) that the "
                                             r"checkpoint's model takes \(AssertionError: Guard failed"):
-        compare(model, static, batches)
+        compare(model, static, batches, 0, 0)
+
+
+def test_the_tolerance_is_absolute_plus_relative():
+    model, expected = torch.nn.Identity(), torch.tensor([[-20.0, -0.5]])
+
+    def off_by(*deltas):
+        return lambda x: x + torch.tensor([deltas])
+
+    check = compare(model, off_by(1.5e-4, 1e-5), [expected], atol=1e-5, rtol=1e-5)  # 1.5e-4 <= 1e-5 + 2e-4
+    assert check["passed"] and check["max_abs_diff"] == pytest.approx(1.5e-4, rel=0.01)  # float32 steps
+    assert not compare(model, off_by(0, 2e-5), [expected], atol=1e-5, rtol=1e-5)["passed"]  # > 1e-5 + 5e-6
+    assert not compare(model, off_by(0, 1e-7), [expected], atol=0, rtol=0)["passed"]  # pt2's default: exact
 
 
 def test_a_missing_or_corrupt_checkpoint_is_refused(tmp_path, monkeypatch, capfd):

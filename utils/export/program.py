@@ -99,29 +99,34 @@ def _bound(value):
     return int(value) if abs(value) < sys.maxsize else None  # torch's int_oo: no bound
 
 
-def largest_difference(expected, got):
-    """max |expected - got| over every output; NaN where both are NaN counts as equal, elsewhere as infinite."""
+def differences(expected, got, rtol):
+    """(max |expected - got|, max of |expected - got| - rtol * |expected|, which atol bounds) over every output;
+    NaN where both are NaN counts as equal, elsewhere as infinitely far."""
     expected = expected if isinstance(expected, (tuple, list)) else [expected]
     got = got if isinstance(got, (tuple, list)) else [got]
     if len(expected) != len(got) or any(a.shape != b.shape for a, b in zip(expected, got, strict=True)):
-        return float("inf")
-    largest = 0.0
+        return float("inf"), float("inf")
+    largest, beyond = 0.0, 0.0
     for a, b in zip(expected, got, strict=True):
         diff = (a.double() - b.double()).abs()
         diff = torch.where(a.isnan() & b.isnan(), 0.0, diff.nan_to_num(nan=float("inf")))
-        largest = max(largest, float(diff.max()) if diff.numel() else 0.0)
-    return largest
+        if diff.numel():
+            largest = max(largest, float(diff.max()))
+            beyond = max(beyond, float((diff - rtol * a.double().abs().nan_to_num(nan=0.0)).max()))
+    return largest, beyond
 
 
-def compare(model, exported, batches):
-    """Run the eager model and the reloaded export on every batch: the check's result for the JSON."""
-    largest, sizes = 0.0, []
+def compare(model, exported, batches, atol, rtol):
+    """Run the eager model and the reloaded export on every batch: the check's result for the JSON. `passed`:
+    every output within atol + rtol * |eager output| (both 0: bit for bit)."""
+    largest, beyond, sizes = 0.0, 0.0, []
     with torch.no_grad():
         for batch in batches:
-            largest = max(largest, largest_difference(model(batch), run_exported(exported, batch)))
+            diff, over = differences(model(batch), run_exported(exported, batch), rtol)
+            largest, beyond = max(largest, diff), max(beyond, over)
             sizes.append(list(batch.shape))
-    return {"max_abs_diff": largest, "batches_checked": len(batches), "samples_checked": sum(s[0] for s in sizes),
-            "batch_shapes": sizes}
+    return {"max_abs_diff": largest, "atol": atol, "rtol": rtol, "passed": beyond <= atol,
+            "batches_checked": len(batches), "samples_checked": sum(s[0] for s in sizes), "batch_shapes": sizes}
 
 
 def run_exported(exported, batch):
