@@ -170,6 +170,8 @@ def test_an_out_path_test_py_would_not_recognise_is_refused(mnist_checkpoint, mo
                                   monkeypatch, capfd)
     assert code == 2 and stderr == "error: --out model.onnx must end with .pt2 for --format pt2 (test.py tells " \
                                    "formats apart by it)\n"
+    code, stderr = run_export_cli(["-r", mnist_checkpoint, "--rtol", "-1"], monkeypatch, capfd)
+    assert code == 2 and stderr == "error: --rtol -1.0 must be 0 or more (0 and 0: outputs equal bit for bit)\n"
 
 
 def test_train_py_says_an_export_is_no_checkpoint(mnist_checkpoint, monkeypatch, capsys):
