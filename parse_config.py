@@ -55,8 +55,9 @@ class ConfigParser:
         self.run_started, self.made_dirs = False, set()  # made_dirs: the folders init_run created
 
     @classmethod
-    def from_args(cls, args, options=(), argv=None):
-        """Build a ConfigParser from an ArgumentParser (with -c/-r/-d) plus CustomArgs options."""
+    def from_args(cls, args, options=(), argv=None, start=RunStart):
+        """Build a ConfigParser from an ArgumentParser (with -c/-r/-d) plus CustomArgs options; `start` decides
+        which run and checkpoint (test.py's also takes an exported model)."""
         dests = {}  # each option's target -> its argparse attribute
         for opt in options:
             dests[opt.target] = args.add_argument(*opt.flags, default=None, type=opt.type,
@@ -75,7 +76,7 @@ class ConfigParser:
                             "with -r (e.g. -r saved/models/<name>/<run>/model_latest.pth)")
         modification = {target: getattr(parsed, dest) for target, dest in dests.items()}
         overrides = with_known_keys(parsed.override or (), {"trainer": TRAINER_OPTIONS})
-        return RunStart(parsed, modification, overrides, getattr(parsed, "run_id", None)).parser(cls)
+        return start(parsed, modification, overrides, getattr(parsed, "run_id", None)).parser(cls)
 
     def init_obj(self, name, module, *args, **kwargs):
         """Build `module.<config[name]['type']>(*args, **config[name]['args'], **kwargs)`."""

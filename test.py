@@ -1,6 +1,8 @@
 """Evaluate a checkpoint on the test split: python test.py -r saved/models/.../model_best.pth"""
 import argparse
 
+import torch
+
 import data_loader.data_loaders as module_data
 import model.loss as module_loss
 import model.metric as module_metric
@@ -12,25 +14,34 @@ from utils import distributed as dist
 from utils.checkpoint import load_weights
 from utils.config_check import check_sections
 from utils.errors import UserError, run_entry
+from utils.export.formats import format_of, load_exported
+from utils.export.sidecar import read_sidecar
 from utils.lookup import find_by_name
+from utils.overrides import merged_config
+from utils.run_resume import RunStart
 from utils.util import place_model, write_json
 
 
 def main(config, device=None):
     logger = config.get_logger("test")
     check_sections(config.config, ("arch", "data_loader", "loss", "metrics"))
-    if config.checkpoint is None:
+    exported = config.resume is not None and format_of(config.resume) is not None
+    if config.checkpoint is None and not exported:
         raise UserError("test.py needs a checkpoint: python test.py -r saved/models/<name>/<run>/model_best.pth")
 
     # the test split, built from the checkpoint's own loader config
     config["data_loader"].setdefault("args", {}).update(shuffle=False, validation_split=0.0, training=False)
     data_loader = config.init_obj("data_loader", module_data).evaluation_loader()
 
-    model = config.init_obj("arch", module_arch)
-    logger.info(model)
-    load_weights(model, config.checkpoint["state_dict"], config.resume)
-    model, device = place_model(model, config["n_gpu"], device)
-    model.eval()
+    if exported:  # an exported model runs on the CPU, in eval mode already (its .eval() raises)
+        model, device = load_exported(config.resume), torch.device("cpu")
+        logger.info(f"Exported model {config.resume} ({format_of(config.resume).name}), on the CPU")
+    else:
+        model = config.init_obj("arch", module_arch)
+        logger.info(model)
+        load_weights(model, config.checkpoint["state_dict"], config.resume)
+        model, device = place_model(model, config["n_gpu"], device)
+        model.eval()
 
     loss_fn = config.init_named("loss", module_loss)
     metric_fns = [find_by_name(module_metric, met, "metric") for met in config["metrics"]]
@@ -47,7 +58,9 @@ def report(results, checkpoint_path, logger):
     for key, value in results["metrics"].items():
         logger.info(f"    {key:{width}s}: {value:.6f}")
     logger.info(f"    {'samples':{width}s}: {results['n_samples']}")
-    out = checkpoint_path.with_name(f"{checkpoint_path.stem}.test.json")
+    # model_best.test.json; an exported model's beside it: model_best.pt2.test.json
+    stem = checkpoint_path.name if format_of(checkpoint_path) else checkpoint_path.stem
+    out = checkpoint_path.with_name(f"{stem}.test.json")
     write_json({**results, "checkpoint": str(checkpoint_path)}, out)  # atomic, like every file we write
     logger.info(f"Results saved to {out}")
 
@@ -58,7 +71,19 @@ def parse_args(argv=None):
     args.add_argument("-r", "--resume", required=True, type=str,
                       help="path to the checkpoint to evaluate, e.g. saved/models/<name>/<run>/model_best.pth")
     args.add_argument("-d", "--device", default=None, type=str, help="indices of GPUs to enable (default: all)")
-    return ConfigParser.from_args(args, argv=argv)
+    return ConfigParser.from_args(args, argv=argv, start=TestStart)
+
+
+class TestStart(RunStart):
+    """-r names a checkpoint, or a model export.py wrote: its run's config is in the JSON beside it (-c keys
+    replace its keys, as they do a checkpoint's)."""
+
+    def parser(self, cls):
+        if self.resume is None or format_of(self.resume) is None:
+            return super().parser(cls)
+        format_of(self.resume).check_installed(f"test.py on {self.resume.name}", to_run=True)
+        config = merged_config(read_sidecar(self.resume)["config"], self.given or {})
+        return cls(config, self.resume, self.modification, None, self.overrides)
 
 
 def cli():

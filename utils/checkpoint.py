@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from utils.errors import UserError
+from utils.export.formats import format_of
 
 # Wrappers add these to parameter names. Checkpoints hold the unwrapped model, so they have none;
 # a classic checkpoint of a DataParallel model has `module.` on every key.
@@ -44,6 +45,9 @@ def load_checkpoint(path, map_location="cpu"):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; pass the path of a .pth file under saved/models/ with -r")
+    if format_of(path) is not None:  # a zip archive too, which torch.load would call corrupt
+        raise UserError(f"{path} is a model exported by export.py, not a checkpoint; pass the .pth it was exported "
+                        f"from (checkpoint.path in {path.name}.json)")
     if not _looks_like_torch_save(path):
         raise UserError(f"{path} is not a checkpoint (not a file written by torch.save); "
                         "pass a .pth file written by train.py, e.g. model_latest.pth")
