@@ -39,8 +39,14 @@ def test_a_run_shorter_than_the_window_keeps_what_it_recorded_and_says_so(tmp_pa
     run = profiled_run(tmp_path, synthetic_data_dir, WINDOW, batches=4)  # ends after 2 of the 3 active batches
     # batches 3 and 4, then the step still open when training ended (validation, saving)
     assert len(profiler_steps(run.log_dir / "profile_trace-batch3.json")) == 3
-    assert "training ended 1 batches before the end of the trainer.profile window" in \
-        (run.log_dir / "info.log").read_text()
+    assert "training ended 1 batches before the end of the trainer.profile window; profile_trace-batch3.json " \
+           "holds the 2 recorded" in (run.log_dir / "info.log").read_text()
+
+
+def test_a_run_that_ends_before_the_active_batches_says_there_is_no_trace(tmp_path, synthetic_data_dir, one_thread):
+    run = profiled_run(tmp_path, synthetic_data_dir, WINDOW, batches=2)
+    assert not list(run.log_dir.glob("profile_trace-*"))
+    assert "none was recorded, so there is no trace: lower wait and warmup" in (run.log_dir / "info.log").read_text()
 
 
 def test_profile_off_never_builds_a_profiler(tmp_path, synthetic_data_dir, monkeypatch, one_thread):

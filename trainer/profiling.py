@@ -22,6 +22,8 @@ class ProfileWindow:
 
     def __init__(self, window, log_dir, first_batch, device_type, logger):
         self.logger = logger
+        self.active = window["active"]
+        self.keep_trace = True
         self.steps_left = window["wait"] + window["warmup"] + window["active"]
         first = first_batch + window["wait"] + window["warmup"]  # 1-based number of the first recorded batch
         self.trace_path = log_dir / f"profile_trace-batch{first}.json"
@@ -47,11 +49,17 @@ class ProfileWindow:
 
     def close(self):
         """Training ended inside the window: stop, keeping the batches recorded so far (if any)."""
+        recorded = max(0, self.active - self.steps_left)
+        kept = f"{self.trace_path.name} holds the {recorded} recorded" if recorded else \
+            "none was recorded, so there is no trace: lower wait and warmup, or train longer"
         self.logger.warning(f"Warning: training ended {self.steps_left} batches before the end of the "
-                            "trainer.profile window; the trace holds the batches recorded until then, if any")
+                            f"trainer.profile window; {kept}")
+        self.keep_trace = recorded > 0  # a trace of no training batch would only hold the run's end
         self.profiler.stop()
 
     def _write(self, prof):
+        if not self.keep_trace:
+            return
         prof.export_chrome_trace(str(self.trace_path))
         table = prof.key_averages().table(sort_by=self.sort_key, row_limit=TOP_OPERATORS)
         self.logger.info(f"Profile of the recorded batches, top {TOP_OPERATORS} operators by "
