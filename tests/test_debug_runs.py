@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import train
-from tests.conftest import run_script, shrink_config, train_in_process, write_config
+from tests.conftest import run_script, shrink_config, write_config
 from tests.synthetic_mnist import FILES, synthetic_digits, write_idx
 from trainer.fixed_batches import FixedBatches
 
@@ -36,14 +36,16 @@ def files_under(root):
 
 def test_one_batch_overfits_the_default_model_within_100_steps(tmp_path, synthetic_data_dir, capsys, one_thread):
     config = shrink_config(tmp_path, synthetic_data_dir, overfit_batches=1, epochs=1, len_epoch=100, log_step=1)
-    run = train_in_process("-c", write_config(tmp_path, config))
+    trainer = train.build_trainer(train.parse_args(["-c", str(write_config(tmp_path, config))]))
+    trainer.train()
     # the console's per-step lines (verbosity 2): "Train Epoch: 1 [k/100 (k%)] Loss: x"
     losses = [float(x) for x in re.findall(r"\] Loss: ([0-9.]+)", capsys.readouterr().out)]
     assert len(losses) == 100
     assert min(losses) < 0.05, f"lowest training loss in 100 steps: {min(losses)}"
-    history = (run.save_dir / "metrics.csv").read_text().splitlines()
-    row = dict(zip(history[0].split(","), history[1].split(","), strict=True))
-    assert float(row["val_loss"]) < 0.05 and float(row["val_accuracy"]) == 1.0  # the same batch, dropout off
+    assert trainer.stream.data_pass == 100  # each step a whole pass: the one batch, again and again
+    valid = trainer.valid_metrics
+    assert valid.count("loss") == 64  # validated on that batch (the held-out split has 60 samples)
+    assert valid.avg("loss") < 0.05 and valid.avg("accuracy") == 1.0  # the same batch, dropout off
 
 
 def test_training_and_validation_get_the_same_first_batches_every_pass(tmp_path, synthetic_data_dir):
