@@ -135,3 +135,26 @@ def test_dry_run_as_a_user_runs_it(tmp_path, small_config):
     assert failed.returncode == 2 and "Traceback" not in failed.stderr
     assert failed.stderr.splitlines()[-1].startswith("error: the data holds label")
     assert not (tmp_path / "saved").exists()
+
+
+def test_what_training_refuses_before_its_first_batch_the_dry_run_refuses(tmp_path, synthetic_data_dir, monkeypatch,
+                                                                        capsys):
+    config = shrink_config(tmp_path, synthetic_data_dir, monitor="min val_loss")
+    config["data_loader"]["args"]["validation_split"] = 0.0
+    path = write_config(tmp_path, config)
+    code, out, err = run_cli(["-c", path, "--dry_run"], monkeypatch, capsys)
+    assert code == 2 and err.startswith("error: trainer.monitor watches 'val_loss', which this run does not produce")
+    assert not (tmp_path / "saved").exists()
+
+
+def test_dry_run_from_a_checkpoint_loads_its_weights_and_writes_nothing(tmp_path, small_config, monkeypatch, capsys,
+                                                                       one_thread):
+    config = shrink_config(tmp_path, json.loads(small_config.read_text())["data_loader"]["args"]["data_dir"], epochs=3)
+    assert run_cli(["-c", write_config(tmp_path, config, "one.json")], monkeypatch, capsys)[0] == 0
+    latest = next((tmp_path / "saved" / "models").glob("*/*/model_latest.pth"))
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "saved").rglob("*")}
+    code, out, err = run_cli(["-r", latest, "--dry_run"], monkeypatch, capsys)
+    assert code == 0, err
+    loss = float(re.search(r"validation loss ([0-9.]+)", out).group(1))
+    assert loss < 1.0, out  # trained weights, not a fresh model's ln(10) = 2.3
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "saved").rglob("*")} == before
