@@ -27,7 +27,7 @@ class ProfileWindow:
         self.steps_left = window["wait"] + window["warmup"] + window["active"]
         first = first_batch + window["wait"] + window["warmup"]  # 1-based number of the first recorded batch
         self.trace_path = log_dir / f"profile_trace-batch{first}.json"
-        self.sort_key = "self_cuda_time_total" if device_type == "cuda" else "self_cpu_time_total"
+        self.sort_key = "self_device_time_total" if device_type == "cuda" else "self_cpu_time_total"
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device_type == "cuda" else [])
         self.profiler = profile(activities=activities, schedule=schedule(**window, repeat=1),
                                 on_trace_ready=self._write)
