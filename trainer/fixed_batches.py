@@ -1,5 +1,6 @@
-"""trainer.overfit_batches: train and validate on the same first N batches, unshuffled (a model that cannot
-drive their loss near zero has a bug in the model, the loss or the data; docs/debugging.md)."""
+"""The first N batches of a loader, read once and served again every pass: trainer.overfit_batches trains and
+validates on them (a model that cannot drive their loss near zero has a bug in the model, the loss or the data),
+and --dry_run validates on one (docs/debugging.md)."""
 import itertools
 
 
