@@ -2,7 +2,9 @@
 each, nothing saved): the quick checks of a new model/data pair."""
 import itertools
 import json
+import os
 import re
+import subprocess
 import sys
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 import torch
 
 import train
-from tests.conftest import run_script, shrink_config, write_config
+from tests.conftest import REPO, run_dirs, run_script, shrink_config, write_config
 from tests.synthetic_mnist import FILES, synthetic_digits, write_idx
 from trainer.fixed_batches import FixedBatches
 
@@ -158,3 +160,25 @@ def test_dry_run_from_a_checkpoint_loads_its_weights_and_writes_nothing(tmp_path
     loss = float(re.search(r"validation loss ([0-9.]+)", out).group(1))
     assert loss < 1.0, out  # trained weights, not a fresh model's ln(10) = 2.3
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "saved").rglob("*")} == before
+
+
+def torchrun(*args):
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(REPO / "train.py"), *map(str, args)], cwd=REPO, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.mark.slow
+def test_under_torchrun_rank_0_profiles_and_the_dry_run_prints_once(tmp_path, synthetic_data_dir):
+    config = shrink_config(tmp_path, synthetic_data_dir, epochs=1, len_epoch=6, overfit_batches=2,
+                           profile={"wait": 1, "warmup": 1, "active": 2})
+    path = write_config(tmp_path, config)
+    dry = torchrun("-c", path, "--dry_run")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert dry.stdout.count("the parts fit. Nothing was saved.") == 1
+    assert not (tmp_path / "saved").exists()
+    trained = torchrun("-c", path)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    (run,) = run_dirs(tmp_path / "saved")
+    log_dir = tmp_path / "saved" / "log" / config["name"] / run.name
+    assert [p.name for p in log_dir.glob("profile_trace-*")] == ["profile_trace-batch3.json"]  # one, rank 0's

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+import train
 import trainer.profiling as profiling
 from base.trainer_options import read_trainer_options
 from tests.conftest import shrink_config, train_in_process, write_config
@@ -49,13 +50,23 @@ def test_a_run_that_ends_before_the_active_batches_says_there_is_no_trace(tmp_pa
     assert "none was recorded, so there is no trace: lower wait and warmup" in (run.log_dir / "info.log").read_text()
 
 
-def test_profile_off_never_builds_a_profiler(tmp_path, synthetic_data_dir, monkeypatch, one_thread):
-    def refuse(*args, **kwargs):
-        raise AssertionError("a profiler was built with trainer.profile off")
+def refuse_profiler(*args, **kwargs):
+    raise AssertionError("a profiler was built where none should be")
 
-    monkeypatch.setattr(profiling.ProfileWindow, "__init__", refuse)
+
+def test_profile_off_never_builds_a_profiler(tmp_path, synthetic_data_dir, monkeypatch, one_thread):
+    monkeypatch.setattr(profiling.ProfileWindow, "__init__", refuse_profiler)
     run = profiled_run(tmp_path, synthetic_data_dir, False, batches=3)
     assert not list(run.log_dir.glob("profile_trace-*"))
+
+
+def test_only_rank_0_profiles(tmp_path, synthetic_data_dir, monkeypatch, one_thread):
+    monkeypatch.setattr(profiling.ProfileWindow, "__init__", refuse_profiler)
+    config = shrink_config(tmp_path, synthetic_data_dir, epochs=1, len_epoch=3, verbosity=1, profile=True)
+    trainer = train.build_trainer(train.parse_args(["-c", str(write_config(tmp_path, config))]))
+    trainer.is_main = False  # what BaseTrainer sets on ranks 1, 2, ... under torchrun
+    trainer.train()
+    assert not list(trainer.config.log_dir.glob("profile_trace-*"))
 
 
 def test_true_is_the_default_window_and_a_partial_window_fills_in_the_rest():
