@@ -53,6 +53,7 @@ class ConfigParser:
             run_id or dist.broadcast_object(datetime.now().strftime(r"%m%d_%H%M%S"))
         self._exact_run_id = run_id is not None or continue_run
         self.run_started, self.made_dirs = False, set()  # made_dirs: the folders init_run created
+        self.dry_run = False  # train.py --dry_run: one batch each, no run folder
 
     @classmethod
     def from_args(cls, args, options=(), argv=None, start=RunStart):
@@ -76,7 +77,9 @@ class ConfigParser:
                             "with -r (e.g. -r saved/models/<name>/<run>/model_latest.pth)")
         modification = {target: getattr(parsed, dest) for target, dest in dests.items()}
         overrides = with_known_keys(parsed.override or (), {"trainer": TRAINER_OPTIONS})
-        return start(parsed, modification, overrides, getattr(parsed, "run_id", None)).parser(cls)
+        parser = start(parsed, modification, overrides, getattr(parsed, "run_id", None)).parser(cls)
+        parser.dry_run = getattr(parsed, "dry_run", False)
+        return parser
 
     def init_obj(self, name, module, *args, **kwargs):
         """Build `module.<config[name]['type']>(*args, **config[name]['args'], **kwargs)`."""

@@ -10,6 +10,7 @@ import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
 from parse_config import ConfigParser
+from trainer.dry_run import dry_run
 from trainer.trainer import Trainer
 from utils import distributed as dist
 from utils.config_check import check_sections
@@ -20,7 +21,13 @@ from utils.util import place_model
 
 
 def main(config, device=None):
-    build_trainer(config, device).train()
+    trainer = build_trainer(config, device)
+    if config.dry_run:  # one training and one validation batch; nothing saved, no run folder
+        line = dry_run(trainer)
+        if dist.is_main_process():
+            print(line)
+    else:
+        trainer.train()
 
 
 def build_trainer(config, device=None):
@@ -73,6 +80,8 @@ def parse_args(argv=None):
     args.add_argument("-d", "--device", default=None, type=str, help="indices of GPUs to enable (default: all)")
     args.add_argument("--run_id", default=None, type=run_name,
                       help="name the run folder; run again, the run continues from its newest checkpoint")
+    args.add_argument("--dry_run", action="store_true",
+                      help="run one training and one validation batch to check that the parts fit; save nothing")
 
     # custom cli options to modify configuration from default values given in json file.
     CustomArgs = collections.namedtuple("CustomArgs", "flags type target")

@@ -13,6 +13,8 @@ from base.batch_transform import defer_batch_transform
 from trainer.batch_stream import BatchStream
 from trainer.checkpoint_interval import CheckpointInterval
 from trainer.evaluation import evaluate, to_device
+from trainer.fixed_batches import FixedBatches
+from trainer.profiling import ProfileWindow
 from trainer.progress import EpochProgress, use_progress_bar
 from utils import distributed as dist
 from utils.errors import UserError
@@ -34,6 +36,8 @@ class Trainer(BaseTrainer):
         scaler = torch.amp.GradScaler(device.type, enabled=opts.amp == "fp16")
         super().__init__(model, criterion, metric_ftns, optimizer, config, lr_scheduler, scaler)
         self.device = device
+        if opts.overfit_batches:  # the same few batches, unshuffled, to train and to validate on
+            data_loader = valid_data_loader = FixedBatches(data_loader, opts.overfit_batches)
         self.data_loader = data_loader
         self.stream = BatchStream(data_loader)
         self.len_epoch = len_epoch or opts.len_epoch  # None: one pass over the data per epoch
@@ -52,6 +56,21 @@ class Trainer(BaseTrainer):
         self.eval_model = model.module if self.is_ddp else model  # no DDP collectives in validation
         self.autocast = partial(torch.autocast, device.type, dtype=AUTOCAST_DTYPES[opts.amp]) \
             if opts.amp in AUTOCAST_DTYPES else nullcontext
+        self.profiler = None  # a ProfileWindow while trainer.profile records batches
+
+    def _train_epochs(self):
+        if self.options.overfit_batches:
+            self.logger.info(f"trainer.overfit_batches: training and validating on the same "
+                             f"{len(self.data_loader)} batches, unshuffled")
+        if self.is_main:  # rank 0 profiles, the other ranks train as usual
+            self.profiler = ProfileWindow.start(self.options.profile, self.config.log_dir, self.global_step + 1,
+                                                self.device.type, self.logger)
+        try:
+            super()._train_epochs()
+        finally:
+            if self.profiler is not None:  # training ended inside the window
+                self.profiler.close()
+                self.profiler = None
 
     def _train_epoch(self, epoch):
         """Train one epoch; return the averaged train and val_ metrics, lr and timing."""
@@ -72,6 +91,8 @@ class Trainer(BaseTrainer):
             update_metrics(self.train_metrics, self.metric_ftns, output, target, loss)
             self.batch_in_epoch, self.global_step = batch_idx + 1, self.global_step + 1
             progress.update(target.size(0))
+            if self.profiler is not None:
+                self.profiler = self.profiler.step()  # None once the window's trace is written
             if batch_idx % self.log_step == 0:
                 self._log_batch(epoch, batch_idx, epoch_len, loss, data, progress)
             if step_now:

@@ -42,6 +42,15 @@ def _monitor(v):
     return v == "off" or (len(parts) == 2 and parts[0] in ("min", "max"))
 
 
+def _profile_window(v):
+    """true, false, or {"wait", "warmup", "active"} (any of them; the rest default): counts of batches."""
+    if isinstance(v, bool):
+        return True
+    keys = ("wait", "warmup", "active")
+    return isinstance(v, dict) and set(v) <= set(keys) and all(is_int(v[k]) and v[k] >= 0 for k in v) \
+        and v.get("active", 1) > 0
+
+
 def _interval(v):
     return v is None or _positive_int(v) or (isinstance(v, str) and bool(parse_duration(v)))  # "0s": no
 
@@ -79,5 +88,8 @@ RULES = {
     "trainer.deterministic": Rule(False, _bool, TRUE_OR_FALSE),
     "trainer.checkpoint_interval": Rule(None, _interval, "null, a number of optimizer steps, or a duration "
                                                          "such as \"30s\" or \"10min\""),
+    "trainer.profile": Rule(False, _profile_window, "true, false or {\"wait\": W, \"warmup\": U, \"active\": A} "
+                                                    "(batch counts, active > 0)"),
+    "trainer.overfit_batches": Rule(None, _optional_positive_int, "a positive integer (batches) or null"),
 }
 TRAINER_OPTIONS = [key.split(".", 1)[1] for key in RULES if key.startswith("trainer.")]
