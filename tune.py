@@ -13,11 +13,13 @@ from pathlib import Path
 import optuna
 
 import train
+from logger.logger import once_on_console
 from parse_config import ConfigParser
 from utils import distributed as dist
 from utils import provenance, run_lock
 from utils.errors import UserError, run_entry
 from utils.overrides import updated_config
+from utils.redact import redact
 from utils.search_recovery import requeue, retry_after_kill, revive_dead_trials, run_number, this_worker
 from utils.search_report import DONE, progress_line, summary_lines, write_hparams
 from utils.search_sampler import build_pruner, build_sampler
@@ -44,7 +46,8 @@ class Search:
         self.direction = {"min": "minimize", "max": "maximize"}[direction]
         self.runs_dir = Path(options.save_dir) / "models" / self.base["name"]
         self.log_root = Path(options.save_dir) / "log"
-        self.url = storage_url(self.tune.storage, options.save_dir, self.tune.study)
+        self.url = storage_url(self.tune.storage, options.save_dir, self.tune.study)  # to connect; never shown
+        self.shown_url = redact(self.url)  # to print and store: a password is ***
         self.tensorboard = options.tensorboard
         self.sampler, self.pruner = build_sampler(self.tune.sampler), build_pruner(self.tune.pruner)
         self.in_trial = False  # under torchrun: whether the other ranks are inside a trial, not waiting
@@ -59,7 +62,7 @@ class Search:
         """Train (or continue) the run of one trial; return (best monitored value, epochs done)."""
         config = with_values(self.base, plan["values"])
         config["tune"] = {"study": self.tune.study, "trial": plan["trial"]}
-        provenance.RUN_NOTES["tune"] = {**config["tune"], "optuna_trial": plan["number"], "storage": self.url}
+        provenance.RUN_NOTES["tune"] = {**config["tune"], "optuna_trial": plan["number"], "storage": self.shown_url}
         with tempfile.TemporaryDirectory() as folder:  # train.py's own parser reads it, --run_id resumes
             path = Path(folder) / "config.json"
             write_json(config, path)
@@ -140,7 +143,7 @@ def lead(search):
                           search.metric, trial.value, trial.state.name)
 
     done = len(study.get_trials(deepcopy=False, states=DONE))
-    print(f"Study {tune.study} in {search.url}: {done} of {tune.trials} trials done", flush=True)
+    print(f"Study {tune.study} in {search.shown_url}: {done} of {tune.trials} trials done", flush=True)
     try:
         if done < tune.trials:
             stop_at = optuna.study.MaxTrialsCallback(tune.trials, states=DONE)
@@ -150,7 +153,7 @@ def lead(search):
             requeue(study, current["id"])  # Optuna marked it FAIL; the next start continues its run
         print("The trial's state is saved; run the same command again to continue it.", file=sys.stderr)
         raise
-    for line in summary_lines(study, search.metric, search.runs_dir, search.url, search.log_root):
+    for line in summary_lines(study, search.metric, search.runs_dir, search.shown_url, search.log_root):
         print(line, flush=True)
 
 
@@ -167,7 +170,12 @@ def follow(search):
 
 
 def main(argv=None, device=None):
-    search = Search(parse_args(argv), device)
+    with once_on_console():  # the model printout and resolved config: once per study, not per trial
+        study(parse_args(argv), device)
+
+
+def study(args, device):
+    search = Search(args, device)
     search.check_before_trials()
     if not dist.is_main_process():
         code = follow(search)

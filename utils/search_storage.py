@@ -14,6 +14,7 @@ import sqlalchemy
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from utils.errors import UserError
+from utils.redact import redact
 
 RACE_ERRORS = (DBAPIError, optuna.exceptions.StorageInternalError, optuna.exceptions.DuplicatedStudyError)
 ATTEMPTS = 40  # ~10 s of retries at most: far longer than any creation race lasts
@@ -38,7 +39,7 @@ def open_storage(url, heartbeat_interval, grace_period, on_stale):
     return retry_races(lambda: optuna.storages.RDBStorage(
         url, engine_kwargs={"connect_args": connect, **({} if sqlite else {"pool_pre_ping": True})},
         heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-        heartbeat_stale_trial_callback=on_stale), f"open the study storage {url}")
+        heartbeat_stale_trial_callback=on_stale), f"open the study storage {redact(url)}")
 
 
 def open_study(storage, name, direction, sampler, pruner):
@@ -47,8 +48,8 @@ def open_study(storage, name, direction, sampler, pruner):
                                                     sampler=sampler, pruner=pruner, load_if_exists=True),
                         f"create the study {name}")
     if study.direction.name.lower() != direction:
-        raise UserError(f"study {name} in {storage.url} is to {study.direction.name.lower()} its objective, but "
-                        f"trainer.monitor asks to {direction} it; name another study with --study")
+        raise UserError(f"study {name} in {redact(storage.url)} is to {study.direction.name.lower()} its objective, "
+                        f"but trainer.monitor asks to {direction} it; name another study with --study")
     return study
 
 
@@ -79,10 +80,10 @@ def _check_reachable(url):
             pass
         engine.dispose()
     except (ArgumentError, ImportError, DBAPIError, ValueError) as err:
-        raise UserError(f"cannot reach the study storage {url}: {_first_line(err)}; start the database "
+        raise UserError(f"cannot reach the study storage {redact(url)}: {_first_line(err)}; start the database "
                         "server or fix --storage / tune.storage") from None
 
 
 def _first_line(err):
     text = str(getattr(err, "orig", None) or err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    return redact(text.splitlines()[0]) if text else type(err).__name__  # a driver may quote the URL

@@ -7,6 +7,7 @@ import math
 import numbers
 
 from logger.trackers.run_info import flatten
+from utils.redact import redact_all
 
 NOT_METRICS = ("epoch", "epoch_time", "samples_per_sec")
 
@@ -14,7 +15,7 @@ NOT_METRICS = ("epoch", "epoch_time", "samples_per_sec")
 def hparam_values(config):
     """The flattened config as the values HParams accepts: numbers, strings and booleans."""
     values = {}
-    for key, value in flatten(config).items():
+    for key, value in flatten(redact_all(config)).items():
         values[key] = value if isinstance(value, (bool, numbers.Real)) and not _nan(value) else str(value)
     return values
 

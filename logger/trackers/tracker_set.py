@@ -11,6 +11,7 @@ import logging
 from logger.trackers.run_info import run_status
 from logger.trackers.specs import KNOWN, parse_trackers
 from utils.errors import UserError
+from utils.redact import redact
 
 
 class TrackerSet:
@@ -70,7 +71,7 @@ class TrackerSet:
         try:
             return call(*args)
         except Exception as err:  # noqa: BLE001  any failure of a tracker, never of training
-            reason = f"{type(err).__name__}: {' '.join(str(err).split())}"[:300]  # one line, whatever the error
+            reason = redact(f"{type(err).__name__}: {' '.join(str(err).split())}")[:300]  # one line, no password
             self.active = [(s, t) for s, t in self.active if s is not spec]
             if at_start and spec.required:
                 raise UserError(f"tracker {spec.name} {what} ({reason}); it is required "
