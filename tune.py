@@ -1,4 +1,4 @@
-"""Search hyperparameters with Optuna: python tune.py -c config.json (see README, Hyperparameter search).
+"""Search hyperparameters with Optuna: python tune.py -c search.json (see docs/search.md).
 
 Trial k of study S is the named run S-trial<k>, trained by train.py's own code: it resumes, tests
 and logs like any run. The study lives in a database that any number of workers share; under
@@ -113,7 +113,7 @@ def lead(search):
     """Rank 0: run the study against the storage, sending each trial to the other ranks."""
     tune = search.tune
     storage = open_storage(search.url, tune.heartbeat_interval, tune.grace_period, retry_after_kill())
-    study = open_study(storage, tune.study, search.direction, search.sampler, search.pruner)
+    study = open_study(storage, tune.study, search.direction, search.sampler, search.pruner, search.metric)
     for number in revive_dead_trials(study, search.runs_dir, retry_after_kill()):
         print(f"trial {number}: its worker is gone; queued again to continue its run", flush=True)
     current = {}
@@ -171,10 +171,10 @@ def follow(search):
 
 def main(argv=None, device=None):
     with once_on_console():  # the model printout and resolved config: once per study, not per trial
-        study(parse_args(argv), device)
+        run_study(parse_args(argv), device)
 
 
-def study(args, device):
+def run_study(args, device):
     search = Search(args, device)
     search.check_before_trials()
     if not dist.is_main_process():
@@ -195,7 +195,7 @@ def study(args, device):
 
 
 def parse_args(argv=None):
-    args = argparse.ArgumentParser(description="Hyperparameter search: each trial is a named run (see README)")
+    args = argparse.ArgumentParser(description="Hyperparameter search: each trial is a named run (see docs/search.md)")
     args.add_argument("-c", "--config", required=True, help="config file with a 'tune' section")
     args.add_argument("-d", "--device", default=None, help="indices of GPUs to enable (default: all)")
     args.add_argument("-o", "--override", action="append", default=[], metavar="KEY.PATH=VALUE",

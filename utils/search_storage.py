@@ -7,6 +7,7 @@ after a short random pause, by which time the winner's tables and study are ther
 """
 import random
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -42,15 +43,28 @@ def open_storage(url, heartbeat_interval, grace_period, on_stale):
         heartbeat_stale_trial_callback=on_stale), f"open the study storage {redact(url)}")
 
 
-def open_study(storage, name, direction, sampler, pruner):
-    """The study `name` in `storage`, created by whichever worker comes first."""
+def open_study(storage, name, direction, sampler, pruner, metric=None):
+    """The study `name` in `storage`, created by whichever worker comes first; its objective is named
+    `metric` (optuna-dashboard shows "val_loss", not "Objective 0")."""
     study = retry_races(lambda: optuna.create_study(storage=storage, study_name=name, direction=direction,
                                                     sampler=sampler, pruner=pruner, load_if_exists=True),
                         f"create the study {name}")
     if study.direction.name.lower() != direction:
         raise UserError(f"study {name} in {redact(storage.url)} is to {study.direction.name.lower()} its objective, "
                         f"but trainer.monitor asks to {direction} it; name another study with --study")
+    if metric is not None:
+        _name_objective(study, metric)
     return study
+
+
+def _name_objective(study, metric):
+    if study.metric_names is not None and study.metric_names != [metric]:
+        raise UserError(f"study {study.study_name} optimizes {study.metric_names[0]}, but trainer.monitor watches "
+                        f"{metric}; name another study with --study")
+    if study.metric_names is None:
+        with warnings.catch_warnings():  # set_metric_names is marked experimental, and has been since Optuna 3.2
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry_races(lambda: study.set_metric_names([metric]), f"name the objective of study {study.study_name}")
 
 
 def retry_races(make, what):
