@@ -21,7 +21,7 @@ from utils.errors import UserError, run_entry
 from utils.overrides import updated_config
 from utils.redact import redact
 from utils.search_recovery import requeue, retry_after_kill, revive_dead_trials, run_number, this_worker
-from utils.search_report import DONE, progress_line, summary_lines, write_hparams
+from utils.search_report import DONE, progress_line, summary_lines
 from utils.search_sampler import build_pruner, build_sampler
 from utils.search_space import first_point, read_tune_section, suggest, with_values
 from utils.search_storage import open_storage, open_study, storage_url
@@ -48,7 +48,6 @@ class Search:
         self.log_root = Path(options.save_dir) / "log"
         self.url = storage_url(self.tune.storage, options.save_dir, self.tune.study)  # to connect; never shown
         self.shown_url = redact(self.url)  # to print and store: a password is ***
-        self.tensorboard = options.tensorboard
         self.sampler, self.pruner = build_sampler(self.tune.sampler), build_pruner(self.tune.pruner)
         self.in_trial = False  # under torchrun: whether the other ranks are inside a trial, not waiting
 
@@ -69,6 +68,7 @@ class Search:
             parsed = train.parse_args(["-c", str(path), "--run_id", plan["run_id"]])
         trainer = train.build_trainer(parsed, self.device)
         trainer.epoch_listeners.append(PruneCheck(trial, self.metric, trainer.epochs))
+        trainer.writer.hparams.searched = list(plan["values"])  # HParams: the searched keys, not the constants
         with held(parsed.save_dir):
             trainer.train()
         return trainer.monitor.best, max(trainer.last_epoch, trainer.start_epoch - 1)
@@ -138,9 +138,6 @@ def lead(search):
 
     def after_trial(study, trial):
         print(progress_line(study, trial, search.metric, tune.trials), flush=True)
-        if search.tensorboard and trial.state in DONE:
-            write_hparams(search.log_root / search.base["name"] / trial.user_attrs["run_id"], trial.params,
-                          search.metric, trial.value, trial.state.name)
 
     done = len(study.get_trials(deepcopy=False, states=DONE))
     print(f"Study {tune.study} in {search.shown_url}: {done} of {tune.trials} trials done", flush=True)
@@ -153,7 +150,8 @@ def lead(search):
             requeue(study, current["id"])  # Optuna marked it FAIL; the next start continues its run
         print("The trial's state is saved; run the same command again to continue it.", file=sys.stderr)
         raise
-    for line in summary_lines(study, search.metric, search.runs_dir, search.shown_url, search.log_root):
+    for line in summary_lines(study, search.metric, search.runs_dir, search.shown_url,
+                              search.log_root / search.base["name"]):
         print(line, flush=True)
 
 

@@ -113,6 +113,13 @@ class MlflowTracker:
         finally:
             self.client.set_terminated(self.run_id, status)
 
+    def where(self):
+        """Where the run is, and the command that shows it (a server's URI is its own UI)."""
+        uri = redact(self.uri)
+        look = f"open {uri} in a browser" if uri.startswith(("http://", "https://")) else \
+            f"mlflow ui --backend-store-uri {uri}  (needs the full mlflow package: pip install mlflow)"
+        return [f"MLflow: run {self.run_id} in {uri}", f"  look: {look}"]
+
 
 @contextmanager
 def _store_lock(uri, root):

@@ -21,6 +21,7 @@ class TrackerSet:
         self.logger = logger or logging.getLogger("trackers")
         self.active = []  # (spec, tracker) pairs still working
         self.ids = {}
+        self.where = []  # after finish: lines saying where each tracker's data is and how to look at it
 
     def wants(self, name):
         return any(spec.name == name for spec in self.specs)
@@ -60,6 +61,9 @@ class TrackerSet:
     def finish(self, error=None):
         """End every tracker run with the status the run ended with (exception on its way out, or None)."""
         self._each("finish", run_status(error))
+        self.where = []
+        for spec, tracker in list(self.active):
+            self.where += self._guard(spec, "failed", False, tracker.where) or []
         self.active = []
 
     def _each(self, method, *args):
