@@ -167,3 +167,4 @@ def test_a_search_trial_is_tagged_with_its_study_and_trial(tmp_path, synthetic_d
     (run,) = runs
     assert run.data.tags["tune_study"] == "s" and run.data.tags["tune_trial"] == "0"
     assert run.data.tags["run_id"] == "s-trial0"
+    assert f"MLflow: run {run.info.run_id} in sqlite:///" in out and "  look: mlflow ui --backend-store-uri" in out
