@@ -17,6 +17,7 @@ from utils.config_rules import TRAINER_OPTIONS
 from utils.errors import UserError
 from utils.lookup import check_arguments, find_by_name
 from utils.overrides import changed_keys, updated_config, with_known_keys
+from utils.redact import redact
 from utils.run_checks import ORIGIN_FILE
 from utils.run_folder import LATEST, holds_checkpoints, log_dir_beside, quote, recover, write_text_file
 from utils.run_resume import RunStart
@@ -133,7 +134,8 @@ class ConfigParser:
                 write_text_file(self.save_dir / ORIGIN_FILE, json.dumps({"origin": self.origin}) + "\n")
             dist.record_job_run({"folder": str(self.save_dir), "run_id": self.run_id, "seed": self.config["seed"]})
         self._setup_logging(to_file=dist.is_main_process())
-        self.get_logger("config").debug(f"Resolved config: {json.dumps(self.config)}")  # pasteable JSON
+        self.get_logger("config").debug(f"Resolved config: {redact(json.dumps(self.config))}",  # pasteable JSON
+                                              extra={"once": "config"})  # tune.py: first trial only
         self.run_id = dist.broadcast_object(self.run_id)
         self.run_started = True
 

@@ -42,7 +42,7 @@ def build_trainer(config, device=None):
     valid_data_loader = data_loader.split_validation()
 
     model = config.init_obj("arch", module_arch)
-    logger.info(model)
+    logger.info(model, extra={"once": "model"})  # tune.py: on the console for the first trial only
     model, device = place_model(model, config["n_gpu"], device, compile=options.compile, ddp=True)
 
     criterion = config.init_named("loss", module_loss)

@@ -1,4 +1,4 @@
-"""Search hyperparameters with Optuna: python tune.py -c config.json (see README, Hyperparameter search).
+"""Search hyperparameters with Optuna: python tune.py -c search.json (see docs/search.md).
 
 Trial k of study S is the named run S-trial<k>, trained by train.py's own code: it resumes, tests
 and logs like any run. The study lives in a database that any number of workers share; under
@@ -13,13 +13,15 @@ from pathlib import Path
 import optuna
 
 import train
+from logger.logger import once_on_console
 from parse_config import ConfigParser
 from utils import distributed as dist
 from utils import provenance, run_lock
 from utils.errors import UserError, run_entry
 from utils.overrides import updated_config
+from utils.redact import redact
 from utils.search_recovery import requeue, retry_after_kill, revive_dead_trials, run_number, this_worker
-from utils.search_report import DONE, progress_line, summary_lines, write_hparams
+from utils.search_report import DONE, progress_line, summary_lines
 from utils.search_sampler import build_pruner, build_sampler
 from utils.search_space import first_point, read_tune_section, suggest, with_values
 from utils.search_storage import open_storage, open_study, storage_url
@@ -44,8 +46,8 @@ class Search:
         self.direction = {"min": "minimize", "max": "maximize"}[direction]
         self.runs_dir = Path(options.save_dir) / "models" / self.base["name"]
         self.log_root = Path(options.save_dir) / "log"
-        self.url = storage_url(self.tune.storage, options.save_dir, self.tune.study)
-        self.tensorboard = options.tensorboard
+        self.url = storage_url(self.tune.storage, options.save_dir, self.tune.study)  # to connect; never shown
+        self.shown_url = redact(self.url)  # to print and store: a password is ***
         self.sampler, self.pruner = build_sampler(self.tune.sampler), build_pruner(self.tune.pruner)
         self.in_trial = False  # under torchrun: whether the other ranks are inside a trial, not waiting
 
@@ -59,13 +61,14 @@ class Search:
         """Train (or continue) the run of one trial; return (best monitored value, epochs done)."""
         config = with_values(self.base, plan["values"])
         config["tune"] = {"study": self.tune.study, "trial": plan["trial"]}
-        provenance.RUN_NOTES["tune"] = {**config["tune"], "optuna_trial": plan["number"], "storage": self.url}
+        provenance.RUN_NOTES["tune"] = {**config["tune"], "optuna_trial": plan["number"], "storage": self.shown_url}
         with tempfile.TemporaryDirectory() as folder:  # train.py's own parser reads it, --run_id resumes
             path = Path(folder) / "config.json"
             write_json(config, path)
             parsed = train.parse_args(["-c", str(path), "--run_id", plan["run_id"]])
         trainer = train.build_trainer(parsed, self.device)
         trainer.epoch_listeners.append(PruneCheck(trial, self.metric, trainer.epochs))
+        trainer.writer.hparams.searched = list(plan["values"])  # HParams: the searched keys, not the constants
         with held(parsed.save_dir):
             trainer.train()
         return trainer.monitor.best, max(trainer.last_epoch, trainer.start_epoch - 1)
@@ -110,7 +113,7 @@ def lead(search):
     """Rank 0: run the study against the storage, sending each trial to the other ranks."""
     tune = search.tune
     storage = open_storage(search.url, tune.heartbeat_interval, tune.grace_period, retry_after_kill())
-    study = open_study(storage, tune.study, search.direction, search.sampler, search.pruner)
+    study = open_study(storage, tune.study, search.direction, search.sampler, search.pruner, search.metric)
     for number in revive_dead_trials(study, search.runs_dir, retry_after_kill()):
         print(f"trial {number}: its worker is gone; queued again to continue its run", flush=True)
     current = {}
@@ -135,12 +138,9 @@ def lead(search):
 
     def after_trial(study, trial):
         print(progress_line(study, trial, search.metric, tune.trials), flush=True)
-        if search.tensorboard and trial.state in DONE:
-            write_hparams(search.log_root / search.base["name"] / trial.user_attrs["run_id"], trial.params,
-                          search.metric, trial.value, trial.state.name)
 
     done = len(study.get_trials(deepcopy=False, states=DONE))
-    print(f"Study {tune.study} in {search.url}: {done} of {tune.trials} trials done", flush=True)
+    print(f"Study {tune.study} in {search.shown_url}: {done} of {tune.trials} trials done", flush=True)
     try:
         if done < tune.trials:
             stop_at = optuna.study.MaxTrialsCallback(tune.trials, states=DONE)
@@ -150,7 +150,8 @@ def lead(search):
             requeue(study, current["id"])  # Optuna marked it FAIL; the next start continues its run
         print("The trial's state is saved; run the same command again to continue it.", file=sys.stderr)
         raise
-    for line in summary_lines(study, search.metric, search.runs_dir, search.url, search.log_root):
+    for line in summary_lines(study, search.metric, search.runs_dir, search.shown_url,
+                              search.log_root / search.base["name"]):
         print(line, flush=True)
 
 
@@ -167,7 +168,12 @@ def follow(search):
 
 
 def main(argv=None, device=None):
-    search = Search(parse_args(argv), device)
+    with once_on_console():  # the model printout and resolved config: once per study, not per trial
+        run_study(parse_args(argv), device)
+
+
+def run_study(args, device):
+    search = Search(args, device)
     search.check_before_trials()
     if not dist.is_main_process():
         code = follow(search)
@@ -187,7 +193,7 @@ def main(argv=None, device=None):
 
 
 def parse_args(argv=None):
-    args = argparse.ArgumentParser(description="Hyperparameter search: each trial is a named run (see README)")
+    args = argparse.ArgumentParser(description="Hyperparameter search: each trial is a named run (see docs/search.md)")
     args.add_argument("-c", "--config", required=True, help="config file with a 'tune' section")
     args.add_argument("-d", "--device", default=None, help="indices of GPUs to enable (default: all)")
     args.add_argument("-o", "--override", action="append", default=[], metavar="KEY.PATH=VALUE",

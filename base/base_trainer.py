@@ -154,6 +154,8 @@ class BaseTrainer(ABC):
     def _report_end(self):
         for line in summary_lines(self.monitor, self.checkpoint_dir, self.config.log_dir, self.last_epoch, self.epochs):
             self.logger.info(line)
+        for line in self.writer.trackers.where:  # each tracker's run, and the command to look at it
+            self.logger.info(line)
 
     # ---- checkpoints -------------------------------------------------------
     def _parts(self):

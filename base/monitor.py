@@ -2,7 +2,7 @@
 import logging
 import math
 
-NOT_METRICS = ("epoch", "lr", "epoch_time", "samples_per_sec")  # in each epoch's log, but no measure of the model
+from utils.metric_tracker import NOT_METRICS
 
 
 class Monitor:

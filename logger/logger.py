@@ -3,10 +3,12 @@ import json
 import logging
 import logging.config
 import sys
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
 from utils.atomic import SaveFailed, save_failed
+from utils.redact import redact
 
 DEFAULT_CONFIG = Path(__file__).with_name("logger_config.json")
 
@@ -30,8 +32,43 @@ def setup_logging(save_dir, log_config=DEFAULT_CONFIG, default_level=logging.INF
                 config["root"]["handlers"].remove(name)
     logging.config.dictConfig(config)
     for handler in logging.getLogger().handlers:
+        handler.addFilter(_redact_record)  # a URL's password never reaches the console or info.log
         if isinstance(handler, logging.FileHandler):
             handler.handleError = partial(_fail_on_full_disk, handler)
+        else:
+            handler.addFilter(_shown_once)
+
+
+_console_seen = None  # keys of once-per-process messages the console has shown; None: show every time
+
+
+@contextmanager
+def once_on_console():
+    """Inside, a message logged with extra={"once": key} reaches the console only the first time (files get it
+    every time): tune.py trains many runs in one process, and the model printout once is enough."""
+    global _console_seen
+    _console_seen = set()
+    try:
+        yield
+    finally:
+        _console_seen = None
+
+
+def _shown_once(record):
+    key = getattr(record, "once", None)
+    if key is None or _console_seen is None:
+        return True
+    shown = key in _console_seen
+    _console_seen.add(key)
+    return not shown
+
+
+def _redact_record(record):
+    text = record.getMessage()
+    hidden = redact(text)
+    if hidden != text:
+        record.msg, record.args = hidden, ()
+    return True
 
 
 def _fail_on_full_disk(handler, record):

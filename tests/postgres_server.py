@@ -1,5 +1,7 @@
 """A throwaway PostgreSQL server for the tune.py tests: Debian's `postgresql` binaries, a cluster
 in a temporary folder, a unix socket only (no TCP port), run as a non-root user, stopped after.
+The superuser logs in without a password; every other role must give its password (scram-sha-256),
+so a test can connect as a user would, with the password in the URL.
 
 Skips with the reason when the binaries are missing (CI installs them: apt-get install -y postgresql).
 """
@@ -15,6 +17,8 @@ from pathlib import Path
 import pytest
 
 USER = "tune"  # the database superuser the cluster is made with
+# first match wins: the superuser (the fixture itself) is trusted, any other role needs its password
+ACCESS_RULES = f"local all {USER} trust\nlocal all all scram-sha-256\n"
 
 
 def _bin_dir():
@@ -55,19 +59,25 @@ def postgres():
 
     try:
         server("initdb", "-D", str(root / "data"), "-U", USER, "--auth=trust", "--no-sync")
+        (root / "data" / "pg_hba.conf").write_text(ACCESS_RULES)
         server("pg_ctl", "-D", str(root / "data"), "-l", str(root / "log"), "-w", "-t", "30", "start",
                "-o", f"-k {root} -c listen_addresses='' -F")
     except subprocess.CalledProcessError as err:
         shutil.rmtree(root, ignore_errors=True)
         pytest.fail(f"PostgreSQL did not start: {err.stderr.decode()[-2000:]}")
 
-    def new_database():
+    def new_database(password=None):
+        """A new database's URL: the superuser's, or (`password`) that of a new role that owns it and must
+        log in with the password, which the URL holds: postgresql://<role>:<password>@/<db>?host=..."""
         import psycopg
 
         name = "t" + uuid.uuid4().hex[:12]
+        user = USER if password is None else f"r{name}"
         with psycopg.connect(f"host={root} user={USER} dbname=postgres", autocommit=True) as connection:
-            connection.execute(f"CREATE DATABASE {name}")
-        return f"postgresql://{USER}@/{name}?host={root}"
+            if password is not None:
+                connection.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{password}'")
+            connection.execute(f"CREATE DATABASE {name} OWNER {user}")
+        return f"postgresql://{user}{'' if password is None else ':' + password}@/{name}?host={root}"
 
     try:
         yield new_database

@@ -18,6 +18,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
 from tests.conftest import shrink_config, train_in_process, write_config
+from utils.metric_tracker import NOT_METRICS
 
 BATCH_SIZE, N_TRAIN = 64, 600 - int(600 * 0.1)  # the synthetic set less the validation split
 EPOCH_ONLY = ("epoch", "lr", "epoch_time", "samples_per_sec")  # metrics.csv columns that are no metric
@@ -67,8 +68,8 @@ def test_tags_are_exactly_the_documented_ones(tb_run):
     expected = {epoch_tag(c) for c in history.columns if c not in ("epoch", "samples_per_sec")}
     summary = {t for t in tags["scalars"] if t.startswith("hparams/")}  # the HParams tab's final/best values
     assert set(tags["scalars"]) - summary == expected | {"samples_per_sec/train", "loss/step"}
-    assert summary == {f"hparams/final_{c}" for c in history.columns if c not in ("epoch_time", "samples_per_sec")} \
-        | {"hparams/best_val_loss", "hparams/best_epoch"}  # config.json monitors "min val_loss"
+    assert summary == {f"hparams/final_{c}" for c in history.columns if c not in NOT_METRICS} \
+        | {"hparams/final_epoch", "hparams/best_val_loss", "hparams/best_epoch"}  # config.json: "min val_loss"
     assert tags["images"] == [] and tags["histograms"] == []  # optional, off by default
 
 

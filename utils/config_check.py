@@ -36,7 +36,7 @@ def check_sections(config, required):
     for section in required:
         if section not in config:
             raise UserError(f"config has no '{section}' section; add it (see config.json "
-                            "and the README's config section)")
+                            "and the README's section Config file format)")
     for section in [s for s in ("arch", "data_loader", "optimizer") if s in required] + ["lr_scheduler"]:
         if config.get(section) is not None:
             check_typed_section(config, section)

@@ -2,6 +2,8 @@
 import os
 import sys
 
+from utils.redact import redact
+
 
 class UserError(Exception):
     """A mistake in a config, a flag or an input file: printed as one line, exit code 2, no traceback.
@@ -50,7 +52,7 @@ def run_entry(main):
 
 def print_line(text):
     """One line on stderr in a single write, so that lines of several ranks never run into each other."""
-    sys.stderr.write(text.replace("\n", " ") + "\n")  # print() writes the newline separately
+    sys.stderr.write(redact(text).replace("\n", " ") + "\n")  # print() writes the newline separately
     sys.stderr.flush()
 
 

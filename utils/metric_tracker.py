@@ -3,6 +3,9 @@ import torch
 
 from utils import distributed as dist
 
+# in each epoch's log, but no measure of the model: not offered as a monitor, not an HParams metric
+NOT_METRICS = ("epoch", "lr", "epoch_time", "samples_per_sec")
+
 
 def metric_name(fn):
     return getattr(fn, "__name__", None) or fn.func.__name__  # plain function or init_ftn partial

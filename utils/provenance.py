@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from utils.redact import redact_all
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # what an entry point adds about the runs it starts (tune.py: {"tune": {"study": ..., "trial": ...}})
 RUN_NOTES = {}
@@ -41,7 +43,8 @@ def package_version(name):
 
 
 def collect_provenance(device=None):
-    return {
+    """The record, with passwords in the command line or the notes (a --storage URL) shown as ***."""
+    return redact_all({
         "command": [sys.executable, *sys.argv],
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -53,4 +56,4 @@ def collect_provenance(device=None):
         "platform": platform.platform(),
         "git": git_state(),
         **RUN_NOTES,
-    }
+    })

@@ -1,8 +1,10 @@
-"""What tune.py prints and writes about trials: a line per trial, the final table, the best trial
-with the commands to test and browse it, and each trial's hyperparameters for TensorBoard."""
+"""What tune.py prints about trials: a line per trial, the final table, the best trial with the
+commands to test and browse it (each trial's HParams are its run's own: logger/trackers/hparams.py)."""
 import math
 
 from optuna.trial import TrialState
+
+from utils.redact import HIDDEN
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -48,23 +50,9 @@ def summary_lines(study, metric, runs_dir, dashboard_url, log_root):
     return [*lines,
             f"Best: trial {best.number} ({run.name}), {metric} {_number(best.value)}; {_params(best.params)}",
             f"Test it:      python test.py -r {run / 'model_best.pth'}",
-            f"Dashboard:    optuna-dashboard {dashboard_url}",
+            f"Dashboard:    optuna-dashboard {dashboard_url}"
+            + ("  (your password in place of ***)" if HIDDEN in dashboard_url else ""),
             f"TensorBoard:  tensorboard --logdir {log_root}  (HParams tab compares the trials)"]
-
-
-def write_hparams(log_dir, params, metric, value, state):
-    """The trial's parameters and result in its own TensorBoard run (the HParams tab)."""
-    from torch.utils.tensorboard import SummaryWriter  # only when TensorBoard is on: it is slow to import
-    from torch.utils.tensorboard.summary import hparams
-
-    hparam_dict = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in params.items()}
-    metric_dict = {f"tune/{metric}": float("nan") if value is None else float(value)}
-    experiment, start, end = hparams({**hparam_dict, "state": state}, metric_dict)
-    with SummaryWriter(log_dir=str(log_dir)) as writer:
-        for summary in (experiment, start, end):
-            writer.file_writer.add_summary(summary)
-        for key, number in metric_dict.items():
-            writer.add_scalar(key, number)
 
 
 def _params(params):

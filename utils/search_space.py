@@ -22,7 +22,7 @@ def read_tune_section(config, study=None, storage=None, trials=None):
     if not isinstance(section, dict) or "space" not in section:
         raise UserError("config has no 'tune' section with a 'space'; add one, e.g. \"tune\": {\"trials\": 20, "
                         "\"space\": {\"optimizer.args.lr\": {\"type\": \"float\", \"low\": 1e-4, \"high\": 0.1, "
-                        "\"log\": true}}} (see README, Hyperparameter search)")
+                        "\"log\": true}}} (see docs/search.md; search.json is a complete example)")
     refuse_near_misses(section, TUNE_KEYS, "tune", cutoff=0.6)
     tune = SimpleNamespace(
         study=study or section.get("study") or config["name"],

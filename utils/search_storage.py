@@ -7,6 +7,7 @@ after a short random pause, by which time the winner's tables and study are ther
 """
 import random
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -14,6 +15,7 @@ import sqlalchemy
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from utils.errors import UserError
+from utils.redact import redact
 
 RACE_ERRORS = (DBAPIError, optuna.exceptions.StorageInternalError, optuna.exceptions.DuplicatedStudyError)
 ATTEMPTS = 40  # ~10 s of retries at most: far longer than any creation race lasts
@@ -38,18 +40,31 @@ def open_storage(url, heartbeat_interval, grace_period, on_stale):
     return retry_races(lambda: optuna.storages.RDBStorage(
         url, engine_kwargs={"connect_args": connect, **({} if sqlite else {"pool_pre_ping": True})},
         heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-        heartbeat_stale_trial_callback=on_stale), f"open the study storage {url}")
+        heartbeat_stale_trial_callback=on_stale), f"open the study storage {redact(url)}")
 
 
-def open_study(storage, name, direction, sampler, pruner):
-    """The study `name` in `storage`, created by whichever worker comes first."""
+def open_study(storage, name, direction, sampler, pruner, metric=None):
+    """The study `name` in `storage`, created by whichever worker comes first; its objective is named
+    `metric` (optuna-dashboard shows "val_loss", not "Objective 0")."""
     study = retry_races(lambda: optuna.create_study(storage=storage, study_name=name, direction=direction,
                                                     sampler=sampler, pruner=pruner, load_if_exists=True),
                         f"create the study {name}")
     if study.direction.name.lower() != direction:
-        raise UserError(f"study {name} in {storage.url} is to {study.direction.name.lower()} its objective, but "
-                        f"trainer.monitor asks to {direction} it; name another study with --study")
+        raise UserError(f"study {name} in {redact(storage.url)} is to {study.direction.name.lower()} its objective, "
+                        f"but trainer.monitor asks to {direction} it; name another study with --study")
+    if metric is not None:
+        _name_objective(study, metric)
     return study
+
+
+def _name_objective(study, metric):
+    if study.metric_names is not None and study.metric_names != [metric]:
+        raise UserError(f"study {study.study_name} optimizes {study.metric_names[0]}, but trainer.monitor watches "
+                        f"{metric}; name another study with --study")
+    if study.metric_names is None:
+        with warnings.catch_warnings():  # set_metric_names is marked experimental, and has been since Optuna 3.2
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry_races(lambda: study.set_metric_names([metric]), f"name the objective of study {study.study_name}")
 
 
 def retry_races(make, what):
@@ -79,10 +94,10 @@ def _check_reachable(url):
             pass
         engine.dispose()
     except (ArgumentError, ImportError, DBAPIError, ValueError) as err:
-        raise UserError(f"cannot reach the study storage {url}: {_first_line(err)}; start the database "
+        raise UserError(f"cannot reach the study storage {redact(url)}: {_first_line(err)}; start the database "
                         "server or fix --storage / tune.storage") from None
 
 
 def _first_line(err):
     text = str(getattr(err, "orig", None) or err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    return redact(text.splitlines()[0]) if text else type(err).__name__  # a driver may quote the URL

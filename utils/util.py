@@ -53,7 +53,7 @@ def prepare_device(n_gpu_use):
     n_gpu = torch.cuda.device_count()
     if n_gpu_use > 0 and n_gpu == 0:
         # the expected fallback, not a fault: info, so that verbosity 0 keeps it quiet
-        logger.info("There's no GPU available on this machine; running on CPU.")
+        logger.info("There's no GPU available on this machine; running on CPU.", extra={"once": "no GPU"})
         n_gpu_use = 0
     if n_gpu_use > n_gpu:
         logger.warning(f"Warning: the number of GPUs configured to use is {n_gpu_use}, "

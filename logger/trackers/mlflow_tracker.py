@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from logger.trackers.run_info import flatten
+from utils.redact import redact
 
 # mid-run, a server outage costs a few seconds per call, not MLflow's default minutes of retries
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -57,10 +58,10 @@ class MlflowTracker:
         self._log_params(flatten(run.config))
         if run.git_commit:  # where MLflow's UI looks for the commit
             self.client.set_tag(self.run_id, "mlflow.source.git.commit", run.git_commit)
-        return {"run_id": self.run_id, "tracking_uri": self.uri}
+        return {"run_id": self.run_id, "tracking_uri": redact(self.uri)}  # trackers.json: no password
 
     def _existing_run(self, saved, folder):
-        if saved and saved.get("tracking_uri") == self.uri:
+        if saved and saved.get("tracking_uri") == redact(self.uri):
             return saved["run_id"]
         # killed between creating the run and saving its id: the run folder tag finds it
         found = self.client.search_runs([self.experiment_id], f"tags.run_folder = '{folder}'", max_results=1)
@@ -111,6 +112,13 @@ class MlflowTracker:
             self.flush()
         finally:
             self.client.set_terminated(self.run_id, status)
+
+    def where(self):
+        """Where the run is, and the command that shows it (a server's URI is its own UI)."""
+        uri = redact(self.uri)
+        look = f"open {uri} in a browser" if uri.startswith(("http://", "https://")) else \
+            f"mlflow ui --backend-store-uri {uri}  (needs the full mlflow package: pip install mlflow)"
+        return [f"MLflow: run {self.run_id} in {uri}", f"  look: {look}"]
 
 
 @contextmanager

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from utils.redact import redact_all
 from utils.signals import TrainingInterrupted
 from utils.util import write_json
 
@@ -31,8 +32,9 @@ class RunInfo:
         from utils.provenance import git_state
 
         search = config.get("tune") if isinstance(config.get("tune"), dict) else {}
-        return cls(config["name"], config.run_id, config.save_dir, config.log_dir, config.config, world_size,
-                   (git_state() or {}).get("commit", ""),
+        # trackers store the config as parameters: a password in a URL is shown as *** there
+        return cls(config["name"], config.run_id, config.save_dir, config.log_dir, redact_all(config.config),
+                   world_size, (git_state() or {}).get("commit", ""),
                    {f"tune_{key}": str(search[key]) for key in ("study", "trial") if key in search})
 
     @property

@@ -11,6 +11,7 @@ import logging
 from logger.trackers.run_info import run_status
 from logger.trackers.specs import KNOWN, parse_trackers
 from utils.errors import UserError
+from utils.redact import redact
 
 
 class TrackerSet:
@@ -20,6 +21,7 @@ class TrackerSet:
         self.logger = logger or logging.getLogger("trackers")
         self.active = []  # (spec, tracker) pairs still working
         self.ids = {}
+        self.where = []  # after finish: lines saying where each tracker's data is and how to look at it
 
     def wants(self, name):
         return any(spec.name == name for spec in self.specs)
@@ -59,6 +61,9 @@ class TrackerSet:
     def finish(self, error=None):
         """End every tracker run with the status the run ended with (exception on its way out, or None)."""
         self._each("finish", run_status(error))
+        self.where = []
+        for spec, tracker in list(self.active):
+            self.where += self._guard(spec, "failed", False, tracker.where) or []
         self.active = []
 
     def _each(self, method, *args):
@@ -70,7 +75,7 @@ class TrackerSet:
         try:
             return call(*args)
         except Exception as err:  # noqa: BLE001  any failure of a tracker, never of training
-            reason = f"{type(err).__name__}: {' '.join(str(err).split())}"[:300]  # one line, whatever the error
+            reason = redact(f"{type(err).__name__}: {' '.join(str(err).split())}")[:300]  # one line, no password
             self.active = [(s, t) for s, t in self.active if s is not spec]
             if at_start and spec.required:
                 raise UserError(f"tracker {spec.name} {what} ({reason}); it is required "

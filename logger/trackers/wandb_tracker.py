@@ -8,6 +8,7 @@ list), and any other wandb.init keyword. Only this module imports wandb, and onl
 """
 import secrets
 import string
+from pathlib import Path
 
 from logger.trackers.run_info import flatten
 
@@ -59,7 +60,14 @@ class WandbTracker:
         pass  # W&B writes in its own process
 
     def finish(self, status):
+        self.folder = Path(self.run.dir).parent  # offline-run-<time>-<id>: this start's files
+        self.url = None if self.mode == "offline" else self.run.url
         self.run.finish(exit_code={"FINISHED": 0, "KILLED": 143}.get(status, 1))
+
+    def where(self):
+        if self.url:
+            return [f"W&B: {self.url}"]
+        return [f"W&B: offline run in {self.folder}", f"  upload: wandb sync {self.folder}"]
 
 
 def _new_id(run_name):
