@@ -1,4 +1,7 @@
 """Evaluate a checkpoint on the test split: python test.py -r saved/models/.../model_best.pth"""
+import utils.before_torch  # noqa: F401  (first: OpenMP reads its wait policy when torch loads it)
+
+# isort: split
 import argparse
 
 import data_loader.data_loaders as module_data
@@ -11,6 +14,7 @@ from trainer.progress import use_progress_bar
 from utils import distributed as dist
 from utils.checkpoint import load_weights
 from utils.config_check import check_sections
+from utils.cpu_threads import use_cpu_threads
 from utils.errors import UserError, run_entry
 from utils.lookup import find_by_name
 from utils.util import place_model, write_json
@@ -25,6 +29,7 @@ def main(config, device=None):
     # the test split, built from the checkpoint's own loader config
     config["data_loader"].setdefault("args", {}).update(shuffle=False, validation_split=0.0, training=False)
     data_loader = config.init_obj("data_loader", module_data).evaluation_loader()
+    use_cpu_threads(logger, config.trainer_options.cpu_threads, config.trainer_options.deterministic)
 
     model = config.init_obj("arch", module_arch)
     logger.info(model)
