@@ -29,7 +29,7 @@ def main(config, device=None):
     # the test split, built from the checkpoint's own loader config
     config["data_loader"].setdefault("args", {}).update(shuffle=False, validation_split=0.0, training=False)
     data_loader = config.init_obj("data_loader", module_data).evaluation_loader()
-    use_cpu_threads(logger, config.trainer_options.cpu_threads, config.trainer_options.deterministic)
+    logger.info(use_cpu_threads(config.trainer_options.cpu_threads, config.trainer_options.deterministic))
 
     model = config.init_obj("arch", module_arch)
     logger.info(model)

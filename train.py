@@ -4,6 +4,7 @@ import utils.before_torch  # noqa: F401  (first: OpenMP reads its wait policy wh
 # isort: split
 import argparse
 import collections
+import logging
 import re
 
 import torch
@@ -35,8 +36,9 @@ def build_trainer(config, device=None, search_workers_here=None):
     logger = config.get_logger("train")
     options = config.trainer_options
     seed_everything(config["seed"], dist.get_rank(), options.deterministic)
-    use_cpu_threads(logger, options.cpu_threads, options.deterministic, search_workers_here or 1,
-                    fresh=search_workers_here is not None)
+    threads = use_cpu_threads(options.cpu_threads, options.deterministic, search_workers_here or 1,
+                              fresh=search_workers_here is not None)
+    config.resume_log.append((logging.INFO, threads))  # into info.log once the run folder exists
 
     data_loader = config.init_obj("data_loader", module_data, **_loader_seed(config))
     valid_data_loader = data_loader.split_validation()

@@ -128,15 +128,14 @@ def _read(path):
         return None
 
 
-def use_cpu_threads(logger, configured=None, deterministic=False, search_workers=1, fresh=False):
-    """Set torch's intra-op threads and log the choice (one line); `fresh`: measure the load again (a search
-    between trials), else use the start's. The wait policy is the one OpenMP started with."""
+def use_cpu_threads(configured=None, deterministic=False, search_workers=1, fresh=False):
+    """Set torch's intra-op threads; return the choice as one line for the log. `fresh`: measure the load
+    again (a search, between trials), else use the start's. The wait policy is the one OpenMP started with."""
     import torch
 
     load = measure_load() if fresh else startup_load()
     choice = choose(load, processes_here(search_workers), configured, deterministic=deterministic)
     torch.set_num_threads(choice.threads)
     policy = env_value(os.environ, "OMP_WAIT_POLICY") or "default (spins a while)"
-    logger.info(f"CPU threads: {choice.threads}, OpenMP wait policy {policy} ({choice.reason}; "
-                "set trainer.cpu_threads or OMP_NUM_THREADS, OMP_WAIT_POLICY to choose)")
-    return choice
+    return (f"CPU threads: {choice.threads}, OpenMP wait policy {policy} ({choice.reason}; "
+            "set trainer.cpu_threads or OMP_NUM_THREADS, OMP_WAIT_POLICY to choose)")
