@@ -11,6 +11,9 @@ from tests.synthetic_mnist import write_synthetic_mnist
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_MNIST = REPO / "data" / "MNIST" / "raw"
+# one thread in the tests and in every run they start: tiny batches need no more, and a count that followed
+# the machine's load (utils/cpu_threads.py) would change the order of sums between a run and its resume
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,4 @@ import sys
 
 from utils import cpu_threads
 
-if "torch" not in sys.modules and not cpu_threads.env_value(os.environ, "OMP_WAIT_POLICY"):
-    _choice = cpu_threads.choose(cpu_threads.startup_load(), cpu_threads.processes_here())
-    if _choice.wait_policy == cpu_threads.PASSIVE:
-        os.environ["OMP_WAIT_POLICY"] = cpu_threads.PASSIVE
+cpu_threads.set_wait_policy(os.environ, torch_loaded="torch" in sys.modules)

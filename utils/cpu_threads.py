@@ -110,6 +110,17 @@ def choose(load, processes=1, configured=None, env=os.environ, deterministic=Fal
     return Choice(threads, policy, why)
 
 
+def set_wait_policy(env, measure=startup_load, torch_loaded=False):
+    """Before torch loads OpenMP: OMP_WAIT_POLICY=PASSIVE in `env` where the load calls for it; return the
+    policy OpenMP will use. The user's value, or torch already loaded, leaves `env` as it is."""
+    if torch_loaded or env_value(env, "OMP_WAIT_POLICY"):
+        return env_value(env, "OMP_WAIT_POLICY") or DEFAULT
+    choice = choose(measure(), processes_here(env=env), env=env)
+    if choice.wait_policy == PASSIVE:
+        env["OMP_WAIT_POLICY"] = PASSIVE
+    return choice.wait_policy
+
+
 def env_threads(env):
     """OMP_NUM_THREADS as the OpenMP runtime reads it (its first level); None where it ignores the value."""
     first = (env_value(env, "OMP_NUM_THREADS") or "").split(",")[0].strip()
