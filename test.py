@@ -1,4 +1,7 @@
 """Evaluate a checkpoint on the test split: python test.py -r saved/models/.../model_best.pth"""
+import utils.before_torch  # noqa: F401  (first: OpenMP reads its wait policy when torch loads it)
+
+# isort: split
 import argparse
 
 import torch
@@ -13,6 +16,7 @@ from trainer.progress import use_progress_bar
 from utils import distributed as dist
 from utils.checkpoint import load_weights
 from utils.config_check import check_sections
+from utils.cpu_threads import use_cpu_threads
 from utils.errors import UserError, run_entry
 from utils.export.formats import format_of, load_exported
 from utils.export.sidecar import read_sidecar
@@ -32,6 +36,7 @@ def main(config, device=None):
     # the test split, built from the checkpoint's own loader config
     config["data_loader"].setdefault("args", {}).update(shuffle=False, validation_split=0.0, training=False)
     data_loader = config.init_obj("data_loader", module_data).evaluation_loader()
+    logger.info(use_cpu_threads(config.trainer_options.cpu_threads, config.trainer_options.deterministic))
 
     if exported:  # an exported model runs on the CPU, in eval mode already (its .eval() raises)
         model, device = load_exported(config.resume), torch.device("cpu")

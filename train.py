@@ -1,6 +1,10 @@
 """Train a model from a config: python train.py -c config.json (see README)."""
+import utils.before_torch  # noqa: F401  (first: OpenMP reads its wait policy when torch loads it)
+
+# isort: split
 import argparse
 import collections
+import logging
 import re
 
 import torch
@@ -14,6 +18,7 @@ from trainer.dry_run import dry_run
 from trainer.trainer import Trainer
 from utils import distributed as dist
 from utils.config_check import check_sections
+from utils.cpu_threads import use_cpu_threads
 from utils.errors import run_entry
 from utils.lookup import accepts_keyword, find_by_name
 from utils.seed import seed_everything
@@ -30,13 +35,17 @@ def main(config, device=None):
         trainer.train()
 
 
-def build_trainer(config, device=None):
-    """Every part the config names, put together into a Trainer; nothing trained, no folder made."""
+def build_trainer(config, device=None, search_workers_here=None):
+    """Every part the config names, put together into a Trainer; nothing trained, no folder made.
+    `search_workers_here`: tune.py's workers on this machine (each trial measures the load again)."""
     check_sections(config.config, ("arch", "data_loader", "optimizer", "loss", "metrics"))
     config.check_save_dir()
     logger = config.get_logger("train")
     options = config.trainer_options
     seed_everything(config["seed"], dist.get_rank(), options.deterministic)
+    threads = use_cpu_threads(options.cpu_threads, options.deterministic, search_workers_here or 1,
+                              fresh=search_workers_here is not None)
+    config.resume_log.append((logging.INFO, threads))  # into info.log once the run folder exists
 
     data_loader = config.init_obj("data_loader", module_data, **_loader_seed(config))
     valid_data_loader = data_loader.split_validation()

@@ -4,6 +4,9 @@ Trial k of study S is the named run S-trial<k>, trained by train.py's own code: 
 and logs like any run. The study lives in a database that any number of workers share; under
 torchrun rank 0 talks to it and the other ranks follow its decisions.
 """
+import utils.before_torch  # noqa: F401  (first: OpenMP reads its wait policy when torch loads it)
+
+# isort: split
 import argparse
 import os
 import sys
@@ -11,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 import optuna
+from optuna.trial import TrialState
 
 import train
 from logger.logger import once_on_console
@@ -66,7 +70,7 @@ class Search:
             path = Path(folder) / "config.json"
             write_json(config, path)
             parsed = train.parse_args(["-c", str(path), "--run_id", plan["run_id"]])
-        trainer = train.build_trainer(parsed, self.device)
+        trainer = train.build_trainer(parsed, self.device, plan.get("workers_here", 1))
         trainer.epoch_listeners.append(PruneCheck(trial, self.metric, trainer.epochs))
         trainer.writer.hparams.searched = list(plan["values"])  # HParams: the searched keys, not the constants
         with held(parsed.save_dir):
@@ -124,6 +128,7 @@ def lead(search):
                 "run_id": f"{tune.study}-trial{run_number(trial)}"}
         trial.set_user_attr("run_id", plan["run_id"])
         trial.set_user_attr("worker", {**this_worker(), "trial": trial.number})
+        plan["workers_here"] = workers_here(study)  # they share this machine's cores
         current["id"] = trial._trial_id
         dist.broadcast_object(("trial", plan))
         search.in_trial = True
@@ -153,6 +158,13 @@ def lead(search):
     for line in summary_lines(study, search.metric, search.runs_dir, search.shown_url,
                               search.log_root / search.base["name"]):
         print(line, flush=True)
+
+
+def workers_here(study):
+    """Running trials of the study on this machine, this one included: one per worker here."""
+    host = this_worker()["host"]
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return max(1, sum(trial.user_attrs.get("worker", {}).get("host") == host for trial in running))
 
 
 def follow(search):

@@ -15,6 +15,9 @@ REAL_MNIST = next((folder for folder in (REPO / "data" / "MNIST" / "raw", REPO /
                    if (folder / "train-images-idx3-ubyte").is_file()), REPO / "data" / "MNIST" / "raw")
 # a new project's own suite (new_project.py makes it the copy's tests/); test_new_project_suite.py runs it in a copy
 collect_ignore = ["project"]
+# one thread in the tests and in every run they start: tiny batches need no more, and a count that followed
+# the machine's load (utils/cpu_threads.py) would change the order of sums between a run and its resume
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """The classic `from utils import read_json, ...` names, imported on first use (PEP 562): a tool that needs
-only the small helpers (compare.py reads run folders) starts without importing torch."""
+only the small helpers (compare.py reads run folders; utils.before_torch runs before torch loads OpenMP)
+starts without importing torch."""
 __all__ = ["MetricTracker", "inf_loop", "prepare_device", "read_json", "write_json"]
 
 

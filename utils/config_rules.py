@@ -85,6 +85,8 @@ RULES = {
     "trainer.accumulate_steps": Rule(1, _positive_int, "a positive integer"),
     "trainer.clip_grad_norm": Rule(None, lambda v: v is None or (is_number(v) and v > 0), "a positive number or null"),
     "trainer.compile": Rule(False, _bool, TRUE_OR_FALSE),
+    "trainer.cpu_threads": Rule(None, _optional_positive_int, "a positive integer, or null to pick from the free "
+                                                              "cores"),
     "trainer.deterministic": Rule(False, _bool, TRUE_OR_FALSE),
     "trainer.checkpoint_interval": Rule(None, _interval, "null, a number of optimizer steps, or a duration "
                                                          "such as \"30s\" or \"10min\""),
