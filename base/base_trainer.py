@@ -15,6 +15,7 @@ from logger.trackers.run_info import RunInfo
 from logger.trackers.tracker_set import TrackerSet
 from utils import distributed as dist
 from utils.checkpoint import unwrap_model
+from utils.cpu_threads import RunThreads
 from utils.errors import UserError
 from utils.provenance import collect_provenance
 from utils.run_folder import BEST, LATEST, resume_command, save_group
@@ -39,6 +40,7 @@ class BaseTrainer(ABC):
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
         self.grad_scaler = grad_scaler  # a GradScaler (a no-op unless fp16); its scale is part of the checkpoint
+        self.threads = RunThreads(self.options.cpu_threads)  # a resume keeps the run's thread count
 
         self.epochs = self.options.epochs
         self.save_period = self.options.save_period
@@ -162,7 +164,7 @@ class BaseTrainer(ABC):
         """What a checkpoint holds besides weights, optimizer and scheduler: key -> an object with
         state_dict() / load_state_dict(). A subclass adds its own (its data position, partial metrics)."""
         scaler = self.grad_scaler if self.grad_scaler is not None and self.grad_scaler.is_enabled() else None
-        return {"monitor": self.monitor, "grad_scaler": scaler}
+        return {"monitor": self.monitor, "grad_scaler": scaler, "cpu_threads": self.threads}
 
     def _state(self, epoch, resume_batch=0):
         """Everything needed to continue exactly, as plain data (a collective: every rank calls it)."""
@@ -223,6 +225,8 @@ class BaseTrainer(ABC):
         self.last_epoch = checkpoint["epoch"]
         self.start_epoch = self.last_epoch + 1
         self.global_step = checkpoint.get("global_step", 0)
+        if self.threads.note:
+            self.resume_log.append((logging.INFO, self.threads.note))
         restore_rng(checkpoint.get("rng_states"), int(self.config["seed"]) + 1000 * self.start_epoch)
         loader = getattr(self, "data_loader", None)
         if hasattr(loader, "set_epoch"):  # a classic trainer's loop: continue with this epoch's shuffle

@@ -176,3 +176,49 @@ def test_a_search_counts_its_running_trials_on_this_machine():
 def test_a_bad_cpu_threads_value_is_one_clear_line(value):
     with pytest.raises(UserError, match=r"trainer.cpu_threads must be a positive integer, or null to pick from "):
         check_value("trainer.cpu_threads", value)
+
+
+def test_a_resume_takes_the_thread_count_the_run_was_trained_with(monkeypatch):
+    """Another count sums in another order: the resumed weights would drift from the unkilled run's."""
+    import torch
+
+    from utils.cpu_threads import RunThreads
+
+    threads = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    try:
+        torch.set_num_threads(1)
+        saved = RunThreads().state_dict()
+        torch.set_num_threads(2)  # the load was lower when the run was requeued
+        part = RunThreads()
+        part.load_state_dict(saved)
+        assert torch.get_num_threads() == 1 and "CPU threads: 1, as the run was trained" in part.note
+        torch.set_num_threads(2)
+        RunThreads(configured=2).load_state_dict(saved)  # the user's trainer.cpu_threads wins
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        RunThreads().load_state_dict(saved)  # and so does OMP_NUM_THREADS
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_the_thread_count_is_in_the_checkpoint_and_restored(tmp_path, small_config, monkeypatch):
+    import torch
+
+    from tests.conftest import train_in_process
+
+    threads = torch.get_num_threads()
+    try:
+        config = train_in_process("-c", small_config, "-o", "trainer.epochs=1", "-o", "trainer.len_epoch=2")
+        latest = config.save_dir / "model_latest.pth"
+        assert torch.load(latest, weights_only=True)["cpu_threads"] == {"threads": 1}
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        import train
+
+        resumed = train.parse_args(["-r", str(latest), "-o", "trainer.epochs=2"])
+        trainer = train.build_trainer(resumed)
+        torch.set_num_threads(2)  # whatever the load gave this start
+        trainer._restore(torch.load(latest, weights_only=True))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)

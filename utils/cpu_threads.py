@@ -150,3 +150,28 @@ def use_cpu_threads(configured=None, deterministic=False, search_workers=1, fres
     policy = env_value(os.environ, "OMP_WAIT_POLICY") or "default (spins a while)"
     return (f"CPU threads: {choice.threads}, OpenMP wait policy {policy} ({choice.reason}; "
             "set trainer.cpu_threads or OMP_NUM_THREADS, OMP_WAIT_POLICY to choose)")
+
+
+class RunThreads:
+    """The run's intra-op thread count as a checkpoint part: a resume takes the count the run was trained with,
+    whatever the load is now, because another count sums in another order and the resumed weights would
+    drift from the unkilled run's. A count the user set (trainer.cpu_threads, OMP_NUM_THREADS) wins."""
+
+    def __init__(self, configured=None, env=os.environ):
+        self.user_set = configured is not None or env_threads(env) is not None
+        self.note = None  # one line for info.log when the resume changed the count
+
+    def state_dict(self):
+        import torch
+
+        return {"threads": torch.get_num_threads()}
+
+    def load_state_dict(self, state):
+        import torch
+
+        saved, now = int(state["threads"]), torch.get_num_threads()
+        if self.user_set or saved == now:
+            return
+        torch.set_num_threads(saved)
+        self.note = (f"CPU threads: {saved}, as the run was trained (not {now}): the same count sums in the same "
+                     "order; set trainer.cpu_threads to choose")
