@@ -37,4 +37,5 @@ def thread_names():
 if __name__ == "__main__":
     device = dist.init_distributed()
     run_entry(lambda: train_then_leave_work_in_flight(device))
-    print("threads after exit:", " ".join(thread_names()), flush=True)
+    sys.stdout.write(f"threads after exit: {' '.join(thread_names())}\n")  # one write: ranks share the pipe
+    sys.stdout.flush()

@@ -78,5 +78,6 @@ def test_thirty_torchrun_launches_exit_0_on_every_rank(tiny_config, tmp_path):
     failed = [(number, r.returncode, (r.stdout + r.stderr)[-1500:]) for number, r in enumerate(results)
               if r.returncode != 0 or "terminate called" in r.stderr or "exitcode" in r.stderr]
     assert not failed, f"{len(failed)} of {LAUNCHES} launches failed; first: {failed[0]}"
-    assert all(gloo_threads_after_exit(r.stdout) == [[], []] for r in results)
+    left = [(number, gloo_threads_after_exit(r.stdout)) for number, r in enumerate(results)]
+    assert all(threads == [[], []] for _, threads in left), left
     print(f"{LAUNCHES} launches, {AT_ONCE} at a time: {time.monotonic() - started:.0f} s")
