@@ -1,12 +1,14 @@
-"""Run by tests/test_clean_exit.py, under torchrun or as rank 0 of 1: train.py's entry point, then the threads left.
+"""Run by tests/test_clean_exit.py, under torchrun or as rank 0 of 1: train.py's entry point, made to show a bad
+teardown more often than now and then.
 
-    torchrun --standalone --nproc_per_node=2 tests/exit_run.py -c CONFIG
+    torchrun --standalone --nproc_per_node=2 tests/exit_run.py [--list-threads] -c CONFIG
 
-It trains as `python train.py -c CONFIG` does (the same main, the same run_entry that leaves the process
-group), with one difference that makes a bad teardown show every time instead of now and then: when training
-returns, one all-reduce on a tensor made in Python is left in flight, its handle dropped, so that only gloo's
-worker thread still holds that tensor when the group is left. After the entry point returns it prints
-`threads after exit: <names>`, the threads still running as the interpreter shuts down.
+It trains as `python train.py -c CONFIG` does (the same main, the same run_entry that leaves the process group),
+then, as training returns, leaves an all-reduce in flight on a tensor made in Python, its handle dropped: the
+group's last barrier holds it, and gloo's worker thread frees it after that barrier, while the main thread
+heads for exit. With --list-threads, after the entry point it prints `threads after exit: <names>`, the threads
+still running; without, it exits at once, as train.py does (the listing's file reads would give a late worker
+the time to finish).
 """
 import os
 import sys
@@ -22,10 +24,11 @@ import train  # noqa: E402
 from utils import distributed as dist  # noqa: E402
 from utils.errors import run_entry  # noqa: E402
 
+LIST_THREADS = "--list-threads"
 
-def train_then_leave_work_in_flight(device):
-    train.main(train.parse_args(sys.argv[1:]), device)
-    # the last collective's tensors, freed by the worker after the caller moved on: what cleanup must outlast
+
+def train_then_leave_work_in_flight(device, argv):
+    train.main(train.parse_args(argv), device)
     torch.distributed.all_reduce(torch.ones(1000), async_op=True)
 
 
@@ -35,7 +38,9 @@ def thread_names():
 
 
 if __name__ == "__main__":
+    argv = [arg for arg in sys.argv[1:] if arg != LIST_THREADS]
     device = dist.init_distributed()
-    run_entry(lambda: train_then_leave_work_in_flight(device))
-    sys.stdout.write(f"threads after exit: {' '.join(thread_names())}\n")  # one write: ranks share the pipe
-    sys.stdout.flush()
+    run_entry(lambda: train_then_leave_work_in_flight(device, argv))
+    if LIST_THREADS in sys.argv:
+        sys.stdout.write(f"threads after exit: {' '.join(thread_names())}\n")  # one write: ranks share a pipe
+        sys.stdout.flush()
