@@ -1,5 +1,7 @@
 """torch.distributed in a few named helpers; without torchrun (RANK, WORLD_SIZE) the process is rank 0 of 1
 and each does the single-process thing."""
+import gc
+import importlib
 import json
 import os
 import sys
@@ -13,6 +15,11 @@ JOB_KEY = "template_job_run"  # the run this torchrun job trains, recorded by it
 _store = None  # torchrun's store: it lives exactly as long as the agent, across the groups it restarts
 _group = None  # this worker group's own id: a record it wrote itself is no restart (a second run of one job)
 _by_record = True  # False where every run has a name that finds it (tune.py's trials): no record is kept
+# torch modules whose function defaults are `group.WORLD`, read when the module is first imported: imported
+# after the group exists (DDP imports the first), they hold it for good, and destroy_process_group then leaves
+# its gloo threads running into interpreter exit (docs/distributed.md: Why a finished rank could abort)
+WORLD_DEFAULT_MODULES = ("torch.distributed.nn.functional", "torch.distributed.optim.zero_redundancy_optimizer",
+                         "torch.distributed.fsdp.sharded_grad_scaler")
 
 
 def init_distributed():
@@ -21,6 +28,8 @@ def init_distributed():
         return None
     global _store, _group
     _die_with_parent()
+    for module in WORLD_DEFAULT_MODULES:  # before the group exists: their defaults hold None, not the group
+        importlib.import_module(module)
     _store, rank, world_size = next(dist.rendezvous("env://"))
     cuda = torch.cuda.is_available()
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if cuda else torch.device("cpu")
@@ -140,11 +149,14 @@ def barrier():
 
 
 def cleanup():
-    """Leave the process group; after a clean finish, wait for every rank first: once a DDP model existed, a gloo
-    worker thread still freeing the last collective's tensors while Python shuts down aborts the process
-    ("terminate called without an active exception"). After an error there is no wait: others may never arrive."""
+    """Leave the process group, and free it: its gloo worker threads are joined here, while Python is alive. One
+    left running into interpreter exit may drop a finished collective's tensors there; that needs the GIL, which
+    ends the thread inside a C++ destructor and aborts the process ("terminate called without an active
+    exception", docs/distributed.md). After a clean finish, wait for every rank first; after an error there is
+    no wait: others may never arrive."""
     if not is_distributed():
         return
     if sys.exc_info()[0] is None:  # called from a `finally`: None unless an exception is on its way out
         dist.barrier()
+    gc.collect()  # a finished trainer is garbage in a reference cycle: its DDP wrapper holds the group too
     dist.destroy_process_group()
