@@ -18,7 +18,7 @@ from utils.errors import UserError
 from utils.lookup import check_arguments, find_by_name
 from utils.overrides import changed_keys, updated_config, with_known_keys
 from utils.redact import redact
-from utils.run_checks import ORIGIN_FILE
+from utils.run_files import ORIGIN_FILE
 from utils.run_folder import LATEST, holds_checkpoints, log_dir_beside, quote, recover, write_text_file
 from utils.run_resume import RunStart
 

@@ -12,6 +12,7 @@ import train
 from compare import table
 from utils import run_lock
 from utils.errors import UserError, run_entry
+from utils.run_files import HISTORY
 from utils.run_folder import quote
 from utils.run_table.reading import BadRun, read_run
 from utils.util import read_json, write_json
@@ -42,7 +43,7 @@ def default_name(path, config):
     """A run's own config.json repeats under that run's name (a search's best trial: S-trial7-seed1, ...);
     any other config under its stem (config-seed1, ...)."""
     path = Path(path)
-    return path.parent.name if (path.parent / "metrics.csv").is_file() else path.stem
+    return path.parent.name if (path.parent / HISTORY).is_file() else path.stem
 
 
 def seed_run_ids(name, seeds):

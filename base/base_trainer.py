@@ -18,6 +18,7 @@ from utils.checkpoint import unwrap_model
 from utils.cpu_threads import RunThreads
 from utils.errors import UserError
 from utils.provenance import collect_provenance
+from utils.run_files import HISTORY
 from utils.run_folder import BEST, LATEST, resume_command, save_group
 from utils.seed import get_rng_state
 from utils.signals import StopSignals, TrainingInterrupted
@@ -197,7 +198,7 @@ class BaseTrainer(ABC):
         if improved:
             names.append(BEST)
             self.logger.info(f"Saving current best: {BEST} ...")
-        metrics = ("metrics.csv", history_with_row(self.checkpoint_dir / "metrics.csv", log))
+        metrics = (HISTORY, history_with_row(self.checkpoint_dir / HISTORY, log))
         save_group(self.checkpoint_dir, state, names, [metrics], self.options.keep_last)
 
     def _save_position(self, epoch):

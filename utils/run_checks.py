@@ -6,9 +6,9 @@ from pathlib import Path
 from utils import distributed as dist
 from utils.errors import UserError
 from utils.overrides import differences
+from utils.run_files import HISTORY, ORIGIN_FILE
 from utils.run_folder import foreign_history
 
-ORIGIN_FILE = "run.json"  # {"origin": the checkpoint a run started from, or null}
 # what a resubmitted named run may change; everything else must match the run's own config
 MAY_CHANGE = {("trainer", k) for k in ("epochs", "verbosity", "save_period", "keep_last", "log_step",
                                        "tensorboard", "tensorboard_images", "tensorboard_histograms", "trackers",
@@ -37,7 +37,7 @@ def check_own_folder(path, checkpoint):
     """-r FILE goes on in FILE's folder: one whose config.json is another's (a download folder) is not written over."""
     saved = saved_config(path.parent)
     foreign = saved is not None and (not isinstance(saved, dict) or saved.get("name") != checkpoint["config"]["name"])
-    if any(dist.all_gather_object(foreign or foreign_history(path.parent / "metrics.csv"))):
+    if any(dist.all_gather_object(foreign or foreign_history(path.parent / HISTORY))):
         raise UserError(f"{path.parent} holds a config.json or metrics.csv that is not this run's, and resuming "
                         f"{path.name} there would overwrite it; copy the checkpoint into a folder of its own and "
                         "resume the copy")

@@ -16,8 +16,8 @@ from utils import run_lock
 from utils.atomic import SaveFailed, atomic_write_all, fsync_dir
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
+from utils.run_files import BEST, LATEST  # noqa: F401  (the names other modules import from here)
 
-LATEST, BEST = "model_latest.pth", "model_best.pth"
 JOURNAL = ".commit.json"
 PENDING = ".pending"  # suffix of a group's files until they are renamed into place
 EPOCH_FILE = re.compile(r"checkpoint-epoch([1-9]\d*)\.pth")  # anything else is not ours to read or prune

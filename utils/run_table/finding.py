@@ -3,7 +3,8 @@ folder above it, or the save_dir (saved/); whatever else lies there is skipped w
 from pathlib import Path
 
 from utils.errors import UserError
-from utils.run_table.reading import CONFIG, BadRun, looks_like_run, read_run
+from utils.run_files import RUN_CONFIG
+from utils.run_table.reading import BadRun, looks_like_run, read_run
 
 
 def read_runs(paths):
@@ -57,4 +58,4 @@ def _name_folder(folder, skipped):
 
 
 def _is_run(path):
-    return path.is_dir() and ((path / CONFIG).exists() or looks_like_run(path))
+    return path.is_dir() and ((path / RUN_CONFIG).exists() or looks_like_run(path))

@@ -6,10 +6,11 @@ import math
 from pathlib import Path
 
 from utils import run_lock
+from utils.run_files import BEST, HISTORY, LATEST, ORIGIN_FILE, RUN_CONFIG
 
-CONFIG, HISTORY = "config.json", "metrics.csv"
-TEST_RESULTS = ("model_best.test.json", "model_latest.test.json")  # test.py writes <checkpoint stem>.test.json
-RUN_SIGNS = (HISTORY, "run.json", "model_latest.pth", "model_best.pth", run_lock.LOCK_NAME)
+# test.py writes <checkpoint stem>.test.json
+TEST_RESULTS = tuple(name.replace(".pth", ".test.json") for name in (BEST, LATEST))
+RUN_SIGNS = (HISTORY, ORIGIN_FILE, LATEST, BEST, run_lock.LOCK_NAME)
 
 
 class BadRun(Exception):
@@ -49,7 +50,7 @@ def flatten(config, prefix=""):
 
 
 def _read_config(folder):
-    path = folder / CONFIG
+    path = folder / RUN_CONFIG
     if not path.is_file():
         raise BadRun("no config.json: not a run folder, or a run killed before it began")
     try:
