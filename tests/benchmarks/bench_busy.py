@@ -21,6 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+from tests.benchmarks.bench_train import report, require_real_mnist  # noqa: E402
 from utils.cpu_threads import measure_load  # noqa: E402  (no torch: the driver stays light)
 
 CELLS = [("old", "alone"), ("old", "busy"), ("new", "alone"), ("new", "busy")]
@@ -139,16 +140,9 @@ def main(argv=None):
                         help="before each run, wait until other processes keep at most this many cores busy")
     parser.add_argument("--quiet-timeout", type=float, default=60, help="longest such wait, in seconds")
     args = parser.parse_args(argv)
-    if not (REPO / "data" / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
-        sys.exit(f"the real MNIST is missing in {REPO / 'data/MNIST/raw'}; link it, e.g. "
-                 f"ln -s /path/to/MNIST {REPO / 'data/MNIST'}")
+    require_real_mnist()
     result = run_benchmark(args.reps, args.batches, args.busy, (args.max_busy, args.quiet_timeout))
-    print(format_table(result))
-    out = REPO / args.out if not Path(args.out).is_absolute() else Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"results: {out}")
-    return 0 if all(result["pass"].values()) else 1
+    return report(result, format_table(result), args.out)
 
 
 if __name__ == "__main__":

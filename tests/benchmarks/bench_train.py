@@ -295,12 +295,22 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.worker:
         return worker_main(args.worker, args.epochs)
+    require_real_mnist()
+    result = run_benchmark(args.reps, args.accuracy_epochs, (args.max_busy, args.quiet_timeout))
+    return report(result, format_table(result), args.out)
+
+
+def require_real_mnist():
+    """The benchmarks time the real data set: stop with how to link it when it is missing."""
     if not (REPO / "data" / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
         sys.exit(f"the real MNIST is missing in {REPO / 'data/MNIST/raw'}; link it, e.g. "
                  f"ln -s /path/to/MNIST {REPO / 'data/MNIST'}")
-    result = run_benchmark(args.reps, args.accuracy_epochs, (args.max_busy, args.quiet_timeout))
-    print(format_table(result))
-    out = REPO / args.out if not Path(args.out).is_absolute() else Path(args.out)
+
+
+def report(result, table, out):
+    """Print the table, write the JSON to `out` (relative to the repository); exit status 0 when all pass."""
+    print(table)
+    out = REPO / out if not Path(out).is_absolute() else Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"results: {out}")
