@@ -10,17 +10,18 @@ from pathlib import Path
 
 from base.trainer_options import read_trainer_options
 from logger import setup_logging
+from runs import folder as run_folder
+from runs import lock as run_lock
+from runs.files import ORIGIN_FILE
+from runs.folder import LATEST, holds_checkpoints, log_dir_beside, quote, recover, write_text_file
+from runs.start import RunStart
 from utils import distributed as dist
-from utils import run_folder, run_lock
 from utils.config_check import check_typed_section, check_value
 from utils.config_rules import TRAINER_OPTIONS
 from utils.errors import UserError
 from utils.lookup import check_arguments, find_by_name
 from utils.overrides import changed_keys, updated_config, with_known_keys
 from utils.redact import redact
-from utils.run_files import ORIGIN_FILE
-from utils.run_folder import LATEST, holds_checkpoints, log_dir_beside, quote, recover, write_text_file
-from utils.run_resume import RunStart
 
 LOG_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
 

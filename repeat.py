@@ -10,11 +10,11 @@ from pathlib import Path
 
 import train
 from compare import table
-from utils import run_lock
+from runs import lock as run_lock
+from runs.files import HISTORY
+from runs.folder import quote
+from runs.table.reading import BadRun, read_run
 from utils.errors import UserError, run_entry
-from utils.run_files import HISTORY
-from utils.run_folder import quote
-from utils.run_table.reading import BadRun, read_run
 from utils.util import read_json, write_json
 
 

@@ -11,6 +11,7 @@ import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
 from parse_config import ConfigParser
+from runs.start import RunStart
 from trainer.evaluation import evaluate
 from trainer.progress import use_progress_bar
 from utils import distributed as dist
@@ -22,7 +23,6 @@ from utils.export.formats import format_of, load_exported
 from utils.export.sidecar import read_sidecar
 from utils.lookup import find_by_name
 from utils.overrides import merged_config
-from utils.run_resume import RunStart
 from utils.util import place_model, write_json
 
 

@@ -19,8 +19,9 @@ from optuna.trial import TrialState
 import train
 from logger.logger import once_on_console
 from parse_config import ConfigParser
+from runs import lock as run_lock
 from utils import distributed as dist
-from utils import provenance, run_lock
+from utils import provenance
 from utils.errors import UserError, run_entry
 from utils.overrides import updated_config
 from utils.redact import redact

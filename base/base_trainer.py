@@ -13,13 +13,13 @@ from base.training_state import restore_rng, restore_weights_and_optimizer
 from logger import TensorboardWriter
 from logger.trackers.run_info import RunInfo
 from logger.trackers.tracker_set import TrackerSet
+from runs.files import HISTORY
+from runs.folder import BEST, LATEST, resume_command, save_group
 from utils import distributed as dist
 from utils.checkpoint import unwrap_model
 from utils.cpu_threads import RunThreads
 from utils.errors import UserError
 from utils.provenance import collect_provenance
-from utils.run_files import HISTORY
-from utils.run_folder import BEST, LATEST, resume_command, save_group
 from utils.seed import get_rng_state
 from utils.signals import StopSignals, TrainingInterrupted
 

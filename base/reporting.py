@@ -1,5 +1,5 @@
 """What the trainer tells a person: the per-epoch block, TensorBoard scalars, the summary."""
-from utils.run_folder import quote, resume_command
+from runs.folder import quote, resume_command
 
 
 def epoch_block(log):

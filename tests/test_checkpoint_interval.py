@@ -13,7 +13,7 @@ def test_interval_option_is_checked():
 
 
 def test_duration_and_step_intervals_fall_due():
-    from trainer.checkpoint_interval import CheckpointInterval
+    from runs.checkpoint_interval import CheckpointInterval
     from utils.config_rules import parse_duration
 
     assert (parse_duration("30s"), parse_duration("10min"), parse_duration("1.5h")) == (30, 600, 5400)

@@ -105,7 +105,7 @@ def test_a_running_and_an_interrupted_run_show_their_state(name_folder):
     interrupted = fabricate_run(name_folder, "cut", epochs=5, done=2, lr=0.01)
     running = fabricate_run(name_folder, "busy", epochs=5, done=1, lr=0.1)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from utils import run_lock; run_lock.acquire(sys.argv[1]); "
+        [sys.executable, "-c", "import sys, time; from runs import lock as run_lock; run_lock.acquire(sys.argv[1]); "
                                "print('held', flush=True); time.sleep(60)", str(running)],
         cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
@@ -126,7 +126,7 @@ def test_the_lock_is_looked_at_never_taken(tmp_path, monkeypatch):
     """Taking a free lock even for a moment could make a job starting then find its run busy."""
     import fcntl
 
-    from utils import run_lock
+    from runs import lock as run_lock
 
     def no_taking(*args):
         raise AssertionError("compare.py took a run's lock")
@@ -134,7 +134,7 @@ def test_the_lock_is_looked_at_never_taken(tmp_path, monkeypatch):
     (tmp_path / ".lock").write_text("host h pid 1 since then\n")  # left by a job that died
     (tmp_path / "busy").mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from utils import run_lock; run_lock.acquire(sys.argv[1]); "
+        [sys.executable, "-c", "import sys, time; from runs import lock as run_lock; run_lock.acquire(sys.argv[1]); "
                                "print('held', flush=True); time.sleep(60)", str(tmp_path / "busy")],
         cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:

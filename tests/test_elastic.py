@@ -197,8 +197,8 @@ def any_rank_worker(rank, port, folder):
     """Rank 1 holds the newer checkpoint: both ranks end with it."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE="2")
+    from runs.start import newest_on_any_rank
     from utils import distributed as dist
-    from utils.run_resume import newest_on_any_rank
 
     dist.init_distributed()
     try:

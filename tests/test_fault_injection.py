@@ -27,7 +27,7 @@ import io, json, os, runpy, sys, time, traceback
 import pandas, torch, torch._dynamo  # imported lazily by metrics.csv and the first optimizer: seconds each
 import train  # the slow imports, once per test instead of once per run
 
-import utils.run_folder as run_folder
+import runs.folder as run_folder
 
 real_write_all, stall = run_folder.atomic_write_all, {}
 

@@ -16,11 +16,12 @@ from optuna.trial import TrialState
 
 from logger.trackers import specs
 from logger.trackers.tracker_set import TrackerSet
+from runs import folder as run_folder
+from runs import lock as run_lock
+from runs.checks import check_same_run
 from tests.conftest import shrink_config, write_config
-from utils import run_folder, run_lock
 from utils.errors import UserError
 from utils.lookup import did_you_mean
-from utils.run_checks import check_same_run
 from utils.search_report import best_trial, summary_lines
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from base.history import history_with_row
+from runs.folder import write_files
 from tests.conftest import shrink_config, train_in_process, write_config
 from trainer.trainer import Trainer
-from utils.run_folder import write_files
 
 COLUMNS = ["epoch", "loss", "accuracy", "top_k_acc", "val_loss", "val_accuracy", "val_top_k_acc",
            "lr", "epoch_time", "samples_per_sec"]

@@ -15,10 +15,10 @@ import time
 import pandas as pd
 import pytest
 
+from runs.folder import resume_command
 from tests.conftest import REPO, run_dirs, shrink_config, train_in_process, write_config
 from trainer import progress
 from utils import distributed as dist
-from utils.run_folder import resume_command
 
 # every tqdm update redraws (default: at most every 0.1 s), so short epochs show all the fields
 FAST_ENV = {"TQDM_MININTERVAL": "0", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "TERM": "xterm"}

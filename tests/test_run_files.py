@@ -7,9 +7,9 @@ import sys
 import pytest
 
 import base.base_trainer
+from runs.folder import LATEST
 from tests.conftest import REPO, shrink_config, train_in_process, write_config
 from utils.atomic import atomic_write
-from utils.run_folder import LATEST
 
 
 def test_interval_saves_count_from_the_last_save_of_either_kind(tmp_path, synthetic_data_dir, monkeypatch,

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import torch
 
+from runs import lock as run_lock
 from tests import test_elastic
 from tests.conftest import REPO, run_dirs, write_config
 from tests.test_edge_cases import snapshot, tmpfs
 from tests.test_elastic import KILL_AT, RUN_LIMIT, finish, free_port, kill_worker_at, same, start, torchrun
-from utils import run_lock
 
 elastic_setup, reference = test_elastic.elastic_setup, test_elastic.reference  # fixtures shared with it
 

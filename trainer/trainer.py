@@ -10,8 +10,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from base import BaseTrainer
 from base.batch_transform import defer_batch_transform
+from runs.checkpoint_interval import CheckpointInterval
 from trainer.batch_stream import BatchStream
-from trainer.checkpoint_interval import CheckpointInterval
 from trainer.evaluation import evaluate, to_device
 from trainer.fixed_batches import FixedBatches
 from trainer.profiling import ProfileWindow

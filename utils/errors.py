@@ -15,7 +15,7 @@ class UserError(Exception):
 def run_cli(main):
     """Run `main()`; a UserError is one line on stderr and exit 2 (or its own code). Under torchrun, a rank whose
     peer has failed (its collective breaks off) exits with one line too: the peer's own line says why."""
-    from utils import run_lock
+    from runs import lock as run_lock
 
     try:
         main()

@@ -12,7 +12,7 @@ import warnings
 import optuna
 from optuna.trial import TrialState
 
-from utils import run_lock
+from runs import lock as run_lock
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat, retry callback
 MAX_RETRY = 3  # a trial that kills its worker every time (out of memory) is given up after this many

@@ -42,7 +42,7 @@ def save_seconds(repeats=20):
     import torch
 
     from model.model import MnistModel
-    from utils.run_folder import save_group
+    from runs.folder import save_group
 
     model = MnistModel()
     optimizer = torch.optim.Adam(model.parameters(), amsgrad=True)

@@ -3,14 +3,14 @@ checkpoint's own run (-r), or the run of this worker group's torchrun job (docs/
 import os
 from pathlib import Path
 
+from runs import lock as run_lock
+from runs.checks import check_origin, check_own_folder, check_same_run, saved_config
+from runs.folder import newest_intact, recover
 from utils import distributed as dist
-from utils import run_lock
 from utils.checkpoint import load_checkpoint
 from utils.config_rules import RULES
 from utils.errors import UserError
 from utils.overrides import merged_config, updated_config
-from utils.run_checks import check_origin, check_own_folder, check_same_run, saved_config
-from utils.run_folder import newest_intact, recover
 
 RESTART_WAIT = 60  # seconds a restarted group waits for the old one to let go of the run
 

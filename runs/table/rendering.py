@@ -4,7 +4,7 @@ import csv
 import io
 import json
 
-from utils.run_table.grouping import Stat
+from runs.table.grouping import Stat
 
 
 def columns(measure_keys, setting_keys):

@@ -5,8 +5,8 @@ import json
 import math
 from pathlib import Path
 
-from utils import run_lock
-from utils.run_files import BEST, HISTORY, LATEST, ORIGIN_FILE, RUN_CONFIG
+from runs import lock as run_lock
+from runs.files import BEST, HISTORY, LATEST, ORIGIN_FILE, RUN_CONFIG
 
 # test.py writes <checkpoint stem>.test.json
 TEST_RESULTS = tuple(name.replace(".pth", ".test.json") for name in (BEST, LATEST))

@@ -2,9 +2,9 @@
 folder above it, or the save_dir (saved/); whatever else lies there is skipped with one line saying why."""
 from pathlib import Path
 
+from runs.files import RUN_CONFIG
+from runs.table.reading import BadRun, looks_like_run, read_run
 from utils.errors import UserError
-from utils.run_files import RUN_CONFIG
-from utils.run_table.reading import BadRun, looks_like_run, read_run
 
 
 def read_runs(paths):

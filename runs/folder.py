@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
-from utils import run_lock
+from runs import lock as run_lock
+from runs.files import BEST, LATEST  # noqa: F401  (the names other modules import from here)
 from utils.atomic import SaveFailed, atomic_write_all, fsync_dir
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
-from utils.run_files import BEST, LATEST  # noqa: F401  (the names other modules import from here)
 
 JOURNAL = ".commit.json"
 PENDING = ".pending"  # suffix of a group's files until they are renamed into place

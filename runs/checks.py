@@ -3,11 +3,11 @@ did the run start from this checkpoint. Each refuses with one line (UserError) n
 import json
 from pathlib import Path
 
+from runs.files import HISTORY, ORIGIN_FILE
+from runs.folder import foreign_history
 from utils import distributed as dist
 from utils.errors import UserError
 from utils.overrides import differences
-from utils.run_files import HISTORY, ORIGIN_FILE
-from utils.run_folder import foreign_history
 
 # what a resubmitted named run may change; everything else must match the run's own config
 MAY_CHANGE = {("trainer", k) for k in ("epochs", "verbosity", "save_period", "keep_last", "log_step",
