@@ -24,7 +24,7 @@ HELD_OUT_BATCHES = 3  # test batches after the example batch that the reloaded e
 def main(config, fmt, out, tolerance):
     logger = config.get_logger("export")
     check_sections(config.config, ("arch", "data_loader"))
-    weights, which = weights_to_ship(config.checkpoint)
+    weights, which = weights_to_ship(config.run.checkpoint)
     model = config.init_obj("arch", module_arch)
     load_weights(model, weights, config.resume)
     model.eval()  # before export: a program traced in training mode keeps dropout on, and cannot be switched
@@ -89,7 +89,7 @@ def describe(config, fmt, out, which, model_input, loader, example_output, check
     return {
         "format": fmt.name, "file": out.name, "weights": which, "torch": torch.__version__,
         "checkpoint": {"path": str(config.resume), "sha256": file_sha256(config.resume),
-                       "epoch": config.checkpoint.get("epoch")},
+                       "epoch": config.run.checkpoint.get("epoch")},
         "input": model_input,
         "output": {"shape": [None, *example_output.shape[1:]], "meaning": "one row per sample"},
         "num_classes": example_output.shape[1] if example_output.dim() == 2 else None,

@@ -5,17 +5,20 @@ again (after a kill, a requeue) continues the unfinished seed runs and leaves fi
 it prints the runs' table, one row of mean ± std, and the compare.py command that shows it again.
 """
 import argparse
-import tempfile
+import os
 from pathlib import Path
 
 import train
 from compare import table
-from runs import lock as run_lock
+from parse_config import ConfigParser
 from runs.files import HISTORY
 from runs.folder import quote
+from runs.start import StartRequest, decide_start
 from runs.table.reading import BadRun, read_run
+from utils.config_rules import TRAINER_OPTIONS
 from utils.errors import UserError, run_entry
-from utils.util import read_json, write_json
+from utils.overrides import with_known_keys
+from utils.util import read_json
 
 
 def main(argv=None):
@@ -59,14 +62,12 @@ def seed_run_ids(name, seeds):
 
 def train_seed(config, run_id, seed, args):
     """Train (or continue) the run of one seed; a finished one is not trained again. Returns its folder."""
-    with tempfile.TemporaryDirectory() as folder:  # train.py's own parser reads it and applies -o
-        path = Path(folder) / "config.json"
-        write_json({**config, "seed": seed}, path)
-        parsed = train.parse_args(["-c", str(path), "--run_id", run_id, *args.device,
-                                   *[part for text in args.override for part in ("-o", text)]])
-    done, finished = progress(parsed.save_dir, parsed.config["trainer"]["epochs"])  # read under the run's lock
+    # decided as train.py --run_id decides it, with train.py's -o rules
+    overrides = with_known_keys(args.override, {"trainer": TRAINER_OPTIONS})
+    start = decide_start(StartRequest(given={**config, "seed": seed}, overrides=overrides, run_id=run_id))
+    parsed = ConfigParser(start.config, start.resume, plan=start)
+    done, finished = progress(parsed.save_dir, parsed.config["trainer"]["epochs"])
     if finished:
-        run_lock.release(parsed.save_dir)
         print(f"{run_id}: finished after epoch {done}; not trained again", flush=True)
         return parsed.save_dir
     print(f"{run_id}: {f'continues after epoch {done}' if done else 'starts'} (seed {seed})", flush=True)
@@ -92,10 +93,12 @@ def parse_args(argv=None):
     args.add_argument("--run_id", type=train.run_name, help="NAME of the runs (default: the config's run or stem)")
     args.add_argument("-o", "--override", action="append", default=[], metavar="KEY.PATH=VALUE",
                       help="change the config, as train.py's -o (repeatable)")
-    args.add_argument("-d", "--device", type=lambda text: ["-d", text], default=[],
-                      help="indices of GPUs to enable (default: all)")
+    args.add_argument("-d", "--device", default=None, help="indices of GPUs to enable (default: all)")
     args.error = lambda message: args.exit(2, f"error: {message}; see python repeat.py --help\n")
-    return args.parse_args(argv)
+    parsed = args.parse_args(argv)
+    if parsed.device is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = parsed.device
+    return parsed
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
 from parse_config import ConfigParser
-from runs.start import RunStart
+from runs.files import test_results_file
+from runs.run import write_while_free
+from runs.start import StartPlan, decide_start
 from trainer.evaluation import evaluate
 from trainer.progress import use_progress_bar
 from utils import distributed as dist
@@ -22,15 +24,15 @@ from utils.errors import UserError, run_entry
 from utils.export.formats import format_of, load_exported
 from utils.export.sidecar import read_sidecar
 from utils.lookup import find_by_name
-from utils.overrides import merged_config
-from utils.util import place_model, write_json
+from utils.overrides import merged_config, updated_config
+from utils.util import place_model
 
 
 def main(config, device=None):
     logger = config.get_logger("test")
     check_sections(config.config, ("arch", "data_loader", "loss", "metrics"))
     exported = config.resume is not None and format_of(config.resume) is not None
-    if config.checkpoint is None and not exported:
+    if config.run.checkpoint is None and not exported:
         raise UserError("test.py needs a checkpoint: python test.py -r saved/models/<name>/<run>/model_best.pth")
 
     # the test split, built from the checkpoint's own loader config
@@ -44,7 +46,7 @@ def main(config, device=None):
     else:
         model = config.init_obj("arch", module_arch)
         logger.info(model)
-        load_weights(model, config.checkpoint["state_dict"], config.resume)
+        load_weights(model, config.run.checkpoint["state_dict"], config.resume)
         model, device = place_model(model, config["n_gpu"], device)
         model.eval()
 
@@ -63,11 +65,13 @@ def report(results, checkpoint_path, logger):
     for key, value in results["metrics"].items():
         logger.info(f"    {key:{width}s}: {value:.6f}")
     logger.info(f"    {'samples':{width}s}: {results['n_samples']}")
-    # model_best.test.json; an exported model's beside it: model_best.pt2.test.json
-    stem = checkpoint_path.name if format_of(checkpoint_path) else checkpoint_path.stem
-    out = checkpoint_path.with_name(f"{stem}.test.json")
-    write_json({**results, "checkpoint": str(checkpoint_path)}, out)  # atomic, like every file we write
-    logger.info(f"Results saved to {out}")
+    out = test_results_file(checkpoint_path, exported=format_of(checkpoint_path) is not None)
+    # under the run's lock: a run another job is training is not written into (docs/outputs.md)
+    refused = write_while_free(out.parent, out.name, {**results, "checkpoint": str(checkpoint_path)})
+    if refused:
+        logger.warning(f"Warning: results not saved to {out}: {refused}; run test.py again once that job ends")
+    else:
+        logger.info(f"Results saved to {out}")
 
 
 def parse_args(argv=None):
@@ -76,19 +80,17 @@ def parse_args(argv=None):
     args.add_argument("-r", "--resume", required=True, type=str,
                       help="path to the checkpoint to evaluate, e.g. saved/models/<name>/<run>/model_best.pth")
     args.add_argument("-d", "--device", default=None, type=str, help="indices of GPUs to enable (default: all)")
-    return ConfigParser.from_args(args, argv=argv, start=TestStart)
+    return ConfigParser.from_args(args, argv=argv, start=start_of_test)
 
 
-class TestStart(RunStart):
+def start_of_test(request):
     """-r names a checkpoint, or a model export.py wrote: its run's config is in the JSON beside it (-c keys
     replace its keys, as they do a checkpoint's)."""
-
-    def parser(self, cls):
-        if self.resume is None or format_of(self.resume) is None:
-            return super().parser(cls)
-        format_of(self.resume).check_installed(f"test.py on {self.resume.name}", to_run=True)
-        config = merged_config(read_sidecar(self.resume)["config"], self.given or {})
-        return cls(config, self.resume, self.modification, None, self.overrides)
+    if request.resume is None or format_of(request.resume) is None:
+        return decide_start(request)
+    format_of(request.resume).check_installed(f"test.py on {request.resume.name}", to_run=True)
+    config = merged_config(read_sidecar(request.resume)["config"], request.given or {})
+    return StartPlan(updated_config(config, request.modification, request.overrides), request.resume)
 
 
 def cli():

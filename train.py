@@ -45,7 +45,7 @@ def build_trainer(config, device=None, search_workers_here=None):
     seed_everything(config["seed"], dist.get_rank(), options.deterministic)
     threads = use_cpu_threads(options.cpu_threads, options.deterministic, search_workers_here or 1,
                               fresh=search_workers_here is not None)
-    config.resume_log.append((logging.INFO, threads))  # into info.log once the run folder exists
+    config.run.note(logging.INFO, threads)  # into info.log once the run folder exists
 
     data_loader = config.init_obj("data_loader", module_data, **_loader_seed(config))
     valid_data_loader = data_loader.split_validation()
@@ -92,11 +92,14 @@ def parse_args(argv=None):
     args.add_argument("--dry_run", action="store_true",
                       help="run one training and one validation batch to check that the parts fit; save nothing")
 
-    # custom cli options to modify configuration from default values given in json file.
+    return ConfigParser.from_args(args, custom_args(), argv)
+
+
+def custom_args():
+    """Custom cli options to modify configuration from default values given in json file; tune.py takes them too."""
     CustomArgs = collections.namedtuple("CustomArgs", "flags type target")
-    options = [CustomArgs(["--lr", "--learning_rate"], type=non_negative_float, target="optimizer;args;lr"),
-               CustomArgs(["--bs", "--batch_size"], type=positive_int, target="data_loader;args;batch_size")]
-    return ConfigParser.from_args(args, options, argv)
+    return [CustomArgs(["--lr", "--learning_rate"], type=non_negative_float, target="optimizer;args;lr"),
+            CustomArgs(["--bs", "--batch_size"], type=positive_int, target="data_loader;args;batch_size")]
 
 
 def run_name(text):

@@ -10,20 +10,20 @@ import utils.before_torch  # noqa: F401  (first: OpenMP reads its wait policy wh
 import argparse
 import os
 import sys
-import tempfile
-from pathlib import Path
+import typing
 
 import optuna
 from optuna.trial import TrialState
 
 import train
 from logger.logger import once_on_console
-from parse_config import ConfigParser
-from runs import lock as run_lock
+from parse_config import ConfigParser, run_options
+from runs.files import logs_of, runs_of
+from runs.start import StartRequest, decide_start
 from utils import distributed as dist
-from utils import provenance
+from utils.config_rules import TRAINER_OPTIONS
 from utils.errors import UserError, run_entry
-from utils.overrides import updated_config
+from utils.overrides import updated_config, with_known_keys
 from utils.redact import redact
 from utils.search_recovery import requeue, retry_after_kill, revive_dead_trials, run_number, this_worker
 from utils.search_report import DONE, progress_line, summary_lines
@@ -31,26 +31,27 @@ from utils.search_sampler import build_pruner, build_sampler
 from utils.search_space import first_point, read_tune_section, suggest, with_values
 from utils.search_storage import open_storage, open_study, storage_url
 from utils.signals import TrainingInterrupted
-from utils.util import read_json, write_json
+from utils.util import read_json
 
 
 class Search:
     """One worker's part of the study: the base config, and how to train a trial of it."""
 
     def __init__(self, args, device):
-        config = updated_config(read_json(args.config), {"optimizer;args;lr": args.lr,
-                                                         "data_loader;args;batch_size": args.bs}, args.override)
+        # train.py's own flags (its CustomArgs included) and -o rules change the base config
+        config = updated_config(read_json(args.config), {opt.target: getattr(args, opt.dest) for opt in args.custom},
+                                with_known_keys(args.override, {"trainer": TRAINER_OPTIONS}))
         self.tune = read_tune_section(config, args.study, args.storage, args.trials)
         self.base = {k: v for k, v in config.items() if k != "tune"}
         self.device = device
-        options = ConfigParser(self.base).trainer_options
+        options = run_options(self.base)
         if options.monitor == "off":
             raise UserError("tune.py optimizes trainer.monitor, which is \"off\"; set it, e.g. "
                             "-o trainer.monitor=\"min val_loss\"")
         direction, self.metric = options.monitor.split()
         self.direction = {"min": "minimize", "max": "maximize"}[direction]
-        self.runs_dir = Path(options.save_dir) / "models" / self.base["name"]
-        self.log_root = Path(options.save_dir) / "log"
+        self.runs_dir = runs_of(options.save_dir, self.base["name"])
+        self.logs_dir = logs_of(options.save_dir, self.base["name"])
         self.url = storage_url(self.tune.storage, options.save_dir, self.tune.study)  # to connect; never shown
         self.shown_url = redact(self.url)  # to print and store: a password is ***
         self.sampler, self.pruner = build_sampler(self.tune.sampler), build_pruner(self.tune.pruner)
@@ -60,22 +61,20 @@ class Search:
         """Build every part once, as a trial would: a monitor the run never produces, or any other
         config error, is one line before the study has a trial."""
         trainer = train.build_trainer(ConfigParser(with_values(self.base, first_point(self.tune.space))), self.device)
-        trainer._check_before_training()
+        trainer.check_before_training()
 
     def train_trial(self, plan, trial=None):
         """Train (or continue) the run of one trial; return (best monitored value, epochs done)."""
         config = with_values(self.base, plan["values"])
         config["tune"] = {"study": self.tune.study, "trial": plan["trial"]}
-        provenance.RUN_NOTES["tune"] = {**config["tune"], "optuna_trial": plan["number"], "storage": self.shown_url}
-        with tempfile.TemporaryDirectory() as folder:  # train.py's own parser reads it, --run_id resumes
-            path = Path(folder) / "config.json"
-            write_json(config, path)
-            parsed = train.parse_args(["-c", str(path), "--run_id", plan["run_id"]])
+        # the named run of this trial, new or continued, decided as train.py --run_id decides it
+        start = decide_start(StartRequest(given=config, run_id=plan["run_id"]))
+        parsed = ConfigParser(start.config, start.resume, plan=start)
+        parsed.run.about["tune"] = {**config["tune"], "optuna_trial": plan["number"], "storage": self.shown_url}
         trainer = train.build_trainer(parsed, self.device, plan.get("workers_here", 1))
         trainer.epoch_listeners.append(PruneCheck(trial, self.metric, trainer.epochs))
         trainer.writer.hparams.searched = list(plan["values"])  # HParams: the searched keys, not the constants
-        with held(parsed.save_dir):
-            trainer.train()
+        trainer.train()  # the run's lock is held from its start to its end
         return trainer.monitor.best, max(trainer.last_epoch, trainer.start_epoch - 1)
 
 
@@ -96,22 +95,6 @@ class PruneCheck:
             prune = epoch < self.last_epoch and self.trial.should_prune()
         if dist.broadcast_object(prune):
             raise optuna.TrialPruned(f"{self.metric} {log[self.metric]:.6g} after epoch {epoch}")
-
-
-class held:
-    """The run folder's lock (rank 0), for the length of a trial: no second job trains the run."""
-
-    def __init__(self, folder):
-        self.folder = Path(folder) if dist.is_main_process() else None
-
-    def __enter__(self):
-        if self.folder is not None:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            run_lock.acquire(self.folder)
-
-    def __exit__(self, *exc):
-        if self.folder is not None:
-            run_lock.release(self.folder)
 
 
 def lead(search):
@@ -157,7 +140,7 @@ def lead(search):
         print("The trial's state is saved; run the same command again to continue it.", file=sys.stderr)
         raise
     for line in summary_lines(study, search.metric, search.runs_dir, search.shown_url,
-                              search.log_root / search.base["name"]):
+                              search.logs_dir):
         print(line, flush=True)
 
 
@@ -211,22 +194,28 @@ def parse_args(argv=None):
     args.add_argument("-d", "--device", default=None, help="indices of GPUs to enable (default: all)")
     args.add_argument("-o", "--override", action="append", default=[], metavar="KEY.PATH=VALUE",
                       help="change the base config, e.g. -o trainer.epochs=3 (repeatable)")
-    args.add_argument("--lr", "--learning_rate", type=train.non_negative_float, help="sets optimizer.args.lr")
-    args.add_argument("--bs", "--batch_size", type=train.positive_int, help="sets data_loader.args.batch_size")
+    custom = [(opt, args.add_argument(*opt.flags, default=None, type=opt.type,
+                                      help=f"sets {opt.target.replace(';', '.')}").dest)
+              for opt in train.custom_args()]  # train.py's flags, those a user added included
     args.add_argument("--trials", type=train.positive_int, help="finished trials wanted, over all workers")
     args.add_argument("--storage", help="database URL, e.g. postgresql://user@host/db (default: SQLite file)")
     args.add_argument("--study", type=train.run_name, help="study name (default: tune.study or the config's name)")
     args.error = lambda message: args.exit(2, f"error: {message}; see python tune.py --help\n")
     parsed = args.parse_args(argv)
+    parsed.custom = [CustomValue(opt.target, dest) for opt, dest in custom]
     if parsed.device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = parsed.device
     return parsed
 
 
+class CustomValue(typing.NamedTuple):
+    target: str  # the config key path a flag sets ("optimizer;args;lr")
+    dest: str  # where argparse put its value
+
+
 def cli():
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # tune.py prints its own line per trial
     device = dist.init_distributed()  # None unless launched by torchrun
-    dist.find_runs_by_name_only()  # trials are named runs; a torchrun restart finds each by its name
     run_entry(lambda: main(device=device))
 
 

@@ -9,18 +9,18 @@ import torch
 from base.history import history_with_row
 from base.monitor import Monitor
 from base.reporting import best_so_far, epoch_block, summary_lines, write_epoch_scalars
-from base.training_state import restore_rng, restore_weights_and_optimizer
+from base.training_state import ModelWeights, OptimizerState, RngStates, SchedulerState
 from logger import TensorboardWriter
-from logger.trackers.run_info import RunInfo
 from logger.trackers.tracker_set import TrackerSet
-from runs.files import HISTORY
-from runs.folder import BEST, LATEST, resume_command, save_group
+from runs.checkpointer import Checkpointer
+from runs.files import HISTORY, PROVENANCE
+from runs.folder import resume_command
+from runs.tracking import run_info
 from utils import distributed as dist
 from utils.checkpoint import unwrap_model
 from utils.cpu_threads import RunThreads
 from utils.errors import UserError
 from utils.provenance import collect_provenance
-from utils.seed import get_rng_state
 from utils.signals import StopSignals, TrainingInterrupted
 
 
@@ -52,7 +52,9 @@ class BaseTrainer(ABC):
         self.batch_in_epoch = 0  # batches of the current epoch trained (a mid-epoch checkpoint records it)
         self.stop_signals = StopSignals()
         self.is_main = dist.is_main_process()
-        self.resume_log = []  # (level, message): written once the run's info.log exists
+        self.run = config.run  # the run folder this trainer fills
+        self.checkpointer = Checkpointer(self.run, config.config, self.options, self.logger)
+        self._register_parts()
         # callables `listener(epoch, log)`, called on every rank after each epoch is saved (trackers, search
         # pruning); one may raise to end training, after that epoch's checkpoint is safe
         self.epoch_listeners = [self._end_epoch_in_writer]
@@ -65,6 +67,20 @@ class BaseTrainer(ABC):
     def checkpoint_dir(self):
         return self.config.save_dir
 
+    def _register_parts(self):
+        """What a checkpoint holds besides the position. A subclass registers its own parts (its data
+        position, partial metrics) in its constructor: `self.checkpointer.register(key, part)`."""
+        register = self.checkpointer.register
+        register("state_dict", ModelWeights(self.raw_model, lambda: self.config.resume))
+        optimizer = OptimizerState(self.optimizer, self.config, self.checkpointer, self.run.note)
+        register("optimizer", optimizer)
+        register("lr_scheduler", SchedulerState(self.lr_scheduler, optimizer) if self.lr_scheduler else None)
+        register("monitor", self.monitor)
+        enabled = self.grad_scaler is not None and self.grad_scaler.is_enabled()
+        register("grad_scaler", self.grad_scaler if enabled else None)
+        register("cpu_threads", self.threads)
+        register("rng_states", RngStates(lambda: int(self.config["seed"]) + 1000 * self.start_epoch))
+
     @abstractmethod
     def _train_epoch(self, epoch):
         """Train one epoch; return a dict of averaged metrics (train and val_)."""
@@ -75,7 +91,7 @@ class BaseTrainer(ABC):
             if self._start_run():
                 self._train_epochs()
         finally:
-            self.config.finish_run(sys.exc_info()[1])  # a new run that a user error ended leaves no folder
+            self.run.close(sys.exc_info()[1])  # a new run that a user error ended leaves no folder
 
     def _train_epochs(self):
         self.stop_signals.install()
@@ -108,9 +124,9 @@ class BaseTrainer(ABC):
 
     def _start_run(self):
         """Restore the checkpoint and check the run, then make the folders; False: nothing left to train."""
-        self.resume_log.extend(self.config.resume_log)
-        if self.config.checkpoint is not None:
-            self._restore(self.config.checkpoint)
+        checkpoint = self.run.checkpoint
+        if checkpoint is not None:
+            self._restore(checkpoint)
             self._log_resumed()
         if self.start_epoch > self.epochs:
             more = f"-o trainer.epochs={self.last_epoch + self.epochs}"
@@ -118,21 +134,18 @@ class BaseTrainer(ABC):
                                 f"trainer.epochs is {self.epochs}. To train further: "
                                 f"{resume_command(self.config.resume.parent, more)}")
             return False
-        self._check_before_training()
+        self.check_before_training()
         self.writer.trackers.connect(self.options.save_dir, self.config["name"])  # before any run folder
-        if not self.config.run_started:
-            self.config.init_run()
+        self.config.init_run()  # the folder, its lock, config.json, and the log file
         self.writer.log_dir = str(self.config.log_dir)  # the run id may have gained a suffix
-        for level, message in self.resume_log:
-            self.logger.log(level, message)
         if self.is_main:
             device = next(self.raw_model.parameters(), torch.empty(0)).device
-            self.config.write_run_file("provenance.json", collect_provenance(device))
+            self.run.write_json(PROVENANCE, collect_provenance(device, self.run.about))
         if self.writer.trackers:
-            self.writer.trackers.open_run(RunInfo.of_run(self.config, dist.get_world_size()))
+            self.writer.trackers.open_run(run_info(self.config, dist.get_world_size()))
         return True
 
-    def _check_before_training(self):
+    def check_before_training(self):
         """Refuse, before any folder is made, what would only fail later (UserError, one line)."""
         produced = self._metric_names()
         if self.monitor.enabled and produced is not None and self.monitor.metric not in produced:
@@ -160,80 +173,48 @@ class BaseTrainer(ABC):
         for line in self.writer.trackers.where:  # each tracker's run, and the command to look at it
             self.logger.info(line)
 
-    # ---- checkpoints -------------------------------------------------------
-    def _parts(self):
-        """What a checkpoint holds besides weights, optimizer and scheduler: key -> an object with
-        state_dict() / load_state_dict(). A subclass adds its own (its data position, partial metrics)."""
-        scaler = self.grad_scaler if self.grad_scaler is not None and self.grad_scaler.is_enabled() else None
-        return {"monitor": self.monitor, "grad_scaler": scaler, "cpu_threads": self.threads}
-
-    def _state(self, epoch, resume_batch=0):
-        """Everything needed to continue exactly, as plain data (a collective: every rank calls it)."""
-        state = {
-            "arch": type(self.raw_model).__name__,
-            "epoch": epoch,
-            "resume_batch": resume_batch,
-            "global_step": self.global_step,
-            "state_dict": self.raw_model.state_dict(),  # the unwrapped model: no wrapper prefixes
-            "optimizer": self.optimizer.state_dict(),
-            "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler is not None else None,
-            "monitor_best": float(self.monitor.best),  # the classic key
-            "rng_states": dist.all_gather_object(get_rng_state()),  # every rank's
-            "world_size": dist.get_world_size(),
-            "config": self.config.config,
-        }
-        state.update({key: part.state_dict() if part is not None else None for key, part in self._parts().items()})
-        return state
+    # ---- checkpoints: the Checkpointer saves and loads; the trainer says where it is ----------
+    def _position(self, resume_batch=0):
+        return {"arch": type(self.raw_model).__name__, "resume_batch": resume_batch, "global_step": self.global_step}
 
     def _save_epoch(self, epoch, improved, last, log):
-        """The epoch as one commit: model_latest, checkpoint-epoch<N> (every save_period), model_best
-        (on improvement) and the metrics.csv row; a kill leaves all of them or none."""
-        state = self._state(epoch)
-        if not self.is_main:
-            return
-        names = [LATEST]
-        if epoch % self.save_period == 0 or last:
-            names.append(f"checkpoint-epoch{epoch}.pth")
-            self.logger.info(f"Saving checkpoint: {self.checkpoint_dir / names[-1]} ...")
-        if improved:
-            names.append(BEST)
-            self.logger.info(f"Saving current best: {BEST} ...")
-        metrics = (HISTORY, history_with_row(self.checkpoint_dir / HISTORY, log))
-        save_group(self.checkpoint_dir, state, names, [metrics], self.options.keep_last)
+        """The epoch as one commit with its metrics.csv row; a kill leaves all of it or none."""
+        def metrics():
+            return [(HISTORY, history_with_row(self.checkpoint_dir / HISTORY, log))]
+        self.checkpointer.save_epoch(epoch, improved, last, metrics, **self._position())
 
     def _save_position(self, epoch):
         """model_latest.pth with the exact position inside `epoch` (a collective: every rank calls it)."""
-        state = self._state(epoch - 1, resume_batch=self.batch_in_epoch)
         if self.is_main:
             self.writer.flush()  # first: trackers then hold every step the checkpoint holds, even after a kill
-            save_group(self.checkpoint_dir, state, [LATEST])
+        self.checkpointer.save_position(epoch=epoch - 1, **self._position(resume_batch=self.batch_in_epoch))
 
     def _stop(self, when):
         """End the run after its state is saved, saying where it stopped and how to resume."""
         stop = TrainingInterrupted(self.stop_signals.signum or signal.SIGTERM)
         if self.is_main:
             self.logger.warning(f"Stopped by {stop} {when}; state saved. "
-                                f"Resume with: {resume_command(self.checkpoint_dir)}")
+                                f"Resume with: {self.run.resume_command()}")
         raise stop
 
     def _restore(self, checkpoint):
-        """Put back model, optimizer, scheduler, the parts, RNG and position from `checkpoint`."""
-        self.resume_log.append((logging.INFO, f"Loading checkpoint: {self.config.resume} ..."))
-        restore_weights_and_optimizer(self, checkpoint)
-        for key, part in self._parts().items():
-            if part is not None and checkpoint.get(key) is not None:
-                part.load_state_dict(checkpoint[key])
+        """Put back the position and every registered part from `checkpoint`."""
+        self.run.note(logging.INFO, f"Loading checkpoint: {self.config.resume} ...")
+        if checkpoint["config"]["arch"] != self.config["arch"]:
+            self.run.note(logging.WARNING, "Warning: Architecture configuration given in config file is different "
+                          "from that of checkpoint. This may yield an exception while state_dict is being loaded.")
         self.last_epoch = checkpoint["epoch"]
         self.start_epoch = self.last_epoch + 1
         self.global_step = checkpoint.get("global_step", 0)
+        self.checkpointer.load(checkpoint)
         if self.threads.note:
-            self.resume_log.append((logging.INFO, self.threads.note))
-        restore_rng(checkpoint.get("rng_states"), int(self.config["seed"]) + 1000 * self.start_epoch)
+            self.run.note(logging.INFO, self.threads.note)
         loader = getattr(self, "data_loader", None)
         if hasattr(loader, "set_epoch"):  # a classic trainer's loop: continue with this epoch's shuffle
             loader.set_epoch(self.start_epoch)
 
     def _log_resumed(self):
         where = f"epoch {self.start_epoch}" + (f", batch {self.batch_in_epoch + 1}" if self.batch_in_epoch else "")
-        self.resume_log.append((logging.INFO, f"Checkpoint {self.config.resume} loaded"
-                                f"{self.config.restart_note}. Resume training from {where}"))
+        restart = self.run.plan.restart
+        restarted = f" (torchrun restart {restart})" if restart is not None else ""
+        self.run.note(logging.INFO, f"Checkpoint {self.config.resume} loaded{restarted}. Resume training from {where}")

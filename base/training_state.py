@@ -1,55 +1,87 @@
-"""Putting a checkpoint's weights, optimizer, scheduler and RNG states back into a trainer."""
+"""The trainer's own state as checkpoint parts (Stateful: `state_dict()` / `load_state_dict(state)`): weights,
+optimizer, scheduler and RNG streams. BaseTrainer registers each with its Checkpointer once."""
 import logging
 
 import torch
 
 from utils import distributed as dist
 from utils.checkpoint import load_weights
-from utils.seed import set_rng_state
+from utils.seed import get_rng_state, set_rng_state
 
 
-def restore_weights_and_optimizer(trainer, checkpoint):
-    """Load the checkpoint's weights, optimizer and scheduler; warnings go to trainer.resume_log."""
-    log, config = trainer.resume_log, trainer.config
-    load_weights(trainer.raw_model, checkpoint["state_dict"], config.resume)
-    if checkpoint["config"]["arch"] != config["arch"]:
-        log.append((logging.WARNING, "Warning: Architecture configuration given in config file is different from "
-                    "that of checkpoint. This may yield an exception while state_dict is being loaded."))
-    optimizer_resumed = checkpoint["config"]["optimizer"]["type"] == config["optimizer"]["type"]
-    if not optimizer_resumed:
-        log.append((logging.WARNING, "Warning: Optimizer type given in config file is different from that of "
-                    "checkpoint. Optimizer parameters not being resumed."))
-    else:
-        _load_optimizer(trainer.optimizer, checkpoint["optimizer"], keep_new_settings=not config.continue_run)
-    _restore_scheduler(trainer, checkpoint, optimizer_resumed)
+class ModelWeights:
+    """The unwrapped model's weights (no DDP/compile prefixes), under the classic key `state_dict`."""
+
+    def __init__(self, model, source):
+        self.model, self.source = model, source  # source(): the checkpoint's path, for messages
+
+    def state_dict(self):
+        return self.model.state_dict()
+
+    def load_state_dict(self, state):
+        load_weights(self.model, state, self.source())
 
 
-def _load_optimizer(optimizer, state, keep_new_settings):
-    """Restore the optimizer; when fine-tuning (-c with -r), keep the new config's lr and settings."""
-    chosen = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
-    optimizer.load_state_dict(state)
-    if keep_new_settings:
-        for group, settings in zip(optimizer.param_groups, chosen, strict=True):
-            group.update(settings)
+class OptimizerState:
+    """The optimizer; not resumed when the config names another optimizer type. A fine-tune (a new run from a
+    checkpoint) keeps the new config's lr and settings; a continued run keeps the checkpoint's."""
+
+    def __init__(self, optimizer, config, checkpointer, note):
+        self.optimizer, self.config, self.checkpointer, self.note = optimizer, config, checkpointer, note
+
+    def same_type(self):
+        saved = self.checkpointer.loading["config"]
+        return saved["optimizer"]["type"] == self.config["optimizer"]["type"]
+
+    def state_dict(self):
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state):
+        if not self.same_type():
+            self.note(logging.WARNING, "Warning: Optimizer type given in config file is different from that of "
+                      "checkpoint. Optimizer parameters not being resumed.")
+            return
+        chosen = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
+        self.optimizer.load_state_dict(state)
+        if not self.config.run.plan.continue_run:
+            for group, settings in zip(self.optimizer.param_groups, chosen, strict=True):
+                group.update(settings)
 
 
-def _restore_scheduler(trainer, checkpoint, optimizer_resumed):
-    """Continue the scheduler's schedule, unless it or its optimizer is a new one (its state holds both's settings)."""
-    if trainer.lr_scheduler is None or checkpoint.get("lr_scheduler") is None:
-        return
-    old_type = (checkpoint["config"].get("lr_scheduler") or {}).get("type")
-    if optimizer_resumed and old_type == (trainer.config.get("lr_scheduler") or {}).get("type"):
-        trainer.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
-    else:
-        trainer.resume_log.append((logging.WARNING, "Warning: the optimizer or lr_scheduler type differs from "
-                                   "the checkpoint's; the lr_scheduler starts afresh."))
+class SchedulerState:
+    """The lr scheduler: continued unless it or its optimizer is a new type (its state holds both's settings)."""
+
+    def __init__(self, scheduler, optimizer_part):
+        self.scheduler, self.optimizer_part = scheduler, optimizer_part
+
+    def state_dict(self):
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state):
+        part = self.optimizer_part
+        old_type = (part.checkpointer.loading["config"].get("lr_scheduler") or {}).get("type")
+        if part.same_type() and old_type == (part.config.get("lr_scheduler") or {}).get("type"):
+            self.scheduler.load_state_dict(state)
+        else:
+            part.note(logging.WARNING, "Warning: the optimizer or lr_scheduler type differs from the "
+                      "checkpoint's; the lr_scheduler starts afresh.")
 
 
-def restore_rng(rng_states, fallback_seed):
-    if not rng_states:
-        return
-    rank = dist.get_rank()
-    if len(rng_states) == dist.get_world_size():
-        set_rng_state(rng_states[rank])
-    else:  # another number of processes: streams cannot match; keep them distinct per rank
-        torch.manual_seed(fallback_seed + rank)
+class RngStates:
+    """Every rank's random streams (a collective to save). At another world size they cannot match: each rank
+    is seeded from `fallback_seed()` plus its rank, so the streams stay distinct."""
+
+    def __init__(self, fallback_seed):
+        self.fallback_seed = fallback_seed
+
+    def state_dict(self):
+        return dist.all_gather_object(get_rng_state())
+
+    def load_state_dict(self, states):
+        if not states:
+            return
+        rank = dist.get_rank()
+        if len(states) == dist.get_world_size():
+            set_rng_state(states[rank])
+        else:
+            torch.manual_seed(self.fallback_seed() + rank)

@@ -1,33 +1,143 @@
 """Which run a start continues, and from which checkpoint: a new run, a named run (--run_id), the
-checkpoint's own run (-r), or the run of this worker group's torchrun job (docs/restarts.md)."""
+checkpoint's own run (-r), or the run of this worker group's torchrun job (docs/restarts.md).
+
+`decide_start` only reads (every rank calls it; ranks agree through collectives): it returns a StartPlan and
+changes nothing. The run object (runs/run.py) takes the lock and makes folders when training starts.
+"""
+import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from runs import lock as run_lock
 from runs.checks import check_origin, check_own_folder, check_same_run, saved_config
-from runs.folder import newest_intact, recover
+from runs.files import run_folder
+from runs.folder import newest_intact
 from utils import distributed as dist
 from utils.checkpoint import load_checkpoint
 from utils.config_rules import RULES
 from utils.errors import UserError
-from utils.overrides import merged_config, updated_config
-
-RESTART_WAIT = 60  # seconds a restarted group waits for the old one to let go of the run
+from utils.overrides import changed_keys, merged_config, updated_config
 
 
-def take_run(folder, restart=False):
-    """Lock `folder` for this job (rank 0 holds it), then finish a save a kill left there. Every rank calls
-    this; a run another job holds is RunBusy on every rank, so none waits in vain."""
-    problem = None
-    if dist.is_main_process() and Path(folder).is_dir():
-        try:
-            run_lock.acquire(folder, wait=RESTART_WAIT if restart else 0)
-            recover(folder)
-        except UserError as err:
-            problem = str(err)
-    problem = dist.broadcast_object(problem)
-    if problem:
-        raise run_lock.RunBusy(problem)
+@dataclass
+class StartRequest:
+    """What the command line asks for: -c's config (None: none), -r's path, flag and -o changes, --run_id."""
+    given: dict | None = None
+    resume: Path | None = None
+    modification: dict | None = None
+    overrides: tuple = ()
+    run_id: str | None = None
+
+
+@dataclass
+class StartPlan:
+    """What a start trains: the config, the checkpoint it continues from (None: from scratch), and the run."""
+    config: dict
+    resume: Path | None = None  # the checkpoint's path (config.resume)
+    checkpoint: dict | None = None
+    continue_run: bool = False  # the checkpoint's own run goes on (False: a new run, fine-tuned from it)
+    folder: Path | None = None  # the existing run folder it continues (None: computed from the config)
+    run_id: str | None = None  # the run's exact name (--run_id, or the continued folder's); None: a timestamp
+    origin: str | None = None  # the checkpoint a new run starts from (run.json), so its requeue is known
+    named: bool = False  # found by --run_id: a torchrun restart finds it by its name, no job record needed
+    restart: str | None = None  # torchrun's restart count when a restarted worker group continues its run
+    notes: list = field(default_factory=list)  # (level, message) for the run's info.log
+
+    @property
+    def exact(self):
+        """A named or continued run: its folder is this one, not a fresh timestamp."""
+        return self.run_id is not None or self.folder is not None
+
+
+def decide_start(request):
+    """The StartPlan for `request`: a torchrun restart continues its job's run; else --run_id, -r, or -c alone."""
+    job = dist.job_run()
+    if job is not None:
+        return _restarted(request, job)
+    if request.run_id is not None:
+        return _named(request)
+    if request.resume is None:
+        return StartPlan(updated_config(request.given, request.modification, request.overrides))
+    return _from_checkpoint(request, None)
+
+
+def _restarted(request, job):
+    """A group torchrun restarted: the run its job started, from that run's newest checkpoint."""
+    folder, notes = Path(job["folder"]), []
+    checkpoint, path = newest_on_any_rank(folder, notes)
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "?")
+    if checkpoint is None:  # killed before its first checkpoint: the same start again, with the same seed
+        first = _named(request) if request.run_id is not None else (
+            _from_checkpoint(request, None) if request.resume is not None else
+            StartPlan(updated_config(request.given, request.modification, request.overrides)))
+        first.config["seed"] = job["seed"]
+        first.folder, first.run_id, first.restart = folder, folder.name, restart
+        first.notes += notes
+        return first
+    config = updated_config(checkpoint["config"], request.modification, request.overrides)
+    return StartPlan(config, path, checkpoint, continue_run=True, folder=folder, run_id=folder.name,
+                     restart=restart, notes=notes)
+
+
+def _from_checkpoint(request, run_id):
+    """-r FILE: its own run goes on (in FILE's folder); with -c (fine-tuning) or --run_id, a new run from it."""
+    checkpoint, path = load_on_any_rank(request.resume)
+    fine_tune = request.given is not None  # the file's keys replace the checkpoint's, key by key
+    config = updated_config(merged_config(checkpoint["config"], request.given or {}), request.modification,
+                            request.overrides)
+    if not fine_tune and run_id is None:
+        check_own_folder(path, checkpoint)
+        return StartPlan(config, path, checkpoint, continue_run=True, folder=path.parent, run_id=path.parent.name)
+    # a new run that starts from another's checkpoint: with -c, a fine-tune; with --run_id alone, its continuation
+    changes = "; ".join(changed_keys(checkpoint["config"], config) or ["nothing"])
+    notes = [(logging.INFO, f"Config changed from the checkpoint's: {changes}")] if fine_tune else []
+    return StartPlan(config, path, checkpoint, continue_run=not fine_tune, run_id=run_id, named=run_id is not None,
+                     origin=str(path.resolve()), notes=notes)
+
+
+def _named(request):
+    """--run_id NAME: a new run of that name, or the run NAME continued (a requeue) from its newest checkpoint."""
+    resolved = updated_config(_named_base(request), request.modification, request.overrides)
+    folder = _run_folder(resolved, request.run_id)
+    saved = saved_config(folder) if folder is not None else None
+    if saved is None:  # a new named run
+        return _from_checkpoint(request, request.run_id) if request.resume else \
+            StartPlan(resolved, run_id=request.run_id, named=True)
+    if request.resume is not None:
+        check_origin(folder, request.resume)
+    # with -r too: the run's own checkpoint with an -o or --lr change would be another experiment
+    check_same_run(resolved, saved, folder)
+    notes = []
+    checkpoint, path = newest_on_any_rank(folder, notes)
+    if checkpoint is None:  # killed before its first checkpoint: start it again, with the seed it drew
+        plan = _from_checkpoint(request, request.run_id) if request.resume else StartPlan(resolved)
+        plan.config["seed"] = saved["seed"]
+        plan.folder, plan.run_id, plan.named, plan.notes = folder, request.run_id, True, plan.notes + notes
+        return plan
+    base = {**merged_config(checkpoint["config"], request.given or {}), "seed": saved["seed"]}
+    config = updated_config(base, request.modification, request.overrides)
+    return StartPlan(config, path, checkpoint, continue_run=True, folder=folder, run_id=request.run_id, named=True,
+                     notes=notes)
+
+
+def _named_base(request):
+    """The config that names the run: -c's, over -r's checkpoint's config key by key. The requeue of a run
+    started from another run's checkpoint that is gone since (keep_last, a clean-up) finds its run beside
+    that one and goes on with the run's own config; check_origin then confirms it started there."""
+    if request.resume is None:
+        return request.given
+    if not dist.any_rank(request.resume.is_file()):
+        own = saved_config(request.resume.parent.parent / request.run_id)  # a sibling run folder
+        if own is not None:
+            return merged_config(own, request.given or {})
+    return merged_config(load_on_any_rank(request.resume)[0]["config"], request.given or {})
+
+
+def _run_folder(config, run_id):
+    trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
+    if not isinstance(config.get("name"), str):
+        return None  # the ConfigParser reports it
+    return run_folder(str(trainer.get("save_dir", RULES["trainer.save_dir"].default)), config["name"], run_id)
 
 
 def newest_on_any_rank(folder, log):
@@ -69,99 +179,3 @@ def _from_best_rank(checkpoint, path, notes=()):
     source = -max(holders)[1]  # the most advanced checkpoint; on a tie, the lowest rank
     checkpoint, notes = dist.broadcast_object((checkpoint, notes), src=source)
     return checkpoint, Path(reports[source][1]), notes
-
-
-class RunStart:
-    """From the command line to the run this start is: `parser(cls)` builds the ConfigParser for it."""
-
-    def __init__(self, parsed, modification, overrides, run_id):
-        from utils.util import read_json  # utils.util imports torch-heavy helpers; keep this module light
-
-        self.given = read_json(parsed.config) if parsed.config is not None else None
-        self.resume = Path(parsed.resume) if parsed.resume is not None else None
-        self.modification, self.overrides, self.run_id = modification, overrides, run_id
-        self.restart = False
-        self.log = []  # (level, message) for the run's info.log
-
-    def parser(self, cls):
-        job = dist.job_run()
-        if job is None:
-            return self._first_start(cls)
-        # a group torchrun restarted: the run its job started, from that run's newest checkpoint
-        self.restart = True
-        folder = Path(job["folder"])
-        take_run(folder, restart=True)
-        checkpoint, path = newest_on_any_rank(folder, self.log)
-        if checkpoint is not None:
-            parser = cls(checkpoint["config"], path, self.modification, job["run_id"], self.overrides, checkpoint,
-                         continue_run=True)
-        else:  # killed before its first checkpoint: the same start again, in the same folder, with the same seed
-            parser = self._first_start(cls)
-            parser.config["seed"] = job["seed"]
-        parser.restart_note = f" (torchrun restart {os.environ.get('TORCHELASTIC_RESTART_COUNT', '?')})"
-        return self._finish(parser, folder)
-
-    def _first_start(self, cls):
-        if self.run_id is not None:
-            return self._named(cls)
-        if self.resume is None:
-            return cls(self.given, None, self.modification, None, self.overrides)
-        return self._from_checkpoint(cls, None)
-
-    def _from_checkpoint(self, cls, run_id):
-        checkpoint, path = load_on_any_rank(self.resume)  # -r alone: its run is locked when training starts
-        fine_tune = self.given is not None  # the file's keys replace the checkpoint's, key by key
-        if not fine_tune and run_id is None:
-            check_own_folder(path, checkpoint)
-        parser = cls(merged_config(checkpoint["config"], self.given or {}), path, self.modification, run_id,
-                     self.overrides, checkpoint, continue_run=not fine_tune)
-        if run_id is not None or fine_tune:  # a new run that starts from another's checkpoint
-            parser.origin = str(path.resolve())
-        return self._finish(parser)
-
-    def _named(self, cls):
-        """--run_id NAME: a new run of that name, or the run NAME continued (a requeue) from its newest checkpoint."""
-        resolved = updated_config(self._named_base(), self.modification, self.overrides)  # the overrides, once
-        folder = _run_folder(resolved, self.run_id)
-        saved = saved_config(folder) if folder is not None else None
-        if saved is None:  # a new named run
-            return self._from_checkpoint(cls, self.run_id) if self.resume else \
-                self._finish(cls(resolved, None, None, self.run_id))
-        take_run(folder, self.restart)
-        if self.resume is not None:
-            check_origin(folder, self.resume)
-        # with -r too: the run's own checkpoint with an -o or --lr change would be another experiment
-        check_same_run(resolved, saved, folder)
-        checkpoint, path = newest_on_any_rank(folder, self.log)
-        if checkpoint is None:  # killed before its first checkpoint: start it again, with the seed it drew
-            parser = self._from_checkpoint(cls, self.run_id) if self.resume else cls(resolved, None, None, self.run_id)
-            parser.config["seed"] = saved["seed"]
-            return self._finish(parser, folder)
-        config = {**merged_config(checkpoint["config"], self.given or {}), "seed": saved["seed"]}
-        parser = cls(config, path, self.modification, self.run_id, self.overrides, checkpoint, continue_run=True)
-        return self._finish(parser, folder)
-
-    def _named_base(self):
-        """The config that names the run: -c's, over -r's checkpoint's config key by key. The requeue of a run
-        started from another run's checkpoint that is gone since (keep_last, a clean-up) finds its run beside
-        that one and goes on with the run's own config; check_origin then confirms it started there."""
-        if self.resume is None:
-            return self.given
-        if not dist.any_rank(self.resume.is_file()):
-            own = saved_config(self.resume.parent.parent / self.run_id)  # <save_dir>/models/<name>/<run_id>
-            if own is not None:
-                return merged_config(own, self.given or {})
-        return merged_config(load_on_any_rank(self.resume)[0]["config"], self.given or {})
-
-    def _finish(self, parser, folder=None):
-        if folder is not None:
-            parser.use_folder(folder)
-        parser.resume_log.extend(self.log)
-        return parser
-
-
-def _run_folder(config, run_id):
-    trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
-    if not isinstance(config.get("name"), str):
-        return None  # the ConfigParser reports it
-    return Path(str(trainer.get("save_dir", RULES["trainer.save_dir"].default))) / "models" / config["name"] / run_id

@@ -16,22 +16,22 @@ sys.path.insert(0, str(REPO))  # before the imports: REPO/test.py, not the stdli
 
 import torch  # noqa: E402
 
-import base.base_trainer  # noqa: E402
 import test as test_entry  # noqa: E402
 import train  # noqa: E402
+from runs.checkpointer import Checkpointer  # noqa: E402
 from utils import distributed as dist  # noqa: E402
 
 
 def record_saves(out_dir):
     """Log every checkpoint file this rank writes, then write it as usual."""
-    original = base.base_trainer.save_group
+    original = Checkpointer.write
 
-    def recording_save(folder, state, names, *args):
+    def recording_save(self, state, names, *args):
         with open(out_dir / f"saves_rank{dist.get_rank()}.txt", "a") as log:
             log.writelines(f"{name}\n" for name in names)
-        original(folder, state, names, *args)
+        original(self, state, names, *args)
 
-    base.base_trainer.save_group = recording_save
+    Checkpointer.write = recording_save
 
 
 class WeightDumpingTrainer(train.Trainer):

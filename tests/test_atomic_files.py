@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from base.history import history_with_row
-from runs.folder import write_files
+from runs.journal import write_files
 from utils.util import write_json
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import model.metric as module_metric
-import parse_config
+import runs.run
 import test as test_script
 import train
 from parse_config import ConfigParser
@@ -113,7 +113,7 @@ class FrozenClock(datetime):
 
 
 def test_runs_started_in_the_same_second_get_distinct_folders(config_dict, monkeypatch):
-    monkeypatch.setattr(parse_config, "datetime", FrozenClock)
+    monkeypatch.setattr(runs.run, "datetime", FrozenClock)
     first, second = ConfigParser(config_dict), ConfigParser(config_dict)
     assert first.run_id == second.run_id == "0304_050607"  # the classic %m%d_%H%M%S
 
@@ -145,7 +145,7 @@ def test_parts_are_built_before_any_folder_exists(config_dict, tmp_path, monkeyp
 
     assert built == ["data_loader", "arch"]  # they were built, then the optimizer failed
     assert not (tmp_path / "saved").exists()
-    assert not parser.run_started
+    assert not parser.run.opened
 
 
 # ---- loggers ---------------------------------------------------------------

@@ -17,8 +17,10 @@ from optuna.trial import TrialState
 from logger.trackers import specs
 from logger.trackers.tracker_set import TrackerSet
 from runs import folder as run_folder
+from runs import journal
 from runs import lock as run_lock
 from runs.checks import check_same_run
+from runs.files import LATEST
 from tests.conftest import shrink_config, write_config
 from utils.errors import UserError
 from utils.lookup import did_you_mean
@@ -34,10 +36,10 @@ def test_recover_syncs_the_folder_after_its_last_rename(tmp_path, monkeypatch):
     """A rename is durable only once its folder is synced: a power cut after recover must not undo the commit."""
     folder = tmp_path / "run"
     folder.mkdir()
-    renames = {name: f".{name}{run_folder.PENDING}" for name in (run_folder.LATEST, "checkpoint-epoch1.pth")}
+    renames = {name: f".{name}{journal.PENDING}" for name in (LATEST, "checkpoint-epoch1.pth")}
     for pending in renames.values():
         (folder / pending).write_bytes(b"epoch 1")
-    (folder / run_folder.JOURNAL).write_text(json.dumps({"rename": renames}))  # a kill after the commit point
+    (folder / journal.JOURNAL).write_text(json.dumps({"rename": renames}))  # a kill after the commit point
     events, real_replace, real_fsync = [], os.replace, os.fsync
 
     def replace(src, dst, **kwargs):
@@ -50,7 +52,7 @@ def test_recover_syncs_the_folder_after_its_last_rename(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", replace)
     monkeypatch.setattr(os, "fsync", fsync)
-    run_folder.recover(folder)
+    journal.recover(folder)
 
     assert {(folder / name).read_bytes() for name in renames} == {b"epoch 1"}
     last_rename = max(i for i, (kind, _) in enumerate(events) if kind == "rename")
@@ -67,13 +69,13 @@ def test_a_job_whose_lock_file_was_removed_writes_nothing(files, tmp_path):
     try:
         (folder / run_lock.LOCK_NAME).unlink()  # a clean-up of dot files: another job may lock the run now
         with pytest.raises(run_lock.RunBusy, match="lock file of run folder .* was removed"):
-            run_folder.write_files(folder, files)
+            journal.write_files(folder, files)
     finally:
         run_lock.release(folder)
     assert sorted(p.name for p in folder.iterdir()) == []
 
 
-@pytest.mark.parametrize("checkpoint", [run_folder.LATEST, "checkpoint-epoch1.pth"])
+@pytest.mark.parametrize("checkpoint", [LATEST, "checkpoint-epoch1.pth"])
 def test_a_user_error_after_the_first_save_keeps_the_run(checkpoint, tmp_path):
     run, log = tmp_path / "saved" / "models" / "x" / "r1", tmp_path / "saved" / "log" / "x" / "r1"
     made = run_folder.missing_folders(run, log)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from base.history import history_with_row
-from runs.folder import write_files
+from runs.journal import write_files
 from tests.conftest import shrink_config, train_in_process, write_config
 from trainer.trainer import Trainer
 
@@ -40,7 +40,7 @@ def test_one_row_per_epoch_with_every_metric_lr_and_time(two_epoch_run):
         assert history[name].between(0, 1).all()
     # the same numbers the checkpoints were judged by
     best = torch.load(run / "model_best.pth", weights_only=True)
-    assert best["monitor_best"] == pytest.approx(history["val_loss"].min(), rel=1e-12)
+    assert best["monitor"]["best"] == pytest.approx(history["val_loss"].min(), rel=1e-12)
     assert not list(run.glob(".*.tmp"))  # written atomically: no temp file left behind
 
 

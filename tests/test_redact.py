@@ -34,8 +34,7 @@ def test_provenance_records_the_command_and_notes_without_the_password(monkeypat
     from utils import provenance
 
     monkeypatch.setattr(sys, "argv", ["tune.py", "-c", "c.json", "--storage", f"postgresql://u:{SECRET}@h/d"])
-    monkeypatch.setitem(provenance.RUN_NOTES, "tune", {"storage": f"postgresql+psycopg://u:{SECRET}@h/d"})
-    record = provenance.collect_provenance()
+    record = provenance.collect_provenance(notes={"tune": {"storage": f"postgresql+psycopg://u:{SECRET}@h/d"}})
     assert record["command"][1:] == ["tune.py", "-c", "c.json", "--storage", "postgresql://u:***@h/d"]
     assert record["tune"]["storage"] == "postgresql+psycopg://u:***@h/d"
 
@@ -56,16 +55,15 @@ def test_error_lines_and_log_records_show_no_password(tmp_path, capsys):
 
 def test_hparams_and_tracker_params_show_no_password(tmp_path):
     from logger.trackers.hparams import hparam_values
-    from logger.trackers.run_info import RunInfo
+    from parse_config import ConfigParser
+    from runs.tracking import run_info
 
     uri = f"https://me:{SECRET}@mlflow.example"
     config = {"name": "n", "trainer": {"trackers": [{"type": "mlflow", "args": {"tracking_uri": uri}}]}}
     assert hparam_values(config)["trainer.trackers"] == str([{"type": "mlflow", "args": {
         "tracking_uri": "https://me:***@mlflow.example"}}])
 
-    parsed = type("Parsed", (dict,), {"run_id": "r", "save_dir": tmp_path, "log_dir": tmp_path,
-                                      "config": config})(config)  # what RunInfo.of_run reads of a ConfigParser
-    info = RunInfo.of_run(parsed, 1)
+    info = run_info(ConfigParser({**config, "trainer": {**config["trainer"], "epochs": 1, "save_dir": str(tmp_path)}}), 1)
     assert SECRET not in json.dumps(info.config) and "https://me:***@mlflow.example" in json.dumps(info.config)
 
 

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-import base.base_trainer
-from runs.folder import LATEST
+from runs.checkpointer import Checkpointer
+from runs.files import LATEST
 from tests.conftest import REPO, shrink_config, train_in_process, write_config
 from utils.atomic import atomic_write
 
@@ -15,9 +15,9 @@ from utils.atomic import atomic_write
 def test_interval_saves_count_from_the_last_save_of_either_kind(tmp_path, synthetic_data_dir, monkeypatch,
                                                                  one_thread):
     saves = []
-    real = base.base_trainer.save_group
-    monkeypatch.setattr(base.base_trainer, "save_group", lambda folder, state, names, *args: (
-        saves.append((state["epoch"], state["resume_batch"], tuple(names))), real(folder, state, names, *args)))
+    real = Checkpointer.write
+    monkeypatch.setattr(Checkpointer, "write", lambda self, state, names, *args: (
+        saves.append((state["epoch"], state["resume_batch"], tuple(names))), real(self, state, names, *args)))
     cfg = shrink_config(tmp_path, synthetic_data_dir, epochs=2, checkpoint_interval=4)  # 9 steps an epoch
     train_in_process("-c", write_config(tmp_path, cfg))
     interval = [(epoch, batch) for epoch, batch, names in saves if names == (LATEST,)]

@@ -76,17 +76,17 @@ def test_sigterm_then_resume_continues_the_same_mlflow_and_wandb_run(tmp_path, d
 
 KILL_AFTER_COMMIT = r"""
 import os, runpy, signal, sys
-import base.base_trainer as trainer_module
+from runs.checkpointer import Checkpointer
 
-real_save_group, kill_at = trainer_module.save_group, (int(sys.argv[1]) - 1, int(sys.argv[2]))
+real_write, kill_at = Checkpointer.write, (int(sys.argv[1]) - 1, int(sys.argv[2]))
 
-def save_then_die(folder, state, *args, **kwargs):
-    real_save_group(folder, state, *args, **kwargs)
+def save_then_die(self, state, *args, **kwargs):
+    real_write(self, state, *args, **kwargs)
     # a position in epoch N has "epoch": N - 1; the checkpoint is on disk now, the process is not
     if (state["epoch"], state.get("resume_batch")) == kill_at:
         os.kill(os.getpid(), signal.SIGKILL)
 
-trainer_module.save_group = save_then_die
+Checkpointer.write = save_then_die
 sys.argv = ["train.py", *sys.argv[3:]]
 runpy.run_path("train.py", run_name="__main__")
 """

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import base.base_trainer
 from data_loader.data_loaders import MnistDataLoader
 from model.model import MnistModel
+from runs.checkpointer import Checkpointer
 from tests.conftest import run_dirs, shrink_config, train_in_process, write_config
 from trainer.trainer import Trainer
 
@@ -112,9 +112,9 @@ def test_validation_loss_weighs_every_sample_alike_over_unequal_batches(baseline
 def test_model_best_is_written_on_every_improvement(tmp_path, synthetic_data_dir, monkeypatch):
     # the classic template writes model_best only on save_period epochs
     writes = []
-    real_save = base.base_trainer.save_group
-    monkeypatch.setattr(base.base_trainer, "save_group", lambda folder, state, names, *args: (
-        writes.extend((name, state["epoch"]) for name in names), real_save(folder, state, names, *args)))
+    real_save = Checkpointer.write
+    monkeypatch.setattr(Checkpointer, "write", lambda self, state, names, *args: (
+        writes.extend((name, state["epoch"]) for name in names), real_save(self, state, names, *args)))
     cfg = baseline_config(tmp_path, synthetic_data_dir, epochs=4, save_period=3)
     config = train_in_process("-c", write_config(tmp_path, cfg))
 

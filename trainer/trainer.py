@@ -10,7 +10,6 @@ from torch.nn.parallel import DistributedDataParallel
 
 from base import BaseTrainer
 from base.batch_transform import defer_batch_transform
-from runs.checkpoint_interval import CheckpointInterval
 from trainer.batch_stream import BatchStream
 from trainer.evaluation import evaluate, to_device
 from trainer.fixed_batches import FixedBatches
@@ -49,7 +48,7 @@ class Trainer(BaseTrainer):
         self.log_step = opts.log_step or max(1, int(math.sqrt(data_loader.batch_size or 1)))
         self.accumulate = opts.accumulate_steps
         self.clip_grad_norm = opts.clip_grad_norm
-        self.interval = CheckpointInterval(opts.checkpoint_interval)
+        self.interval = self.checkpointer.interval  # when to save mid-epoch
         self.per_batch_scheduler = (config.get("lr_scheduler") or {}).get("step") == "batch"
         self.show_bar = use_progress_bar(opts.verbosity)
         self.is_ddp = isinstance(model, DistributedDataParallel)
@@ -57,6 +56,9 @@ class Trainer(BaseTrainer):
         self.autocast = partial(torch.autocast, device.type, dtype=AUTOCAST_DTYPES[opts.amp]) \
             if opts.amp in AUTOCAST_DTYPES else nullcontext
         self.profiler = None  # a ProfileWindow while trainer.profile records batches
+        # the data position, and every rank's partial sums of an unfinished epoch
+        self.checkpointer.register("data_stream", self.stream)
+        self.checkpointer.register("train_metrics", RankShares(self.train_metrics))
 
     def _train_epochs(self):
         if self.options.overfit_batches:
@@ -193,8 +195,8 @@ class Trainer(BaseTrainer):
         names = ["loss", *(metric_name(m) for m in self.metric_ftns)]
         return names + [f"val_{n}" for n in names] if self.do_validation else names
 
-    def _check_before_training(self):
-        super()._check_before_training()
+    def check_before_training(self):
+        super().check_before_training()
         total = getattr(self.lr_scheduler, "total_steps", None)  # OneCycleLR: stepping past it raises
         if not self.per_batch_scheduler or total is None:
             return
@@ -207,11 +209,7 @@ class Trainer(BaseTrainer):
                             f"trainer.epochs={self.epochs} needs {needed}; set lr_scheduler.args.total_steps to "
                             f"{needed} or more (or epochs={self.epochs} with steps_per_epoch={per_epoch})")
 
-    # ---- checkpoint parts ---------------------------------------------------
-    def _parts(self):
-        # the data position, and every rank's partial sums of an unfinished epoch
-        return {**super()._parts(), "data_stream": self.stream, "train_metrics": RankShares(self.train_metrics)}
-
+    # ---- resuming ------------------------------------------------------------
     def _restore(self, checkpoint):
         old_batch_size = checkpoint["config"].get("data_loader", {}).get("args", {}).get("batch_size")
         self.stream.batch_size_before = old_batch_size  # a position saved in batches (older checkpoints)
@@ -223,6 +221,6 @@ class Trainer(BaseTrainer):
         else:  # counted in samples: the batch size may have changed since
             self.batch_in_epoch = math.ceil(self.stream.position / (self.data_loader.batch_size or 1))
         if self.stream.position and old_batch_size != self.data_loader.batch_size:
-            self.resume_log.append((logging.INFO, f"The batch size changed from {old_batch_size} to "
-                                    f"{self.data_loader.batch_size}: the epoch continues after the "
-                                    f"{self.stream.position} samples already trained"))
+            self.run.note(logging.INFO, f"The batch size changed from {old_batch_size} to "
+                          f"{self.data_loader.batch_size}: the epoch continues after the "
+                          f"{self.stream.position} samples already trained")

@@ -14,7 +14,6 @@ JOIN_PREFIX = "template_join"  # the keys the process group is joined through, i
 JOB_KEY = "template_job_run"  # the run this torchrun job trains, recorded by its first worker group
 _store = None  # torchrun's store: it lives exactly as long as the agent, across the groups it restarts
 _group = None  # this worker group's own id: a record it wrote itself is no restart (a second run of one job)
-_by_record = True  # False where every run has a name that finds it (tune.py's trials): no record is kept
 # torch modules whose function defaults are `group.WORLD`, read when the module is first imported: imported
 # after the group exists (DDP imports the first), they hold it for good, and destroy_process_group then leaves
 # its gloo threads running into interpreter exit (docs/distributed.md: Why a finished rank could abort)
@@ -58,18 +57,11 @@ def _die_with_parent():
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def find_runs_by_name_only():
-    """A process that trains many named runs (tune.py's trials): a restarted group must not continue the
-    run its predecessor recorded in place of whichever trial it starts first; each trial's name finds its run."""
-    global _by_record
-    _by_record = False
-
-
 def job_run():
     """What the first worker group of this torchrun job recorded about its run (a dict), or None: a
     first start, or no torchrun. Every rank calls it."""
     record = None
-    if is_main_process() and _store is not None and _by_record and _store.check([JOB_KEY]):
+    if is_main_process() and _store is not None and _store.check([JOB_KEY]):
         record = json.loads(_store.get(JOB_KEY))
         record = record if record.pop("group") != _group else None
     return broadcast_object(record)
@@ -77,7 +69,7 @@ def job_run():
 
 def record_job_run(record):
     """Rank 0 records the run this job trains, for the groups torchrun may restart."""
-    if _store is not None and is_main_process() and _by_record:
+    if _store is not None and is_main_process():
         _store.set(JOB_KEY, json.dumps({**record, "group": _group}))
 
 

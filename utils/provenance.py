@@ -12,8 +12,6 @@ import torch
 from utils.redact import redact_all
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# what an entry point adds about the runs it starts (tune.py: {"tune": {"study": ..., "trial": ...}})
-RUN_NOTES = {}
 
 
 def git_state(root=PROJECT_ROOT):
@@ -42,8 +40,9 @@ def package_version(name):
     return found.group(1) if found else importlib.metadata.version(name)
 
 
-def collect_provenance(device=None):
-    """The record, with passwords in the command line or the notes (a --storage URL) shown as ***."""
+def collect_provenance(device=None, notes=None):
+    """The record, with passwords in the command line or the `notes` (what an entry point adds about the run,
+    e.g. tune.py's trial and its --storage URL) shown as ***."""
     return redact_all({
         "command": [sys.executable, *sys.argv],
         "python": platform.python_version(),
@@ -55,5 +54,5 @@ def collect_provenance(device=None):
         and torch.device(device).type == "cuda" else platform.processor() or platform.machine(),
         "platform": platform.platform(),
         "git": git_state(),
-        **RUN_NOTES,
+        **(notes or {}),
     })

@@ -27,6 +27,7 @@ class MlflowTracker:
             raise ValueError(f"unknown mlflow args {sorted(unknown)}; use tracking_uri, experiment, tags, required")
         self.client = self.run_id = self.experiment_id = None
         self.buffer, self.high_water = [], {}
+        self.artifacts = []  # the run's files (config.json, metrics.csv), copied after each epoch
 
     def connect(self, save_root, experiment):
         from mlflow.tracking import MlflowClient
@@ -48,6 +49,7 @@ class MlflowTracker:
 
     def open(self, run, saved):
         """Continue the MLflow run this run folder already has (trackers.json, else its tag), or start one."""
+        self.artifacts = list(run.artifacts)
         tags = {**run.tags, **self.tags}
         self.run_id = self._existing_run(saved, tags["run_folder"])
         if self.run_id is None:
@@ -99,10 +101,9 @@ class MlflowTracker:
     def end_epoch(self, epoch, log, best):
         """Artifacts that follow the run: its config, its metrics.csv, where its best checkpoint is."""
         self.flush()
-        folder = Path(best["run_folder"])
-        for name in ("config.json", "metrics.csv"):
-            if (folder / name).is_file():
-                self.client.log_artifact(self.run_id, str(folder / name))
+        for path in self.artifacts:
+            if Path(path).is_file():
+                self.client.log_artifact(self.run_id, str(path))
         if best.get("checkpoint"):
             self.client.log_text(self.run_id, best["checkpoint"] + "\n", "best_checkpoint.txt")
             self.client.set_tag(self.run_id, "best_checkpoint", best["checkpoint"])

@@ -1,18 +1,15 @@
 """What a tracker needs to know about the run it records, and the tracker runs it already has.
 
-The tracker run ids live in the run folder (trackers.json, written atomically), so a
+The tracker run ids live in the run folder (written by the run, atomically), so a
 resume with -r, a --run_id requeue or a torchrun restart, which all continue in the same
 folder, continue the same tracker runs; a new run folder starts new ones.
 """
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from utils.redact import redact_all
 from utils.signals import TrainingInterrupted
-from utils.util import write_json
-
-IDS_FILE = "trackers.json"
 
 
 @dataclass
@@ -25,17 +22,9 @@ class RunInfo:
     world_size: int = 1
     git_commit: str = ""
     extra_tags: dict = field(default_factory=dict)
-
-    @classmethod
-    def of_run(cls, config, world_size):
-        """The RunInfo of the run a ConfigParser owns; a search trial is tagged with its study and number."""
-        from utils.provenance import git_state
-
-        search = config.get("tune") if isinstance(config.get("tune"), dict) else {}
-        # trackers store the config as parameters: a password in a URL is shown as *** there
-        return cls(config["name"], config.run_id, config.save_dir, config.log_dir, redact_all(config.config),
-                   world_size, (git_state() or {}).get("commit", ""),
-                   {f"tune_{key}": str(search[key]) for key in ("study", "trial") if key in search})
+    ids_file: Path | None = None  # where the tracker run ids of this run are kept (None: nowhere)
+    write_ids: Callable | None = None  # writes them there, as the run's owner
+    artifacts: list = field(default_factory=list)  # the run's files a tracker keeps a copy of
 
     @property
     def tags(self):
@@ -45,14 +34,14 @@ class RunInfo:
 
     def saved_ids(self):
         """{tracker name: what it stored} from an earlier start of this run; {} for a new run."""
-        path = Path(self.save_dir) / IDS_FILE
         try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
+            return json.loads(Path(self.ids_file).read_text())
+        except (OSError, ValueError, TypeError):
             return {}
 
     def save_ids(self, ids):
-        write_json(ids, Path(self.save_dir) / IDS_FILE)
+        if self.write_ids is not None:
+            self.write_ids(ids)
 
 
 def flatten(config, prefix=""):

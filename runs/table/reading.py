@@ -6,10 +6,9 @@ import math
 from pathlib import Path
 
 from runs import lock as run_lock
-from runs.files import BEST, HISTORY, LATEST, ORIGIN_FILE, RUN_CONFIG
+from runs.files import BEST, EPOCH_GLOB, HISTORY, LATEST, ORIGIN_FILE, RUN_CONFIG, test_results_file
 
-# test.py writes <checkpoint stem>.test.json
-TEST_RESULTS = tuple(name.replace(".pth", ".test.json") for name in (BEST, LATEST))
+TEST_RESULTS = tuple(test_results_file(name).name for name in (BEST, LATEST))
 RUN_SIGNS = (HISTORY, ORIGIN_FILE, LATEST, BEST, run_lock.LOCK_NAME)
 
 
@@ -35,7 +34,7 @@ def read_run(folder):
 
 def looks_like_run(folder):
     """A folder with a run's files but no config.json: half-written, or a run whose config was lost."""
-    return any((Path(folder) / name).exists() for name in RUN_SIGNS) or any(Path(folder).glob("checkpoint-epoch*"))
+    return any((Path(folder) / name).exists() for name in RUN_SIGNS) or any(Path(folder).glob(EPOCH_GLOB))
 
 
 def flatten(config, prefix=""):

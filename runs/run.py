@@ -1,0 +1,152 @@
+"""Run: one run folder, owned by one job. Its path (one formula), the lock (taken in `open`, released in
+`close`), every file it writes (through the owner check and the commit journal), and the log lines held
+until its info.log exists. docs/restarts.md says what a run promises."""
+import itertools
+import json
+from datetime import datetime
+from pathlib import Path
+
+from runs import lock as run_lock
+from runs.files import LATEST, ORIGIN_FILE, RUN_CONFIG, log_dir_beside, run_folder
+from runs.folder import drop_unsaved_run, holds_checkpoints, missing_folders, quote, resume_command
+from runs.journal import as_recovered, recover, write_files
+from runs.start import StartPlan
+from utils import distributed as dist
+from utils.errors import UserError
+
+RESTART_WAIT = 60  # seconds a restarted group waits for the old one to let go of the run
+
+
+class Run:
+    """The run a StartPlan describes, in `<save_dir>/models/<name>/<run_id>` (or the folder it continues)."""
+
+    def __init__(self, plan, name, save_dir):
+        self.plan = plan
+        self.name = name
+        # no name given: a timestamp, the same on every rank (a second run in the same second gets a suffix)
+        self.run_id = plan.run_id or dist.broadcast_object(datetime.now().strftime(r"%m%d_%H%M%S"))
+        self.folder = Path(plan.folder) if plan.folder is not None else run_folder(save_dir, name, self.run_id)
+        self.notes = list(plan.notes)  # (level, message) for info.log, written once it exists
+        self.about = {}  # what an entry point adds to provenance.json (tune.py: the trial and its study)
+        self.opened = False
+        self._made = set()  # the folders `open` created, which `close` removes after a config error
+        self._seen = _stamp(self.folder) if plan.folder is not None and dist.is_main_process() else None
+
+    @classmethod
+    def new(cls, config, save_dir, run_id=None):
+        """A run for a config built in code (no command line): new, named `run_id` or a timestamp."""
+        return cls(StartPlan(config, run_id=run_id), config["name"], save_dir)
+
+    @property
+    def checkpoint(self):
+        """The checkpoint this start continues or fine-tunes from (a dict), or None."""
+        return self.plan.checkpoint
+
+    @property
+    def log_dir(self):
+        """saved/log/<name>/<run_id>, beside the run folder (also when it was copied elsewhere)."""
+        return log_dir_beside(self.folder, self.name)
+
+    def note(self, level, message):
+        """A line for the run's info.log; held until `open` has made it."""
+        self.notes.append((level, message))
+
+    # ---- open and close -------------------------------------------------------
+    def open(self, config):
+        """Make and lock the folder (rank 0), finish a save a kill interrupted, and write config.json and
+        run.json. Every rank calls it; a problem is the same UserError on every rank."""
+        problem = None
+        if dist.is_main_process():
+            try:
+                self._made = missing_folders(self.folder, self.log_dir)
+                self._take_folder()
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as err:  # checked by check_save_dir; this catches a classic train.py's run
+                problem = UserError(f"cannot create the run folder {self.folder}: {err.strerror}; choose "
+                                    "another folder with -o trainer.save_dir=PATH")
+            except UserError as err:
+                problem = err
+        problem = dist.broadcast_object(problem)
+        if problem is not None:
+            raise problem
+        self.run_id = dist.broadcast_object(self.run_id)
+        self.folder = Path(dist.broadcast_object(str(self.folder)))
+        if dist.is_main_process():
+            self.write_json(RUN_CONFIG, config)
+            if not (self.folder / ORIGIN_FILE).is_file():
+                self.write_json(ORIGIN_FILE, {"origin": self.plan.origin})
+            if not self.plan.named:  # a torchrun restart of this job finds an unnamed run by this record
+                dist.record_job_run({"folder": str(self.folder), "run_id": self.run_id, "seed": config["seed"]})
+        self.opened = True
+
+    def close(self, failure=None):
+        """Let go of the folder (the process's end would too); a new run that a user error ended before its
+        first checkpoint leaves no folder."""
+        if dist.is_main_process():
+            drop_unsaved_run(self._made if self.opened else (), (self.folder, self.log_dir), failure)
+            run_lock.release(self.folder)
+
+    def _take_folder(self):
+        if not self.plan.exact:  # a new timestamped run: a folder of its own
+            base_id = self.run_id
+            for suffix in itertools.count(1):
+                try:
+                    self.folder.mkdir(parents=True)
+                    break
+                except FileExistsError:  # another run started in the same second
+                    self.run_id = f"{base_id}_{suffix}"
+                    self.folder = self.folder.with_name(self.run_id)
+            run_lock.acquire(self.folder)
+            return
+        # a named or continued run: its folder, held by this job alone
+        self.folder.mkdir(parents=True, exist_ok=True)
+        run_lock.acquire(self.folder, wait=RESTART_WAIT if self.plan.restart is not None else 0)
+        recover(self.folder)  # a save that a kill interrupted is finished before this run writes
+        if self.plan.folder is None and (self.folder / RUN_CONFIG).is_file():  # it was new when we looked
+            raise UserError(f"run folder {self.folder} was just started by another job; run the same "
+                            "command again to continue that run, or choose another --run_id")
+        if self.plan.folder is None and holds_checkpoints(self.folder):  # a run whose config.json is gone
+            raise UserError(f"run folder {self.folder} holds checkpoints but no config.json; continue it with "
+                            f"-r {quote(self.folder / LATEST)}, or choose another --run_id")
+        if self._seen is not None and _stamp(self.folder) != self._seen:
+            raise run_lock.RunBusy(f"run folder {self.folder} was saved into by another job while this one "
+                                   "started; run the same command again to continue from its newest checkpoint")
+
+    # ---- files ----------------------------------------------------------------
+    def write_json(self, name, content):
+        """A small file of the run (config.json, run.json, provenance.json, trackers.json) as JSON, atomically;
+        only while this job holds the run (rank 0 calls it)."""
+        self.commit([(name, (json.dumps(content, indent=4) + "\n").encode("utf-8"))])
+
+    def commit(self, files):
+        """Replace each (name, bytes) of `files` in the folder, all or none."""
+        write_files(self.folder, files, hint=f"free space, then resume with {resume_command(self.folder)}")
+
+    def resume_command(self, *more):
+        return resume_command(self.folder, *more)
+
+
+def _stamp(folder):
+    """What changes when a save commits: model_latest.pth's identity (every save writes it), or None. A save
+    whose journal is written counts as done (a rename keeps the file's identity)."""
+    try:
+        found = as_recovered(folder).get(LATEST, Path(folder) / LATEST).stat()
+    except OSError:
+        return None
+    return found.st_ino, found.st_size, found.st_mtime_ns
+
+
+def write_while_free(folder, name, content):
+    """`content` as JSON under `name` in `folder` (test.py's results beside a checkpoint), written under the
+    folder's lock and only while no job holds it, so nothing writes into a run another job owns. Returns None,
+    or why nothing was written (one line)."""
+    try:
+        run_lock.acquire(folder)
+    except UserError as err:
+        return str(err).split(";")[0]
+    try:
+        write_files(folder, [(name, (json.dumps(content, indent=4) + "\n").encode("utf-8"))],
+                    hint="free space, then run test.py again")
+    finally:
+        run_lock.release(folder)
+    return None
