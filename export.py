@@ -10,6 +10,7 @@ import data_loader.data_loaders as module_data
 import model.model as module_arch
 from base.batch_transform import ScaleNormalize
 from parse_config import ConfigParser
+from runs.files import BEST
 from utils.atomic import atomic_write_all
 from utils.checkpoint import load_weights
 from utils.config_check import check_sections
@@ -130,7 +131,7 @@ def artifact_path(checkpoint, fmt, out):
 def parse_args(argv=None):
     args = argparse.ArgumentParser(description="Export a checkpoint's model, checked against it on the test split")
     args.add_argument("-r", "--resume", required=True, type=str,
-                      help="the checkpoint to export, e.g. saved/models/<name>/<run>/model_best.pth")
+                      help=f"the checkpoint to export, e.g. saved/models/<name>/<run>/{BEST}")
     args.add_argument("-c", "--config", default=None, type=str,
                       help="config keys to change, e.g. data_loader.args.data_dir (default: the checkpoint's)")
     args.add_argument("--format", default="pt2", choices=sorted(FORMATS),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from base.trainer_options import read_trainer_options
 from logger import setup_logging
+from runs.files import LATEST
 from runs.run import Run
 from runs.start import StartPlan, StartRequest, decide_start
 from utils import distributed as dist
@@ -60,7 +61,7 @@ class ConfigParser:
             os.environ["CUDA_VISIBLE_DEVICES"] = parsed.device
         if parsed.config is None and parsed.resume is None:
             raise UserError("give a config with -c (e.g. -c config.json) or a checkpoint to resume "
-                            "with -r (e.g. -r saved/models/<name>/<run>/model_latest.pth)")
+                            f"with -r (e.g. -r saved/models/<name>/<run>/{LATEST})")
         request = StartRequest(read_json(parsed.config) if parsed.config is not None else None,
                                Path(parsed.resume) if parsed.resume is not None else None,
                                {target: getattr(parsed, dest) for target, dest in dests.items()},

@@ -11,7 +11,7 @@ from pathlib import Path
 import train
 from compare import table
 from parse_config import ConfigParser
-from runs.files import HISTORY
+from runs.files import HISTORY, RUN_CONFIG
 from runs.folder import quote
 from runs.start import StartRequest, decide_start
 from runs.table.reading import BadRun, read_run
@@ -34,8 +34,8 @@ def main(argv=None):
 def seed_free_config(path):
     """The config to repeat; a search trial's config.json is no longer a trial of its study."""
     if not Path(path).is_file():
-        raise UserError(f"config file {path} does not exist; give a config, or a run's config.json such as "
-                        "saved/models/<name>/<run>/config.json")
+        raise UserError(f"config file {path} does not exist; give a config, or a run's {RUN_CONFIG} such as "
+                        f"saved/models/<name>/<run>/{RUN_CONFIG}")
     config = read_json(path)
     if not isinstance(config, dict):
         raise UserError(f"{path} is not a config (a JSON object); give a config such as config.json")
@@ -88,7 +88,7 @@ def progress(folder, wanted):
 def parse_args(argv=None):
     args = argparse.ArgumentParser(description="Train a config over N seeds as named runs NAME-seed<k>, then "
                                                "compare them (see docs/compare.md)")
-    args.add_argument("-c", "--config", required=True, help="config file, or a run's config.json")
+    args.add_argument("-c", "--config", required=True, help=f"config file, or a run's {RUN_CONFIG}")
     args.add_argument("--seeds", required=True, type=train.positive_int, help="how many seeds: 1 .. N")
     args.add_argument("--run_id", type=train.run_name, help="NAME of the runs (default: the config's run or stem)")
     args.add_argument("-o", "--override", action="append", default=[], metavar="KEY.PATH=VALUE",

@@ -11,7 +11,7 @@ import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
 from parse_config import ConfigParser
-from runs.files import test_results_file
+from runs.files import BEST, test_results_file
 from runs.run import write_while_free
 from runs.start import StartPlan, decide_start
 from trainer.evaluation import evaluate
@@ -33,7 +33,7 @@ def main(config, device=None):
     check_sections(config.config, ("arch", "data_loader", "loss", "metrics"))
     exported = config.resume is not None and format_of(config.resume) is not None
     if config.run.checkpoint is None and not exported:
-        raise UserError("test.py needs a checkpoint: python test.py -r saved/models/<name>/<run>/model_best.pth")
+        raise UserError(f"test.py needs a checkpoint: python test.py -r saved/models/<name>/<run>/{BEST}")
 
     # the test split, built from the checkpoint's own loader config
     config["data_loader"].setdefault("args", {}).update(shuffle=False, validation_split=0.0, training=False)
@@ -78,7 +78,7 @@ def parse_args(argv=None):
     args = argparse.ArgumentParser(description="PyTorch Template")
     args.add_argument("-c", "--config", default=None, type=str, help="config file path (default: the checkpoint's)")
     args.add_argument("-r", "--resume", required=True, type=str,
-                      help="path to the checkpoint to evaluate, e.g. saved/models/<name>/<run>/model_best.pth")
+                      help=f"path to the checkpoint to evaluate, e.g. saved/models/<name>/<run>/{BEST}")
     args.add_argument("-d", "--device", default=None, type=str, help="indices of GPUs to enable (default: all)")
     return ConfigParser.from_args(args, argv=argv, start=start_of_test)
 

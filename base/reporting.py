@@ -1,4 +1,5 @@
 """What the trainer tells a person: the per-epoch block, TensorBoard scalars, the summary."""
+from runs.files import BEST, LATEST
 from runs.folder import quote, resume_command
 
 
@@ -25,8 +26,8 @@ def summary_lines(monitor, checkpoint_dir, log_dir, last_epoch, epochs):
     lines = [f"Training finished after epoch {last_epoch}."]
     if monitor.enabled and monitor.best_epoch is not None:
         lines.append(f"Best {monitor.metric}: {monitor.best:.6g} at epoch {monitor.best_epoch}")
-    best = checkpoint_dir / "model_best.pth"
-    chosen = best if best.is_file() else checkpoint_dir / "model_latest.pth"
+    best = checkpoint_dir / BEST
+    chosen = best if best.is_file() else checkpoint_dir / LATEST
     lines += [f"Checkpoints: {checkpoint_dir}", f"Logs and TensorBoard: {log_dir}",
               # a run that trained all its epochs goes on only with more of them
               f"Train further: {resume_command(checkpoint_dir, f'-o trainer.epochs={2 * epochs}')}"
@@ -37,7 +38,7 @@ def summary_lines(monitor, checkpoint_dir, log_dir, last_epoch, epochs):
 
 def best_so_far(monitor, checkpoint_dir):
     """The monitored metric's best value and epoch, and the best checkpoint's path, for trackers."""
-    best = checkpoint_dir / "model_best.pth"
+    best = checkpoint_dir / BEST
     found = monitor.enabled and monitor.best_epoch is not None
     return {"run_folder": str(checkpoint_dir.absolute()), "metric": monitor.metric if found else None,
             "value": monitor.best if found else None, "epoch": monitor.best_epoch if found else None,

@@ -3,7 +3,7 @@ did the run start from this checkpoint. Each refuses with one line (UserError) n
 import json
 from pathlib import Path
 
-from runs.files import HISTORY, ORIGIN_FILE
+from runs.files import HISTORY, ORIGIN_FILE, RUN_CONFIG
 from runs.folder import foreign_history
 from utils import distributed as dist
 from utils.errors import UserError
@@ -19,7 +19,7 @@ MAY_CHANGE = {("trainer", k) for k in ("epochs", "verbosity", "save_period", "ke
 def saved_config(folder):
     """The run's own config.json (written when the run was made), from any rank's disk; None if none."""
     local, problem = None, None
-    path = Path(folder) / "config.json"
+    path = Path(folder) / RUN_CONFIG
     if path.is_file():
         try:
             local = json.loads(path.read_text())
@@ -38,7 +38,7 @@ def check_own_folder(path, checkpoint):
     saved = saved_config(path.parent)
     foreign = saved is not None and (not isinstance(saved, dict) or saved.get("name") != checkpoint["config"]["name"])
     if any(dist.all_gather_object(foreign or foreign_history(path.parent / HISTORY))):
-        raise UserError(f"{path.parent} holds a config.json or metrics.csv that is not this run's, and resuming "
+        raise UserError(f"{path.parent} holds a {RUN_CONFIG} or {HISTORY} that is not this run's, and resuming "
                         f"{path.name} there would overwrite it; copy the checkpoint into a folder of its own and "
                         "resume the copy")
 

@@ -29,9 +29,14 @@ def test_results_file(checkpoint, exported=False):
     return checkpoint.with_name((checkpoint.name if exported else checkpoint.stem) + TEST_SUFFIX)
 
 
+def models_of(save_dir):
+    """The folder that holds every experiment's runs: <trainer.save_dir>/models."""
+    return Path(save_dir) / "models"
+
+
 def runs_of(save_dir, name):
     """The folder that holds every run of experiment `name`: <trainer.save_dir>/models/<name>."""
-    return Path(save_dir) / "models" / name
+    return models_of(save_dir) / name
 
 
 def run_folder(save_dir, name, run_id):
@@ -47,6 +52,6 @@ def logs_of(save_dir, name):
 def log_dir_beside(folder, name):
     """<root>/log/<name>/<run> for a run folder <root>/models/<name>/<run>; any other folder keeps its log itself."""
     folder = Path(folder)
-    if folder.parent.name == name and folder.parent.parent.name == "models":
+    if folder.parent.name == name and folder.parent.parent == models_of(folder.parent.parent.parent):
         return logs_of(folder.parent.parent.parent, name) / folder.name
     return folder

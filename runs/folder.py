@@ -8,10 +8,10 @@ from contextlib import suppress
 from pathlib import Path
 
 from runs import lock as run_lock
+from runs.checkpoint_file import load_checkpoint
 from runs.files import EPOCH_FILE, EPOCH_GLOB, LATEST
 from runs.journal import as_recovered
 from utils.atomic import SaveFailed
-from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
 
 

@@ -58,6 +58,11 @@ def _try_lock(path):
     return _try_lock(path)
 
 
+def held_here(folder):
+    """Whether this process holds `folder`'s lock."""
+    return _lock_path(folder) in _held
+
+
 def check_still_held(folder):
     """Before a write by the holder: its lock file removed (a cleanup of dot files) lets a second job lock a
     new one, so this job stops rather than write beside it. A folder this process does not hold is not checked."""

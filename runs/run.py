@@ -106,7 +106,7 @@ class Run:
             raise UserError(f"run folder {self.folder} was just started by another job; run the same "
                             "command again to continue that run, or choose another --run_id")
         if self.plan.folder is None and holds_checkpoints(self.folder):  # a run whose config.json is gone
-            raise UserError(f"run folder {self.folder} holds checkpoints but no config.json; continue it with "
+            raise UserError(f"run folder {self.folder} holds checkpoints but no {RUN_CONFIG}; continue it with "
                             f"-r {quote(self.folder / LATEST)}, or choose another --run_id")
         if self._seen is not None and _stamp(self.folder) != self._seen:
             raise run_lock.RunBusy(f"run folder {self.folder} was saved into by another job while this one "
@@ -119,7 +119,10 @@ class Run:
         self.commit([(name, (json.dumps(content, indent=4) + "\n").encode("utf-8"))])
 
     def commit(self, files):
-        """Replace each (name, bytes) of `files` in the folder, all or none."""
+        """Replace each (name, bytes) of `files` in the folder, all or none; only its owner writes."""
+        if dist.is_main_process() and not run_lock.held_here(self.folder):
+            raise run_lock.RunBusy(f"this job does not hold run folder {self.folder} (its run ended or never "
+                                   "started here), so it writes nothing there; run the command again to continue it")
         write_files(self.folder, files, hint=f"free space, then resume with {resume_command(self.folder)}")
 
     def resume_command(self, *more):

@@ -9,11 +9,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runs.checkpoint_file import load_checkpoint
 from runs.checks import check_origin, check_own_folder, check_same_run, saved_config
 from runs.files import run_folder
 from runs.folder import newest_intact
 from utils import distributed as dist
-from utils.checkpoint import load_checkpoint
 from utils.config_rules import RULES
 from utils.errors import UserError
 from utils.overrides import changed_keys, merged_config, updated_config

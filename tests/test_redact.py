@@ -63,7 +63,8 @@ def test_hparams_and_tracker_params_show_no_password(tmp_path):
     assert hparam_values(config)["trainer.trackers"] == str([{"type": "mlflow", "args": {
         "tracking_uri": "https://me:***@mlflow.example"}}])
 
-    info = run_info(ConfigParser({**config, "trainer": {**config["trainer"], "epochs": 1, "save_dir": str(tmp_path)}}), 1)
+    trainer = {**config["trainer"], "epochs": 1, "save_dir": str(tmp_path)}
+    info = run_info(ConfigParser({**config, "trainer": trainer}), 1)
     assert SECRET not in json.dumps(info.config) and "https://me:***@mlflow.example" in json.dumps(info.config)
 
 

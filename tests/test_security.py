@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from model.model import MnistModel
+from runs.checkpoint_file import load_checkpoint
 from tests.conftest import REPO, shrink_config
-from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
 
 

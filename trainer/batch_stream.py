@@ -1,4 +1,5 @@
 """Batches from a loader, pass after pass, with a position a checkpoint can record."""
+from runs.files import EPOCH_PATTERN
 from utils.errors import UserError
 
 
@@ -59,6 +60,6 @@ class BatchStream:
         if samples and not hasattr(self.loader, "skip_samples"):
             raise UserError(f"the checkpoint stopped {samples} samples into a pass, and resuming there needs "
                             f"a data loader that can skip them ({type(self.loader).__name__} cannot): subclass "
-                            "BaseDataLoader, or resume from a checkpoint-epoch<N>.pth")
+                            f"BaseDataLoader, or resume from a {EPOCH_PATTERN}")
         self.data_pass, self.position = state["data_pass"], samples
         self._iterator = None

@@ -2,7 +2,7 @@
 folder above it, or the save_dir (saved/); whatever else lies there is skipped with one line saying why."""
 from pathlib import Path
 
-from runs.files import RUN_CONFIG
+from runs.files import RUN_CONFIG, models_of
 from runs.table.reading import BadRun, looks_like_run, read_run
 from utils.errors import UserError
 
@@ -34,8 +34,8 @@ def _runs_in(folder, skipped):
     """A run folder itself; the runs of a name folder; or those of each name folder in a models folder."""
     if _is_run(folder):
         return [folder]  # a run, or a broken one that read_run names
-    if (folder / "models").is_dir():  # a save_dir: its runs are in models/ (log/ and tune/ hold none)
-        folder = folder / "models"
+    if models_of(folder).is_dir():  # a save_dir: its runs are in models/ (log/ and tune/ hold none)
+        folder = models_of(folder)
     entries = sorted(folder.iterdir(), key=lambda p: p.name)
     if not any(_is_run(entry) for entry in entries) and any(entry.is_dir() for entry in entries):
         return [run for entry in entries for run in _name_folder(entry, skipped)]  # saved/models/
@@ -51,7 +51,7 @@ def _name_folder(folder, skipped):
         if _is_run(entry):
             runs.append(entry)
         elif entry.is_dir():
-            skipped.append(f"{entry}: no config.json or run files: not a run folder; skipped")
+            skipped.append(f"{entry}: no {RUN_CONFIG} or run files: not a run folder; skipped")
         else:
             skipped.append(f"{entry}: a stray file, not a run folder; skipped")
     return runs

@@ -51,13 +51,13 @@ def flatten(config, prefix=""):
 def _read_config(folder):
     path = folder / RUN_CONFIG
     if not path.is_file():
-        raise BadRun("no config.json: not a run folder, or a run killed before it began")
+        raise BadRun(f"no {RUN_CONFIG}: not a run folder, or a run killed before it began")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise BadRun(f"config.json cannot be read ({type(err).__name__}): truncated or not JSON") from None
+        raise BadRun(f"{RUN_CONFIG} cannot be read ({type(err).__name__}): truncated or not JSON") from None
     if not isinstance(config, dict) or not isinstance(config.get("trainer", {}), dict):
-        raise BadRun("config.json is not a run's config (no object with a trainer section)")
+        raise BadRun(f"{RUN_CONFIG} is not a run's config (no object with a trainer section)")
     return config
 
 
@@ -69,17 +69,17 @@ def _read_history(path):
         with path.open(encoding="utf-8", newline="") as handle:
             lines = list(csv.reader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise BadRun(f"metrics.csv cannot be read ({type(err).__name__})") from None
+        raise BadRun(f"{HISTORY} cannot be read ({type(err).__name__})") from None
     if not lines or "epoch" not in lines[0]:
-        raise BadRun("metrics.csv has no epoch column: not a run's history")
+        raise BadRun(f"{HISTORY} has no epoch column: not a run's history")
     header, rows = lines[0], []
     for number, line in enumerate(lines[1:], start=2):
         if len(line) != len(header):
-            raise BadRun(f"metrics.csv line {number} has {len(line)} of {len(header)} fields: the file is truncated")
+            raise BadRun(f"{HISTORY} line {number} has {len(line)} of {len(header)} fields: the file is truncated")
         try:
             rows.append({key: float(value) if value else math.nan for key, value in zip(header, line, strict=True)})
         except ValueError:
-            raise BadRun(f"metrics.csv line {number} holds a value that is not a number: the file is corrupt") from None
+            raise BadRun(f"{HISTORY} line {number} holds a value that is not a number: the file is corrupt") from None
     return rows
 
 

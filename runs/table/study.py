@@ -4,6 +4,8 @@ import json
 import sqlite3
 from pathlib import Path
 
+from runs.files import PROVENANCE
+
 # Optuna's state of a trial -> the state compare.py shows (COMPLETE and RUNNING: the run's files say it best)
 SHOWN = {"PRUNED": "pruned", "FAIL": "failed", "WAITING": "interrupted (queued again)"}
 TRIAL_STATES = """SELECT a.value_json, t.state FROM trials t JOIN studies s ON s.study_id = t.study_id
@@ -33,7 +35,7 @@ def _database(run, study):
     folder = run["folder"]
     candidates = [folder.parent.parent.parent / "tune" / f"{study}.db"]
     try:
-        url = json.loads((folder / "provenance.json").read_text(encoding="utf-8"))["tune"]["storage"]
+        url = json.loads((folder / PROVENANCE).read_text(encoding="utf-8"))["tune"]["storage"]
         if url.startswith("sqlite:///"):
             candidates.insert(0, Path(url.removeprefix("sqlite:///")))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
