@@ -14,6 +14,7 @@ from utils import distributed as dist
 from utils import run_folder, run_lock
 from utils.config_check import check_typed_section, check_value
 from utils.config_rules import TRAINER_OPTIONS
+from utils.dotted import dotted, key_path
 from utils.errors import UserError
 from utils.lookup import check_arguments, find_by_name
 from utils.overrides import changed_keys, updated_config, with_known_keys
@@ -63,7 +64,7 @@ class ConfigParser:
         dests = {}  # each option's target -> its argparse attribute
         for opt in options:
             dests[opt.target] = args.add_argument(*opt.flags, default=None, type=opt.type,
-                                                  help=f"sets {opt.target.replace(';', '.')}").dest
+                                                  help=f"sets {dotted(key_path(opt.target))}").dest
         if "--override" not in args._option_string_actions:
             args.add_argument("-o", "--override", action="append", default=[], metavar="KEY.PATH=VALUE",
                               help="set any config value, e.g. -o trainer.epochs=3 (repeatable); "

@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 
 from utils import distributed as dist
+from utils.dotted import differences, dotted
 from utils.errors import UserError
-from utils.overrides import differences
 from utils.run_files import HISTORY, ORIGIN_FILE
 from utils.run_folder import foreign_history
 
@@ -58,7 +58,7 @@ def check_origin(folder, resume):
 
 def check_same_run(given, saved, folder):
     """A named run resumed with another config would silently mix two experiments: refuse it."""
-    differing = sorted(".".join(path) for path, value, _ in differences(given, saved)
+    differing = sorted(dotted(path) for path, value, _ in differences(given, saved)
                        if not any(path[:n] in MAY_CHANGE for n in (1, 2, 3))
                        and not (path == ("seed",) and value is None))  # seed null: the run chose one when made
     if differing:

@@ -55,18 +55,6 @@ class RunInfo:
         write_json(ids, Path(self.save_dir) / IDS_FILE)
 
 
-def flatten(config, prefix=""):
-    """{"trainer.epochs": 2, ...}: every leaf of a nested config under its dotted key."""
-    flat = {}
-    for key, value in config.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, dotted + "."))
-        else:
-            flat[dotted] = value
-    return flat
-
-
 def run_status(error):
     """How the run ended, given the exception on its way out (None: it finished)."""
     if error is None:

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from utils import run_lock
+from utils.dotted import flatten
 from utils.run_files import BEST, HISTORY, LATEST, ORIGIN_FILE, RUN_CONFIG
 
 # test.py writes <checkpoint stem>.test.json
@@ -36,17 +37,6 @@ def read_run(folder):
 def looks_like_run(folder):
     """A folder with a run's files but no config.json: half-written, or a run whose config was lost."""
     return any((Path(folder) / name).exists() for name in RUN_SIGNS) or any(Path(folder).glob("checkpoint-epoch*"))
-
-
-def flatten(config, prefix=""):
-    """{'optimizer.args.lr': 0.001, ...}: every leaf of the config under its dotted key (lists stay whole)."""
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _read_config(folder):
