@@ -14,6 +14,7 @@ from utils import run_lock
 from utils.errors import UserError, run_entry
 from utils.run_files import HISTORY
 from utils.run_folder import quote
+from utils.run_names import MAX_RUN_NAME, name_problem, run_name
 from utils.run_table.reading import BadRun, read_run
 from utils.util import read_json, write_json
 
@@ -49,11 +50,9 @@ def default_name(path, config):
 def seed_run_ids(name, seeds):
     """{seed: NAME-seed<seed>}, each checked before any run starts: the suffix can make a valid NAME too long."""
     run_ids = {seed: f"{name}-seed{seed}" for seed in range(1, seeds + 1)}
-    try:
-        train.run_name(run_ids[seeds])
-    except argparse.ArgumentTypeError:
+    if name_problem(run_ids[seeds]):
         raise UserError(f"run name {name!r} is too long or not a run name once -seed{seeds} is added; give a "
-                        f"--run_id of at most {100 - len(f'-seed{seeds}')} letters, digits and _ . + -") from None
+                        f"--run_id of at most {MAX_RUN_NAME - len(f'-seed{seeds}')} letters, digits and _ . + -")
     return run_ids
 
 
@@ -89,7 +88,7 @@ def parse_args(argv=None):
                                                "compare them (see docs/compare.md)")
     args.add_argument("-c", "--config", required=True, help="config file, or a run's config.json")
     args.add_argument("--seeds", required=True, type=train.positive_int, help="how many seeds: 1 .. N")
-    args.add_argument("--run_id", type=train.run_name, help="NAME of the runs (default: the config's run or stem)")
+    args.add_argument("--run_id", type=run_name, help="NAME of the runs (default: the config's run or stem)")
     args.add_argument("-o", "--override", action="append", default=[], metavar="KEY.PATH=VALUE",
                       help="change the config, as train.py's -o (repeatable)")
     args.add_argument("-d", "--device", type=lambda text: ["-d", text], default=[],

@@ -22,8 +22,9 @@ from parse_config import ConfigParser
 from utils import distributed as dist
 from utils import provenance, run_lock
 from utils.errors import UserError, run_entry
-from utils.overrides import updated_config
+from utils.overrides import updated_config, with_known_keys
 from utils.redact import redact
+from utils.run_names import study_name
 from utils.search_recovery import requeue, retry_after_kill, revive_dead_trials, run_number, this_worker
 from utils.search_report import DONE, progress_line, summary_lines
 from utils.search_sampler import build_pruner, build_sampler
@@ -38,7 +39,8 @@ class Search:
 
     def __init__(self, args, device):
         config = updated_config(read_json(args.config), {"optimizer;args;lr": args.lr,
-                                                         "data_loader;args;batch_size": args.bs}, args.override)
+                                                         "data_loader;args;batch_size": args.bs},
+                                with_known_keys(args.override))  # train.py's -o rules
         self.tune = read_tune_section(config, args.study, args.storage, args.trials)
         self.base = {k: v for k, v in config.items() if k != "tune"}
         self.device = device
@@ -214,7 +216,7 @@ def parse_args(argv=None):
     args.add_argument("--bs", "--batch_size", type=train.positive_int, help="sets data_loader.args.batch_size")
     args.add_argument("--trials", type=train.positive_int, help="finished trials wanted, over all workers")
     args.add_argument("--storage", help="database URL, e.g. postgresql://user@host/db (default: SQLite file)")
-    args.add_argument("--study", type=train.run_name, help="study name (default: tune.study or the config's name)")
+    args.add_argument("--study", type=study_name, help="study name (default: tune.study or the config's name)")
     args.error = lambda message: args.exit(2, f"error: {message}; see python tune.py --help\n")
     parsed = args.parse_args(argv)
     if parsed.device is not None:

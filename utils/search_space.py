@@ -9,6 +9,7 @@ from utils.config_rules import RULES, is_int, is_number
 from utils.dotted import deepest, dotted, key_path, put
 from utils.errors import UserError
 from utils.lookup import did_you_mean
+from utils.run_names import check_study_name
 
 TUNE_KEYS = ("study", "storage", "trials", "sampler", "pruner", "space", "heartbeat_interval", "grace_period")
 DIMENSION_KEYS = {"float": ("type", "low", "high", "log", "step"), "int": ("type", "low", "high", "log", "step"),
@@ -34,8 +35,7 @@ def read_tune_section(config, study=None, storage=None, trials=None):
         heartbeat_interval=_positive_int(section, "heartbeat_interval", HEARTBEAT_INTERVAL),
         grace_period=_positive_int(section, "grace_period", GRACE_PERIOD),
         space=section["space"])
-    if not isinstance(tune.study, str) or not tune.study or "/" in tune.study or tune.study.startswith("."):
-        raise UserError(f"tune.study {tune.study!r} cannot name runs; use letters, digits, '_' and '-'")
+    check_study_name(tune.study, "--study" if study else "tune.study" if section.get("study") else "the config's name")
     if not is_int(tune.trials) or tune.trials <= 0:
         raise UserError(f"tune.trials must be a positive integer, got {tune.trials!r}")
     if tune.storage is not None and not isinstance(tune.storage, str):
