@@ -13,7 +13,6 @@ from logger import setup_logging
 from utils import distributed as dist
 from utils import run_folder, run_lock
 from utils.config_check import check_typed_section, check_value
-from utils.config_rules import TRAINER_OPTIONS
 from utils.dotted import dotted, key_path
 from utils.errors import UserError
 from utils.lookup import check_arguments, find_by_name
@@ -78,7 +77,7 @@ class ConfigParser:
             raise UserError("give a config with -c (e.g. -c config.json) or a checkpoint to resume "
                             "with -r (e.g. -r saved/models/<name>/<run>/model_latest.pth)")
         modification = {target: getattr(parsed, dest) for target, dest in dests.items()}
-        overrides = with_known_keys(parsed.override or (), {"trainer": TRAINER_OPTIONS})
+        overrides = with_known_keys(parsed.override or ())
         parser = start(parsed, modification, overrides, getattr(parsed, "run_id", None)).parser(cls)
         parser.dry_run = getattr(parsed, "dry_run", False)
         return parser

@@ -1,6 +1,7 @@
 """Command-line overrides of config values: `-o key.path=value` and `+key.path=value`."""
 import json
 
+from utils.config_rules import TRAINER_OPTIONS
 from utils.dotted import deepest, differences, dotted, key_path, put
 from utils.errors import UserError
 from utils.lookup import TYPO, did_you_mean
@@ -20,9 +21,14 @@ def parse_override(text):
     return path, value, allow_new
 
 
-def with_known_keys(overrides, known):
+# the keys the code reads with a default: -o sets them without + where the config leaves them out
+KNOWN_KEYS = {"trainer": TRAINER_OPTIONS}
+
+
+def with_known_keys(overrides, known=KNOWN_KEYS):
     """-o texts with keys the code reads with a default (known: {'trainer': names}) marked as addable, so
-    `-o trainer.len_epoch=100` works when the config leaves it out; a near miss (+trainer.epoch=3) is an error."""
+    `-o trainer.len_epoch=100` works when the config leaves it out (train.py and tune.py alike); a near miss
+    (+trainer.epoch=3) is an error."""
     marked = []
     for text in overrides:
         path, value, allow_new = parse_override(text)
