@@ -6,7 +6,8 @@ keys that differ between the runs shown are columns. No server, no torch: a few 
 import argparse
 import sys
 
-from utils.errors import UserError, print_line, run_cli
+from utils.entry_points import run_cli
+from utils.errors import UserError, print_line
 from utils.run_table.finding import read_runs
 from utils.run_table.grouping import differing_keys, measure_columns, rows, select, sort_rows
 from utils.run_table.rendering import as_csv, as_text, columns

@@ -13,7 +13,8 @@ from parse_config import ConfigParser
 from utils.atomic import atomic_write_all
 from utils.checkpoint import load_weights
 from utils.config_check import check_sections
-from utils.errors import UserError, run_entry
+from utils.entry_points import run_entry
+from utils.errors import UserError
 from utils.export.formats import FORMATS
 from utils.export.program import ExportRefused, compare, crop, export_program, input_dims, quiet_torch, takes_any_size
 from utils.export.sidecar import file_sha256, sidecar_path

@@ -11,7 +11,8 @@ from pathlib import Path
 import train
 from compare import table
 from utils import run_lock
-from utils.errors import UserError, run_entry
+from utils.entry_points import run_entry
+from utils.errors import UserError
 from utils.run_files import HISTORY
 from utils.run_folder import quote
 from utils.run_names import MAX_RUN_NAME, name_problem, run_name

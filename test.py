@@ -17,7 +17,8 @@ from utils import distributed as dist
 from utils.checkpoint import load_weights
 from utils.config_check import check_sections
 from utils.cpu_threads import use_cpu_threads
-from utils.errors import UserError, run_entry
+from utils.entry_points import run_entry
+from utils.errors import UserError
 from utils.export.formats import format_of, load_exported
 from utils.export.sidecar import read_sidecar
 from utils.lookup import find_by_name

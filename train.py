@@ -18,7 +18,7 @@ from trainer.trainer import Trainer
 from utils import distributed as dist
 from utils.config_check import check_sections
 from utils.cpu_threads import use_cpu_threads
-from utils.errors import run_entry
+from utils.entry_points import run_entry
 from utils.lookup import accepts_keyword, find_by_name
 from utils.run_names import run_name
 from utils.seed import seed_everything

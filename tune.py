@@ -21,7 +21,8 @@ from logger.logger import once_on_console
 from parse_config import ConfigParser
 from utils import distributed as dist
 from utils import provenance, run_lock
-from utils.errors import UserError, run_entry
+from utils.entry_points import run_entry
+from utils.errors import UserError
 from utils.overrides import updated_config, with_known_keys
 from utils.redact import redact
 from utils.run_names import study_name

@@ -22,7 +22,7 @@ import torch.distributed  # noqa: E402
 
 import train  # noqa: E402
 from utils import distributed as dist  # noqa: E402
-from utils.errors import run_entry  # noqa: E402
+from utils.entry_points import run_entry  # noqa: E402
 
 LIST_THREADS = "--list-threads"
 

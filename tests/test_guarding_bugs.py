@@ -14,10 +14,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from logger.trackers import specs
 from logger.trackers.tracker_set import TrackerSet
 from tests.conftest import shrink_config, write_config
 from utils import run_folder, run_lock
+from utils import tracker_specs as specs
 from utils.errors import UserError
 from utils.lookup import did_you_mean
 from utils.run_checks import check_same_run
