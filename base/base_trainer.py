@@ -125,11 +125,12 @@ class BaseTrainer(ABC):
         self.writer.log_dir = str(self.config.log_dir)  # the run id may have gained a suffix
         for level, message in self.resume_log:
             self.logger.log(level, message)
+        provenance = {}  # asks git once per start: provenance.json and the trackers' git_commit tag
         if self.is_main:
-            device = next(self.raw_model.parameters(), torch.empty(0)).device
-            self.config.write_run_file("provenance.json", collect_provenance(device))
+            provenance = collect_provenance(next(self.raw_model.parameters(), torch.empty(0)).device)
+            self.config.write_run_file("provenance.json", provenance)
         if self.writer.trackers:
-            self.writer.trackers.open_run(RunInfo.of_run(self.config, dist.get_world_size()))
+            self.writer.trackers.open_run(RunInfo.of_run(self.config, dist.get_world_size(), provenance.get("git")))
         return True
 
     def _check_before_training(self):

@@ -27,14 +27,13 @@ class RunInfo:
     extra_tags: dict = field(default_factory=dict)
 
     @classmethod
-    def of_run(cls, config, world_size):
-        """The RunInfo of the run a ConfigParser owns; a search trial is tagged with its study and number."""
-        from utils.provenance import git_state
-
+    def of_run(cls, config, world_size, git=None):
+        """The RunInfo of the run a ConfigParser owns (git: provenance.json's record, read once per start); a
+        search trial is tagged with its study and number."""
         search = config.get("tune") if isinstance(config.get("tune"), dict) else {}
         # trackers store the config as parameters: a password in a URL is shown as *** there
         return cls(config["name"], config.run_id, config.save_dir, config.log_dir, redact_all(config.config),
-                   world_size, (git_state() or {}).get("commit", ""),
+                   world_size, (git or {}).get("commit", ""),
                    {f"tune_{key}": str(search[key]) for key in ("study", "trial") if key in search})
 
     @property
