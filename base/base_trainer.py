@@ -178,7 +178,6 @@ class BaseTrainer(ABC):
             "state_dict": self.raw_model.state_dict(),  # the unwrapped model: no wrapper prefixes
             "optimizer": self.optimizer.state_dict(),
             "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler is not None else None,
-            "monitor_best": float(self.monitor.best),  # the classic key
             "rng_states": dist.all_gather_object(get_rng_state()),  # every rank's
             "world_size": dist.get_world_size(),
             "config": self.config.config,

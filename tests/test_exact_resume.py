@@ -18,7 +18,7 @@ from utils.signals import TrainingInterrupted
 TIMING_COLUMNS = ("epoch_time", "samples_per_sec")
 # what must match between the two runs (the config differs: the first part ran fewer epochs)
 COMPARED_KEYS = ("epoch", "resume_batch", "global_step", "state_dict", "optimizer", "lr_scheduler", "monitor",
-                 "monitor_best", "rng_states", "data_stream")
+                 "rng_states", "data_stream")
 BATCHES_PER_EPOCH = 5  # 300 synthetic samples, 10% held out, batches of 64
 
 STEP_LR = {"type": "StepLR", "args": {"step_size": 2, "gamma": 0.5}}

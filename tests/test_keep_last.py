@@ -18,7 +18,7 @@ def test_keep_last_two(tmp_path, one_thread):
     latest = torch.load(run / "model_latest.pth", weights_only=True)
     best = torch.load(run / "model_best.pth", weights_only=True)
     assert latest["epoch"] == 11
-    assert best["epoch"] == best["monitor"]["best_epoch"] and best["monitor_best"] == latest["monitor_best"]
+    assert best["epoch"] == best["monitor"]["best_epoch"] and best["monitor"]["best"] == latest["monitor"]["best"]
     assert torch.load(run / "checkpoint-epoch10.pth", weights_only=True)["epoch"] == 10
     if best["epoch"] < 10:  # model_best.pth may be older than every kept epoch checkpoint: still there
         assert not (run / f"checkpoint-epoch{best['epoch']}.pth").exists()
