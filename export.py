@@ -10,11 +10,12 @@ import data_loader.data_loaders as module_data
 import model.model as module_arch
 from base.batch_transform import ScaleNormalize
 from parse_config import ConfigParser
+from runs.entry import run_entry
 from runs.files import BEST
 from utils.atomic import atomic_write_all
 from utils.checkpoint import load_weights
 from utils.config_check import check_sections
-from utils.errors import UserError, run_entry
+from utils.errors import UserError
 from utils.export.formats import FORMATS
 from utils.export.program import ExportRefused, compare, crop, export_program, input_dims, quiet_torch, takes_any_size
 from utils.export.sidecar import file_sha256, sidecar_path

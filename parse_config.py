@@ -13,7 +13,7 @@ from runs.run import Run
 from runs.start import StartPlan, StartRequest, decide_start
 from utils import distributed as dist
 from utils.config_check import check_typed_section, check_value
-from utils.config_rules import TRAINER_OPTIONS
+from utils.dotted import dotted, key_path
 from utils.errors import UserError
 from utils.lookup import check_arguments, find_by_name
 from utils.overrides import updated_config, with_known_keys
@@ -49,7 +49,7 @@ class ConfigParser:
         dests = {}  # each option's target -> its argparse attribute
         for opt in options:
             dests[opt.target] = args.add_argument(*opt.flags, default=None, type=opt.type,
-                                                  help=f"sets {opt.target.replace(';', '.')}").dest
+                                                  help=f"sets {dotted(key_path(opt.target))}").dest
         if "--override" not in args._option_string_actions:
             args.add_argument("-o", "--override", action="append", default=[], metavar="KEY.PATH=VALUE",
                               help="set any config value, e.g. -o trainer.epochs=3 (repeatable); "
@@ -65,7 +65,7 @@ class ConfigParser:
         request = StartRequest(read_json(parsed.config) if parsed.config is not None else None,
                                Path(parsed.resume) if parsed.resume is not None else None,
                                {target: getattr(parsed, dest) for target, dest in dests.items()},
-                               with_known_keys(parsed.override or (), {"trainer": TRAINER_OPTIONS}),
+                               with_known_keys(parsed.override or ()),
                                getattr(parsed, "run_id", None))
         plan = start(request)
         parser = cls(plan.config, plan.resume, plan=plan)

@@ -11,13 +11,14 @@ from pathlib import Path
 import train
 from compare import table
 from parse_config import ConfigParser
+from runs.entry import run_entry
 from runs.files import HISTORY, RUN_CONFIG
 from runs.folder import quote
 from runs.start import StartRequest, decide_start
 from runs.table.reading import BadRun, read_run
-from utils.config_rules import TRAINER_OPTIONS
-from utils.errors import UserError, run_entry
+from utils.errors import UserError
 from utils.overrides import with_known_keys
+from utils.run_names import MAX_RUN_NAME, name_problem, run_name
 from utils.util import read_json
 
 
@@ -52,18 +53,16 @@ def default_name(path, config):
 def seed_run_ids(name, seeds):
     """{seed: NAME-seed<seed>}, each checked before any run starts: the suffix can make a valid NAME too long."""
     run_ids = {seed: f"{name}-seed{seed}" for seed in range(1, seeds + 1)}
-    try:
-        train.run_name(run_ids[seeds])
-    except argparse.ArgumentTypeError:
+    if name_problem(run_ids[seeds]):
         raise UserError(f"run name {name!r} is too long or not a run name once -seed{seeds} is added; give a "
-                        f"--run_id of at most {100 - len(f'-seed{seeds}')} letters, digits and _ . + -") from None
+                        f"--run_id of at most {MAX_RUN_NAME - len(f'-seed{seeds}')} letters, digits and _ . + -")
     return run_ids
 
 
 def train_seed(config, run_id, seed, args):
     """Train (or continue) the run of one seed; a finished one is not trained again. Returns its folder."""
     # decided as train.py --run_id decides it, with train.py's -o rules
-    overrides = with_known_keys(args.override, {"trainer": TRAINER_OPTIONS})
+    overrides = with_known_keys(args.override)
     start = decide_start(StartRequest(given={**config, "seed": seed}, overrides=overrides, run_id=run_id))
     parsed = ConfigParser(start.config, start.resume, plan=start)
     done, finished = progress(parsed.save_dir, parsed.config["trainer"]["epochs"])
@@ -90,7 +89,7 @@ def parse_args(argv=None):
                                                "compare them (see docs/compare.md)")
     args.add_argument("-c", "--config", required=True, help=f"config file, or a run's {RUN_CONFIG}")
     args.add_argument("--seeds", required=True, type=train.positive_int, help="how many seeds: 1 .. N")
-    args.add_argument("--run_id", type=train.run_name, help="NAME of the runs (default: the config's run or stem)")
+    args.add_argument("--run_id", type=run_name, help="NAME of the runs (default: the config's run or stem)")
     args.add_argument("-o", "--override", action="append", default=[], metavar="KEY.PATH=VALUE",
                       help="change the config, as train.py's -o (repeatable)")
     args.add_argument("-d", "--device", default=None, help="indices of GPUs to enable (default: all)")

@@ -11,6 +11,7 @@ import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
 from parse_config import ConfigParser
+from runs.entry import run_entry
 from runs.files import BEST, test_results_file
 from runs.run import write_while_free
 from runs.start import StartPlan, decide_start
@@ -20,7 +21,7 @@ from utils import distributed as dist
 from utils.checkpoint import load_weights
 from utils.config_check import check_sections
 from utils.cpu_threads import use_cpu_threads
-from utils.errors import UserError, run_entry
+from utils.errors import UserError
 from utils.export.formats import format_of, load_exported
 from utils.export.sidecar import read_sidecar
 from utils.lookup import find_by_name

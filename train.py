@@ -5,7 +5,6 @@ import utils.before_torch  # noqa: F401  (first: OpenMP reads its wait policy wh
 import argparse
 import collections
 import logging
-import re
 
 import torch
 
@@ -14,13 +13,14 @@ import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
 from parse_config import ConfigParser
+from runs.entry import run_entry
 from trainer.dry_run import dry_run
 from trainer.trainer import Trainer
 from utils import distributed as dist
 from utils.config_check import check_sections
 from utils.cpu_threads import use_cpu_threads
-from utils.errors import run_entry
 from utils.lookup import accepts_keyword, find_by_name
+from utils.run_names import run_name
 from utils.seed import seed_everything
 from utils.util import place_model
 
@@ -100,14 +100,6 @@ def custom_args():
     CustomArgs = collections.namedtuple("CustomArgs", "flags type target")
     return [CustomArgs(["--lr", "--learning_rate"], type=non_negative_float, target="optimizer;args;lr"),
             CustomArgs(["--bs", "--batch_size"], type=positive_int, target="data_loader;args;batch_size")]
-
-
-def run_name(text):
-    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}", text):  # safe in a path and in a shell, unquoted
-        raise argparse.ArgumentTypeError(
-            f"{text[:40]!r}{'...' if len(text) > 40 else ''} is not a run name: use at most 100 letters, digits "
-            "and _ . + - (not starting with . + -), e.g. --run_id job1234")
-    return text
 
 
 def positive_int(text):

@@ -18,13 +18,14 @@ from optuna.trial import TrialState
 import train
 from logger.logger import once_on_console
 from parse_config import ConfigParser, run_options
+from runs.entry import run_entry
 from runs.files import logs_of, runs_of
 from runs.start import StartRequest, decide_start
 from utils import distributed as dist
-from utils.config_rules import TRAINER_OPTIONS
-from utils.errors import UserError, run_entry
+from utils.errors import UserError
 from utils.overrides import updated_config, with_known_keys
 from utils.redact import redact
+from utils.run_names import study_name
 from utils.search_recovery import requeue, retry_after_kill, revive_dead_trials, run_number, this_worker
 from utils.search_report import DONE, progress_line, summary_lines
 from utils.search_sampler import build_pruner, build_sampler
@@ -40,7 +41,7 @@ class Search:
     def __init__(self, args, device):
         # train.py's own flags (its CustomArgs included) and -o rules change the base config
         config = updated_config(read_json(args.config), {opt.target: getattr(args, opt.dest) for opt in args.custom},
-                                with_known_keys(args.override, {"trainer": TRAINER_OPTIONS}))
+                                with_known_keys(args.override))
         self.tune = read_tune_section(config, args.study, args.storage, args.trials)
         self.base = {k: v for k, v in config.items() if k != "tune"}
         self.device = device
@@ -199,7 +200,7 @@ def parse_args(argv=None):
               for opt in train.custom_args()]  # train.py's flags, those a user added included
     args.add_argument("--trials", type=train.positive_int, help="finished trials wanted, over all workers")
     args.add_argument("--storage", help="database URL, e.g. postgresql://user@host/db (default: SQLite file)")
-    args.add_argument("--study", type=train.run_name, help="study name (default: tune.study or the config's name)")
+    args.add_argument("--study", type=study_name, help="study name (default: tune.study or the config's name)")
     args.error = lambda message: args.exit(2, f"error: {message}; see python tune.py --help\n")
     parsed = args.parse_args(argv)
     parsed.custom = [CustomValue(opt.target, dest) for opt, dest in custom]

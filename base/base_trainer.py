@@ -138,11 +138,12 @@ class BaseTrainer(ABC):
         self.writer.trackers.connect(self.options.save_dir, self.config["name"])  # before any run folder
         self.config.init_run()  # the folder, its lock, config.json, and the log file
         self.writer.log_dir = str(self.config.log_dir)  # the run id may have gained a suffix
+        provenance = {}  # asks git once per start: provenance.json and the trackers' git_commit tag
         if self.is_main:
-            device = next(self.raw_model.parameters(), torch.empty(0)).device
-            self.run.write_json(PROVENANCE, collect_provenance(device, self.run.about))
+            provenance = collect_provenance(next(self.raw_model.parameters(), torch.empty(0)).device, self.run.about)
+            self.run.write_json(PROVENANCE, provenance)
         if self.writer.trackers:
-            self.writer.trackers.open_run(run_info(self.config, dist.get_world_size()))
+            self.writer.trackers.open_run(run_info(self.config, dist.get_world_size(), provenance.get("git")))
         return True
 
     def check_before_training(self):

@@ -6,8 +6,8 @@ from pathlib import Path
 from runs.files import HISTORY, ORIGIN_FILE, RUN_CONFIG
 from runs.folder import foreign_history
 from utils import distributed as dist
+from utils.dotted import differences, dotted
 from utils.errors import UserError
-from utils.overrides import differences
 
 # what a resubmitted named run may change; everything else must match the run's own config
 MAY_CHANGE = {("trainer", k) for k in ("epochs", "verbosity", "save_period", "keep_last", "log_step",
@@ -58,7 +58,7 @@ def check_origin(folder, resume):
 
 def check_same_run(given, saved, folder):
     """A named run resumed with another config would silently mix two experiments: refuse it."""
-    differing = sorted(".".join(path) for path, value, _ in differences(given, saved)
+    differing = sorted(dotted(path) for path, value, _ in differences(given, saved)
                        if not any(path[:n] in MAY_CHANGE for n in (1, 2, 3))
                        and not (path == ("seed",) and value is None))  # seed null: the run chose one when made
     if differing:

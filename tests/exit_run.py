@@ -21,8 +21,8 @@ import torch  # noqa: E402
 import torch.distributed  # noqa: E402
 
 import train  # noqa: E402
+from runs.entry import run_entry  # noqa: E402
 from utils import distributed as dist  # noqa: E402
-from utils.errors import run_entry  # noqa: E402
 
 LIST_THREADS = "--list-threads"
 

@@ -14,7 +14,6 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from logger.trackers import specs
 from logger.trackers.tracker_set import TrackerSet
 from runs import folder as run_folder
 from runs import journal
@@ -22,6 +21,7 @@ from runs import lock as run_lock
 from runs.checks import check_same_run
 from runs.files import LATEST
 from tests.conftest import shrink_config, write_config
+from utils import tracker_specs as specs
 from utils.errors import UserError
 from utils.lookup import did_you_mean
 from utils.search_report import best_trial, summary_lines

@@ -41,6 +41,7 @@ def test_one_row_per_epoch_with_every_metric_lr_and_time(two_epoch_run):
     # the same numbers the checkpoints were judged by
     best = torch.load(run / "model_best.pth", weights_only=True)
     assert best["monitor"]["best"] == pytest.approx(history["val_loss"].min(), rel=1e-12)
+    assert "monitor_best" not in best  # written and never read: the monitor part holds it
     assert not list(run.glob(".*.tmp"))  # written atomically: no temp file left behind
 
 

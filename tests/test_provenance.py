@@ -9,6 +9,8 @@ import torch
 import torchvision
 
 from tests.conftest import REPO, train_in_process
+from tests.tracker_stores import mlflow_runs
+from utils import provenance as provenance_module
 from utils.provenance import git_state
 
 
@@ -56,3 +58,17 @@ def test_git_state_reports_the_commit_and_the_dirty_flag(tmp_path):
     assert git_state(tmp_path) == {"commit": head, "dirty": False}
     (tmp_path / "train.py").write_text("print('v2')\n")
     assert git_state(tmp_path) == {"commit": head, "dirty": True}
+
+
+def test_git_is_asked_once_per_start_for_provenance_and_the_trackers(small_config, monkeypatch):
+    """provenance.json and the trackers' git_commit tag come from the one git_state() of the start."""
+    pytest.importorskip("mlflow")
+    calls = []
+    monkeypatch.setattr(provenance_module, "git_state",
+                        lambda root=None: calls.append(root) or {"commit": "c0ffee" * 6 + "ab", "dirty": False})
+    config = train_in_process("-c", str(small_config), "-o", "trainer.epochs=1", "-o", "trainer.len_epoch=1",
+                              "-o", "trainer.trackers=[\"mlflow\"]")
+    assert len(calls) == 1
+    assert json.loads((config.save_dir / "provenance.json").read_text())["git"]["commit"] == "c0ffee" * 6 + "ab"
+    _, (run,) = mlflow_runs(config.save_dir.parents[2])
+    assert run.data.tags["git_commit"] == "c0ffee" * 6 + "ab"

@@ -12,9 +12,9 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from logger.trackers.run_info import flatten
 from tests.conftest import REPO, run_dirs, run_script, shrink_config, train_in_process, write_config
 from tests.tracker_stores import mlflow_runs, steps, wandb_segments
+from utils.dotted import flatten
 
 pytest.importorskip("mlflow")
 pytest.importorskip("wandb")

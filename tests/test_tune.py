@@ -121,6 +121,13 @@ BAD_INPUTS = {
     "monitor off": (lambda c: c["trainer"].update(monitor="off"), "tune.py optimizes trainer.monitor"),
     "no space": (lambda c: c["tune"].pop("space"), "config has no 'tune' section with a 'space'"),
     "misspelt tune key": (lambda c: c["tune"].update(trails=3), "unknown key tune.trails; did you mean tune.trials?"),
+    # the study names its trials' runs <study>-trial<k>: refused by the run-name rule before a study exists
+    "study with a space": (lambda c: c["tune"].update(study="lr sweep"),
+                           "study name from tune.study: 'lr sweep' is not a run name"),
+    "study without room for -trial<k>": (lambda c: c["tune"].update(study="s" * 99),
+                                         "is not a run name: use at most 88 letters"),
+    "config name with a space": (lambda c: (c["tune"].pop("study"), c.update(name="My Net")),
+                                 "study name from the config's name: 'My Net' is not a run name"),
 }
 
 
@@ -136,8 +143,20 @@ def test_bad_input_is_one_line_before_any_trial(case, tmp_path, synthetic_data_d
 
 
 @pytest.mark.parametrize("flags, expected", [(["--trials", "0"], "argument --trials: invalid positive_int"),
-                                             (["--study", "a/b"], "argument --study: 'a/b' is not a run name")])
+                                             (["--study", "a/b"], "argument --study: 'a/b' is not a run name"),
+                                             (["--study", "s" * 99], "is not a run name: use at most 88 letters"),
+                                             (["-o", "trainer.len_epochs=2"], "did you mean trainer.len_epoch?")])
 def test_bad_flag_is_one_line(flags, expected, tmp_path, synthetic_data_dir, monkeypatch, capsys):
     code, _, err = run_tune_cli(monkeypatch, capsys, write(tmp_path, tune_config(tmp_path, synthetic_data_dir)),
                                 *flags)
     assert code == 2 and err.count("\n") == 1 and expected in err, err
+
+
+def test_trainer_options_are_known_keys_for_o_as_in_train_py(tmp_path, synthetic_data_dir, monkeypatch, capsys):
+    """-o trainer.len_epoch=2 without +, though the config leaves it out: train.py's rule, in tune.py too."""
+    config = tune_config(tmp_path, synthetic_data_dir, trainer={"epochs": 1}, trials=1)
+    assert "len_epoch" not in config["trainer"]
+    code, _, err = run_tune_cli(monkeypatch, capsys, write(tmp_path, config), "-o", "trainer.len_epoch=2")
+    assert code == 0, err
+    saved = json.loads((tmp_path / "saved" / "models" / "Mnist_LeNet" / "s-trial0" / "config.json").read_text())
+    assert saved["trainer"]["len_epoch"] == 2

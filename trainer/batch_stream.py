@@ -11,7 +11,6 @@ class BatchStream:
         self.loader = loader
         self.data_pass = 1
         self.position = 0  # samples (of this rank) already served from the current pass
-        self.batch_size_before = None  # the batch size of the checkpoint being loaded (older ones count batches)
         self._iterator = None
 
     def take(self, count=None):
@@ -55,8 +54,7 @@ class BatchStream:
         return {"data_pass": self.data_pass, "samples": self.position}
 
     def load_state_dict(self, state):
-        """Restore a position; checkpoints before the sample count held batches of `batch_size_before`."""
-        samples = state["samples"] if "samples" in state else state["position"] * (self.batch_size_before or 0)
+        samples = state["samples"]
         if samples and not hasattr(self.loader, "skip_samples"):
             raise UserError(f"the checkpoint stopped {samples} samples into a pass, and resuming there needs "
                             f"a data loader that can skip them ({type(self.loader).__name__} cannot): subclass "

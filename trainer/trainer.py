@@ -212,7 +212,6 @@ class Trainer(BaseTrainer):
     # ---- resuming ------------------------------------------------------------
     def _restore(self, checkpoint):
         old_batch_size = checkpoint["config"].get("data_loader", {}).get("args", {}).get("batch_size")
-        self.stream.batch_size_before = old_batch_size  # a position saved in batches (older checkpoints)
         super()._restore(checkpoint)
         if "data_stream" not in checkpoint:  # a checkpoint without a position: start the next epoch's pass
             self.stream.load_state_dict({"data_pass": checkpoint["epoch"] + 1, "samples": 0})

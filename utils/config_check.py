@@ -3,6 +3,7 @@ sections a user adds for their own code are checked by `init_obj` when it builds
 import logging
 
 from utils.config_rules import RULES, UNSET
+from utils.dotted import get
 from utils.errors import UserError
 from utils.lookup import TYPO, did_you_mean
 
@@ -21,16 +22,6 @@ def check_value(dotted, value):
     return value
 
 
-def lookup(config, dotted):
-    """The value at a dotted key, or UNSET."""
-    node = config
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return UNSET
-        node = node[part]
-    return node
-
-
 def check_sections(config, required):
     """Raise a UserError naming the first problem in the sections `required` (plus lr_scheduler)."""
     for section in required:
@@ -47,7 +38,7 @@ def check_sections(config, required):
         raise UserError("config: 'metrics' must be a list of function names from model/metric.py")
     for dotted in RULES:
         if not dotted.startswith("trainer."):  # read_trainer_options checks those
-            value = lookup(config, dotted)
+            value = get(config, dotted, UNSET)
             if value is not UNSET:
                 check_value(dotted, value)
     warn_near_miss_sections(config)

@@ -4,7 +4,7 @@ import re
 from collections import namedtuple
 from numbers import Real
 
-from logger.trackers.specs import check_trackers
+from utils.tracker_specs import check_trackers
 
 Rule = namedtuple("Rule", "default test expected")
 REQUIRED = object()  # the config must set it

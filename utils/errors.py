@@ -1,5 +1,5 @@
-"""Errors a user can cause, and how the entry points report them."""
-import os
+"""Errors a user can cause, and the one-line form they are printed in (utils/entry_points.py runs the entry
+points with it)."""
 import sys
 
 from utils.redact import redact
@@ -12,52 +12,7 @@ class UserError(Exception):
     exit_code = 2
 
 
-def run_cli(main):
-    """Run `main()`; a UserError is one line on stderr and exit 2 (or its own code). Under torchrun, a rank whose
-    peer has failed (its collective breaks off) exits with one line too: the peer's own line says why."""
-    from runs import lock as run_lock
-
-    try:
-        main()
-    except UserError as err:
-        print_line(f"error: {err}")
-        sys.exit(err.exit_code)
-    except Exception as err:
-        if not _peer_failed(err):
-            raise
-        print_line(f"error: rank {os.environ.get('RANK')} stopped: another process of this job failed (its own "
-                   "line says why)")
-        sys.exit(1)
-    finally:
-        run_lock.release_all()  # the process may go on (a test, a notebook): the run is free again
-
-
-def run_entry(main):
-    """An entry point's `main()` (train.py, test.py, tune.py): run_cli, then a saved stop exits with its signal's
-    code, and the process group is left either way."""
-    from utils import distributed as dist
-    from utils.signals import TrainingInterrupted
-
-    try:
-        run_cli(main)
-    except TrainingInterrupted as stop:
-        sys.exit(stop.exit_code)
-    except KeyboardInterrupt:
-        # a Ctrl-C before training starts, or a second one while the first is being handled
-        print("Aborted by Ctrl-C; the last completed checkpoint is intact.", file=sys.stderr)
-        sys.exit(130)
-    finally:
-        dist.cleanup()
-
-
 def print_line(text):
     """One line on stderr in a single write, so that lines of several ranks never run into each other."""
     sys.stderr.write(redact(text).replace("\n", " ") + "\n")  # print() writes the newline separately
     sys.stderr.flush()
-
-
-def _peer_failed(err):
-    import torch.distributed as dist
-
-    return dist.is_available() and dist.is_initialized() and (isinstance(err, dist.DistError) or any(
-        text in str(err) for text in ("Connection closed by peer", "Connection reset by peer", "Broken pipe")))

@@ -88,7 +88,6 @@ class RankShares:
         return dist.all_gather_object(self.tracker.state_dict())
 
     def load_state_dict(self, states):
-        states = [states] if isinstance(states, dict) else states  # older checkpoints hold one state
         if len(states) == dist.get_world_size():
             return self.tracker.load_state_dict(states[dist.get_rank()])
         summed = states if dist.get_rank() == 0 else []

@@ -7,25 +7,26 @@ is gone and whose run folder no live job holds is dead now.
 """
 import os
 import socket
-import warnings
 
 import optuna
 from optuna.trial import TrialState
 
 from runs import lock as run_lock
+from utils.search_storage import quiet_experimental
 
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat, retry callback
 MAX_RETRY = 3  # a trial that kills its worker every time (out of memory) is given up after this many
 
 
 def retry_after_kill():
     """The callback for trials found dead: at most MAX_RETRY retries, reports kept for the pruner."""
-    return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY, inherit_intermediate_values=True)
+    with quiet_experimental():
+        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY, inherit_intermediate_values=True)
 
 
 def requeue(study, trial_id):
     """Queue a stopped (SIGTERM, Ctrl-C) trial again; a stop is no failure, so there is no limit."""
-    again = optuna.storages.RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)
+    with quiet_experimental():
+        again = optuna.storages.RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)
     again(study, study._storage.get_trial(trial_id))
 
 

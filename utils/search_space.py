@@ -6,8 +6,10 @@ from types import SimpleNamespace
 
 from utils.config_check import refuse_near_misses
 from utils.config_rules import RULES, is_int, is_number
+from utils.dotted import deepest, dotted, key_path, put
 from utils.errors import UserError
 from utils.lookup import did_you_mean
+from utils.run_names import check_study_name
 
 TUNE_KEYS = ("study", "storage", "trials", "sampler", "pruner", "space", "heartbeat_interval", "grace_period")
 DIMENSION_KEYS = {"float": ("type", "low", "high", "log", "step"), "int": ("type", "low", "high", "log", "step"),
@@ -33,8 +35,7 @@ def read_tune_section(config, study=None, storage=None, trials=None):
         heartbeat_interval=_positive_int(section, "heartbeat_interval", HEARTBEAT_INTERVAL),
         grace_period=_positive_int(section, "grace_period", GRACE_PERIOD),
         space=section["space"])
-    if not isinstance(tune.study, str) or not tune.study or "/" in tune.study or tune.study.startswith("."):
-        raise UserError(f"tune.study {tune.study!r} cannot name runs; use letters, digits, '_' and '-'")
+    check_study_name(tune.study, "--study" if study else "tune.study" if section.get("study") else "the config's name")
     if not is_int(tune.trials) or tune.trials <= 0:
         raise UserError(f"tune.trials must be a positive integer, got {tune.trials!r}")
     if tune.storage is not None and not isinstance(tune.storage, str):
@@ -66,11 +67,7 @@ def with_values(config, values):
     """A copy of `config` with each dotted key set to its value (keys checked by read_tune_section)."""
     config = copy.deepcopy(config)
     for key, value in values.items():
-        *parents, last = key.split(".")
-        node = config
-        for part in parents:
-            node = node[part]
-        node[last] = value
+        put(config, key_path(key), value)
     return config
 
 
@@ -132,18 +129,16 @@ def _check_range(where, spec, current):
 
 def _lookup(config, key):
     """The config's current value at the dotted `key`; a UserError naming near misses when it has none."""
-    parts = key.split(".")
-    node = config
-    for depth, part in enumerate(parts):
-        if not isinstance(node, dict):
-            raise UserError(f"tune.space: {'.'.join(parts[:depth])} is not an object, so {key} cannot be set")
-        if part not in node:
-            near = did_you_mean(part, node)
-            hint = f"did you mean {'.'.join(parts[:depth] + near)}? " if near else ""
-            raise UserError(f"tune.space: unknown config key {key}; {hint}a space key names a value that the "
-                            "config already sets")
-        node = node[part]
-    return node
+    parts = key_path(key)
+    node, depth = deepest(config, parts)
+    if depth == len(parts):
+        return node
+    if not isinstance(node, dict):
+        raise UserError(f"tune.space: {dotted(parts[:depth])} is not an object, so {key} cannot be set")
+    near = did_you_mean(parts[depth], node)
+    hint = f"did you mean {dotted(parts[:depth] + near)}? " if near else ""
+    raise UserError(f"tune.space: unknown config key {key}; {hint}a space key names a value that the "
+                    "config already sets")
 
 
 def _kind(value):

@@ -5,6 +5,7 @@ Workers that start at the same instant race to create the schema and the study: 
 others get "table already exists", a duplicate key or a locked database. Those errors are retried
 after a short random pause, by which time the winner's tables and study are there to load.
 """
+import contextlib
 import random
 import time
 import warnings
@@ -37,10 +38,11 @@ def open_storage(url, heartbeat_interval, grace_period, on_stale):
     sqlite = url.startswith("sqlite")
     # SQLite: wait for a busy database instead of failing; a server: fail fast when it is gone
     connect = {"timeout": 60} if sqlite else {"connect_timeout": 10}
-    return retry_races(lambda: optuna.storages.RDBStorage(
-        url, engine_kwargs={"connect_args": connect, **({} if sqlite else {"pool_pre_ping": True})},
-        heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-        heartbeat_stale_trial_callback=on_stale), f"open the study storage {redact(url)}")
+    with quiet_experimental():  # the heartbeat
+        return retry_races(lambda: optuna.storages.RDBStorage(
+            url, engine_kwargs={"connect_args": connect, **({} if sqlite else {"pool_pre_ping": True})},
+            heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+            heartbeat_stale_trial_callback=on_stale), f"open the study storage {redact(url)}")
 
 
 def open_study(storage, name, direction, sampler, pruner, metric=None):
@@ -62,9 +64,17 @@ def _name_objective(study, metric):
         raise UserError(f"study {study.study_name} optimizes {study.metric_names[0]}, but trainer.monitor watches "
                         f"{metric}; name another study with --study")
     if study.metric_names is None:
-        with warnings.catch_warnings():  # set_metric_names is marked experimental, and has been since Optuna 3.2
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        with quiet_experimental():  # set_metric_names is marked experimental, and has been since Optuna 3.2
             retry_races(lambda: study.set_metric_names([metric]), f"name the objective of study {study.study_name}")
+
+
+@contextlib.contextmanager
+def quiet_experimental():
+    """Optuna warns at each use of what it marks experimental (the heartbeat and its retry callback since 2.8,
+    naming the objective since 3.2): tune.py relies on them, and its users cannot act on the warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
 
 
 def retry_races(make, what):

@@ -11,7 +11,7 @@ declares them as the columns, marked as differing: constants are left out.
 import math
 import numbers
 
-from logger.trackers.run_info import flatten
+from utils.dotted import flatten
 from utils.metric_tracker import NOT_METRICS
 from utils.redact import redact_all
 

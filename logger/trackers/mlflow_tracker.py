@@ -8,7 +8,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from logger.trackers.run_info import flatten
+from utils.dotted import flatten
 from utils.redact import redact
 
 # mid-run, a server outage costs a few seconds per call, not MLflow's default minutes of retries

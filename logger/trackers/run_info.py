@@ -44,18 +44,6 @@ class RunInfo:
             self.write_ids(ids)
 
 
-def flatten(config, prefix=""):
-    """{"trainer.epochs": 2, ...}: every leaf of a nested config under its dotted key."""
-    flat = {}
-    for key, value in config.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, dotted + "."))
-        else:
-            flat[dotted] = value
-    return flat
-
-
 def run_status(error):
     """How the run ended, given the exception on its way out (None: it finished)."""
     if error is None:

@@ -9,9 +9,9 @@ import importlib
 import logging
 
 from logger.trackers.run_info import run_status
-from logger.trackers.specs import KNOWN, parse_trackers
 from utils.errors import UserError
 from utils.redact import redact
+from utils.tracker_specs import KNOWN, parse_trackers
 
 
 class TrackerSet:

@@ -10,7 +10,7 @@ import secrets
 import string
 from pathlib import Path
 
-from logger.trackers.run_info import flatten
+from utils.dotted import flatten
 
 ID_CHARS = string.ascii_lowercase + string.digits
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from runs import lock as run_lock
 from runs.files import BEST, EPOCH_GLOB, HISTORY, LATEST, ORIGIN_FILE, RUN_CONFIG, test_results_file
+from utils.dotted import flatten
 
 TEST_RESULTS = tuple(test_results_file(name).name for name in (BEST, LATEST))
 RUN_SIGNS = (HISTORY, ORIGIN_FILE, LATEST, BEST, run_lock.LOCK_NAME)
@@ -35,17 +36,6 @@ def read_run(folder):
 def looks_like_run(folder):
     """A folder with a run's files but no config.json: half-written, or a run whose config was lost."""
     return any((Path(folder) / name).exists() for name in RUN_SIGNS) or any(Path(folder).glob(EPOCH_GLOB))
-
-
-def flatten(config, prefix=""):
-    """{'optimizer.args.lr': 0.001, ...}: every leaf of the config under its dotted key (lists stay whole)."""
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _read_config(folder):
