@@ -21,16 +21,16 @@ from parse_config import ConfigParser, run_options
 from runs.entry import run_entry
 from runs.files import logs_of, runs_of
 from runs.start import StartRequest, decide_start
+from search.recovery import requeue, retry_after_kill, revive_dead_trials, run_number, this_worker
+from search.report import DONE, progress_line, summary_lines
+from search.sampler import build_pruner, build_sampler
+from search.space import first_point, read_tune_section, suggest, with_values
+from search.storage import open_storage, open_study, storage_url
 from utils import distributed as dist
 from utils.errors import UserError
 from utils.overrides import updated_config, with_known_keys
 from utils.redact import redact
 from utils.run_names import study_name
-from utils.search_recovery import requeue, retry_after_kill, revive_dead_trials, run_number, this_worker
-from utils.search_report import DONE, progress_line, summary_lines
-from utils.search_sampler import build_pruner, build_sampler
-from utils.search_space import first_point, read_tune_section, suggest, with_values
-from utils.search_storage import open_storage, open_study, storage_url
 from utils.signals import TrainingInterrupted
 from utils.util import read_json
 

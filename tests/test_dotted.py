@@ -4,11 +4,11 @@ import re
 
 import pytest
 
+from search.space import read_tune_section, with_values
 from tests.conftest import REPO
 from utils.dotted import deepest, differences, flatten, get, key_path, put
 from utils.errors import UserError
 from utils.overrides import updated_config
-from utils.search_space import read_tune_section, with_values
 
 CONFIG = {"name": "x", "optimizer": {"type": "Adam", "args": {"lr": 0.001}}, "trainer": {"epochs": 2},
           "metrics": ["accuracy"]}

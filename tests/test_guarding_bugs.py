@@ -20,11 +20,11 @@ from runs import journal
 from runs import lock as run_lock
 from runs.checks import check_same_run
 from runs.files import LATEST
+from search.report import best_trial, summary_lines
 from tests.conftest import shrink_config, write_config
 from utils import tracker_specs as specs
 from utils.errors import UserError
 from utils.lookup import did_you_mean
-from utils.search_report import best_trial, summary_lines
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

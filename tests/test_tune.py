@@ -8,8 +8,8 @@ import pytest
 from optuna.trial import TrialState
 
 import test as test_script
+from search.storage import open_storage
 from tests.tune_setup import LR_SPACE, load_study, run_tune_cli, tune_config, write
-from utils.search_storage import open_storage
 
 
 def runs_of(tmp_path):

@@ -6,9 +6,9 @@ import json
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+from search.space import read_tune_section
 from tests.conftest import REPO, train_in_process, write_config
 from tests.tune_setup import LR_SPACE, load_study, run_tune_cli, tune_config, write
-from utils.search_space import read_tune_section
 
 SPACE = {**LR_SPACE, "data_loader.args.batch_size": {"type": "categorical", "choices": [32, 64]}}
 

@@ -6,9 +6,9 @@ import json
 import optuna
 import pytest
 
+from search.storage import storage_url
 from tests.postgres_server import postgres  # noqa: F401  (fixture)
 from tests.tune_setup import start_tune, tune_config, write
-from utils.search_storage import storage_url
 
 PASSWORD = "Pw-7f3kq9Zx"
 

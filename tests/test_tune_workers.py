@@ -8,10 +8,10 @@ import signal
 import pytest
 from optuna.trial import TrialState
 
+from search.storage import open_storage, open_study, storage_url
 from tests.postgres_server import postgres  # noqa: F401  (fixture)
 from tests.synthetic_mnist import write_synthetic_mnist
 from tests.tune_setup import KILL, load_study, signal_when, start_tune, tune_config, write
-from utils.search_storage import open_storage, open_study, storage_url
 
 WORKERS = 8
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import optuna
 
+from search.storage import storage_url
 from tests.conftest import REPO, shrink_config, write_config
-from utils.search_storage import storage_url
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 LR_SPACE = {"optimizer.args.lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}}

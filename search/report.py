@@ -4,6 +4,7 @@ import math
 
 from optuna.trial import TrialState
 
+from runs.files import BEST
 from utils.redact import HIDDEN
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -49,7 +50,7 @@ def summary_lines(study, metric, runs_dir, dashboard_url, log_root):
     run = runs_dir / best.user_attrs.get("run_id", "")
     return [*lines,
             f"Best: trial {best.number} ({run.name}), {metric} {_number(best.value)}; {_params(best.params)}",
-            f"Test it:      python test.py -r {run / 'model_best.pth'}",
+            f"Test it:      python test.py -r {run / BEST}",
             f"Dashboard:    optuna-dashboard {dashboard_url}"
             + ("  (your password in place of ***)" if HIDDEN in dashboard_url else ""),
             f"TensorBoard:  tensorboard --logdir {log_root}  (HParams tab compares the trials)"]

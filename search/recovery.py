@@ -12,7 +12,7 @@ import optuna
 from optuna.trial import TrialState
 
 from runs import lock as run_lock
-from utils.search_storage import quiet_experimental
+from search.storage import quiet_experimental
 
 MAX_RETRY = 3  # a trial that kills its worker every time (out of memory) is given up after this many
 
