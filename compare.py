@@ -6,11 +6,12 @@ keys that differ between the runs shown are columns. No server, no torch: a few 
 import argparse
 import sys
 
+from runs.entry import run_cli
 from runs.table.finding import read_runs
 from runs.table.grouping import differing_keys, measure_columns, rows, select, sort_rows
 from runs.table.rendering import as_csv, as_text, columns
 from runs.table.study import mark_trials
-from utils.errors import UserError, print_line, run_cli
+from utils.errors import UserError, print_line
 
 
 def table(folders, wheres=(), sort="run", style="text", warn=print_line):

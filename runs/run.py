@@ -146,7 +146,7 @@ def write_while_free(folder, name, content):
     try:
         run_lock.acquire(folder)
     except UserError as err:
-        return str(err).split(";")[0]
+        return str(err).partition(";")[0]  # what holds it, without the advice to a trainer
     try:
         write_files(folder, [(name, (json.dumps(content, indent=4) + "\n").encode("utf-8"))],
                     hint="free space, then run test.py again")
