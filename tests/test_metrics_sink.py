@@ -146,6 +146,20 @@ def test_a_run_with_tensorboard_off_and_mlflow_on_gives_mlflow_every_scalar_and_
     assert list((tmp_path / "saved").rglob("events.out.tfevents.*")) == []
 
 
+def test_a_classic_tensorboard_writer_built_by_classic_code_works_on_its_own(tmp_path):
+    import logging
+
+    writer = TensorboardWriter(tmp_path / "log", logging.getLogger("trainer"), True)  # the classic signature
+    writer.set_step(4)
+    writer.add_scalar("loss", 0.5)
+    writer.close()
+    assert event_scalars(tmp_path / "log")[1]["loss/train"] == [(4, 0.5)]
+    off = TensorboardWriter(tmp_path / "off", logging.getLogger("trainer"), False)
+    off.set_step(4)
+    off.add_scalar("loss", 0.5)
+    assert not (tmp_path / "off").exists()
+
+
 def test_importing_the_mlflow_peer_changes_no_environment_variable():
     import subprocess
     import sys
