@@ -13,8 +13,8 @@ from logger.visualization import ClassicWriterCalls
 
 class MetricsSink(ClassicWriterCalls):
     def __init__(self, tensorboard=None, trackers=None):
-        """`tensorboard`: a TensorboardWriter (a peer while enabled); `trackers`: a TrackerSet, whose trackers
-        are peers once it has opened their runs and until one fails."""
+        """`tensorboard`: a TensorboardWriter (a peer while enabled); `trackers`: a TrackerSet, whose trackers are
+        peers from its `connect` on, until one fails or is closed."""
         super().__init__()
         self.tensorboard = tensorboard
         self.trackers = trackers if trackers is not None else TrackerSet([])
