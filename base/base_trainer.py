@@ -11,6 +11,8 @@ from base.monitor import Monitor
 from base.reporting import best_so_far, epoch_block, summary_lines, write_epoch_scalars
 from base.training_state import ModelWeights, OptimizerState, RngStates, SchedulerState
 from logger import TensorboardWriter
+from logger.hparams import HParamsWriter
+from logger.metrics_sink import MetricsSink
 from logger.trackers.tracker_set import TrackerSet
 from runs.checkpointer import Checkpointer
 from runs.files import HISTORY, PROVENANCE
@@ -58,10 +60,12 @@ class BaseTrainer(ABC):
         # callables `listener(epoch, log)`, called on every rank after each epoch is saved (trackers, search
         # pruning); one may raise to end training, after that epoch's checkpoint is safe
         self.epoch_listeners = [self._end_epoch_in_writer]
-        # experiment trackers (MLflow, W&B) record rank 0 only; the writer hands them every scalar
+        # the writer is the metrics sink: every scalar goes to TensorBoard and each tracker (MLflow, W&B) as
+        # peers, on rank 0 only; classic calls (set_step, add_scalar, ...) work on it
         trackers = TrackerSet(self.options.trackers if self.is_main else [], self.logger)
         tensorboard = (self.options.tensorboard or trackers.wants("tensorboard")) and self.is_main
-        self.writer = TensorboardWriter(config.log_dir, self.logger, tensorboard, trackers, config.config)
+        self.writer = MetricsSink(TensorboardWriter(config.log_dir, self.logger, tensorboard,
+                                                    HParamsWriter(config.config)), trackers)
 
     @property
     def checkpoint_dir(self):

@@ -10,15 +10,15 @@ def epoch_block(log):
 
 
 def write_epoch_scalars(writer, log):
-    """Per-epoch TensorBoard scalars: `<metric>/train`, `<metric>/valid`, lr, epoch_time, samples/s."""
-    epoch = log["epoch"]
-    for key, value in log.items():
-        if key in ("lr", "epoch_time"):
-            writer.write("add_scalar", key, value, epoch)
-        elif key != "epoch":
-            tag = f"{key[4:]}/valid" if key.startswith("val_") else f"{key}/train"
-            writer.write("add_scalar", tag, value, epoch)
+    """Per-epoch scalars to the metrics sink: `<metric>/train`, `<metric>/valid`, lr, epoch_time, samples/s."""
+    writer.log({_epoch_tag(key): value for key, value in log.items() if key != "epoch"}, log["epoch"])
     writer.flush()  # before the epoch's checkpoint: trackers then hold every step it holds, even after a kill
+
+
+def _epoch_tag(key):
+    if key in ("lr", "epoch_time"):
+        return key
+    return f"{key[4:]}/valid" if key.startswith("val_") else f"{key}/train"
 
 
 def summary_lines(monitor, checkpoint_dir, log_dir, last_epoch, epochs):

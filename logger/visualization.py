@@ -1,46 +1,22 @@
-"""TensorboardWriter: SummaryWriter calls tagged by mode; every scalar also reaches the run's trackers (MLflow, W&B)."""
+"""TensorboardWriter: the classic writer, and the TensorBoard peer of the run's metrics sink (logger/metrics_sink.py).
+
+It writes TensorBoard event files and nothing else: MLflow and W&B are the sink's other peers, not its guests."""
 import logging
 from datetime import datetime
 
-from logger.trackers.hparams import HParamsWriter
-from logger.trackers.tracker_set import TrackerSet
 
-
-class TensorboardWriter:
-    """SummaryWriter, imported on the first write. Classic use: `set_step(step, mode)`, then every add_* call writes
-    `<tag>/<mode>` at that step (histograms, embeddings: their own tag); with no TensorBoard or tracker, a no-op."""
+class ClassicWriterCalls:
+    """The classic writer's interface: `set_step(step, mode)`, then every add_* call writes `<tag>/<mode>` at
+    that step (histograms, embeddings: their own tag). A subclass says where through `write`."""
 
     TB_METHODS = {"add_scalar", "add_scalars", "add_image", "add_images", "add_audio",
                   "add_text", "add_histogram", "add_pr_curve", "add_embedding"}
     UNTAGGED = {"add_histogram", "add_embedding"}
 
-    def __init__(self, log_dir, logger=None, enabled=True, trackers=None, config=None):
-        self.log_dir = str(log_dir)
-        self.logger = logger or logging.getLogger("tensorboard")
-        self.tensorboard = enabled  # TensorBoard's own event files
-        self.trackers = trackers if trackers is not None else TrackerSet([])
-        self.enabled = enabled or bool(self.trackers)
-        self.hparams = HParamsWriter(config or {})
-        self._writer = None
+    def __init__(self):
         self.step = 0
         self.mode = ""
         self.timer = datetime.now()
-
-    @property
-    def writer(self):
-        if self._writer is None and self.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                self._writer = SummaryWriter(self.log_dir)
-            except ImportError:
-                self.logger.warning("Warning: TensorBoard is not installed (pip install tensorboard); "
-                                    "set trainer.tensorboard to false to silence this.")
-                self.tensorboard = False
-        return self._writer
-
-    def open(self):
-        """Import TensorBoard and create the SummaryWriter now, when enabled (it takes about half a second)."""
-        return self.writer
 
     def set_step(self, step, mode="train"):
         self.mode = mode
@@ -53,9 +29,7 @@ class TensorboardWriter:
 
     def write(self, method, tag, data, step, *args, **kwargs):
         """`SummaryWriter.<method>(tag, data, step)` as given: no suffix, no change of step or mode."""
-        self._track(method, tag, data, step)
-        if self.writer is not None:
-            getattr(self.writer, method)(tag, data, step, *args, **kwargs)
+        raise NotImplementedError
 
     def __getattr__(self, name):
         if name not in self.TB_METHODS:
@@ -67,29 +41,57 @@ class TensorboardWriter:
             self.write(name, tag, data, self.step, *args, **kwargs)
         return write
 
-    def _track(self, method, tag, data, step):
-        if not self.trackers.active:
-            return
-        if method == "add_scalar":
-            self.trackers.log_scalars({tag: data}, step)
-        elif method == "add_scalars":
-            self.trackers.log_scalars({f"{tag}/{k}": v for k, v in data.items()}, step)
+
+class TensorboardWriter(ClassicWriterCalls):
+    """SummaryWriter, imported on the first write; when not `enabled` (or TensorBoard is not installed), a no-op.
+    `hparams`: the HParamsWriter whose summary `end_epoch` writes (logger/hparams.py); None writes none."""
+
+    def __init__(self, log_dir, logger=None, enabled=True, hparams=None):
+        super().__init__()
+        self.log_dir = str(log_dir)
+        self.logger = logger or logging.getLogger("tensorboard")
+        self.enabled = enabled
+        self.hparams = hparams
+        self._writer = None
+
+    @property
+    def writer(self):
+        if self._writer is None and self.enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self._writer = SummaryWriter(self.log_dir)
+            except ImportError:
+                self.logger.warning("Warning: TensorBoard is not installed (pip install tensorboard); "
+                                    "set trainer.tensorboard to false to silence this.")
+                self.enabled = False
+        return self._writer
+
+    def open(self):
+        """Import TensorBoard and create the SummaryWriter now, when enabled (it takes about half a second)."""
+        return self.writer
+
+    def write(self, method, tag, data, step, *args, **kwargs):
+        if self.writer is not None:
+            getattr(self.writer, method)(tag, data, step, *args, **kwargs)
+
+    # ---- as a peer of the metrics sink: log / flush / end_epoch / close ----------------------------
+    def log(self, scalars, step):
+        for tag, value in scalars.items():
+            self.write("add_scalar", tag, value, step)
 
     def end_epoch(self, epoch, log, best):
-        """After an epoch is saved: HParams (settings beside final and best metrics), tracker artifacts."""
+        """After an epoch is saved: the HParams summary (settings beside final and best metrics)."""
         if self.writer is not None:
-            self.hparams.write(self.writer, epoch, log, best)
+            if self.hparams is not None:
+                self.hparams.write(self.writer, epoch, log, best)
             self.writer.flush()
-        self.trackers.end_epoch(epoch, log, best)
 
     def flush(self):
         if self._writer is not None:
             self._writer.flush()
-        self.trackers.flush()
 
     def close(self, error=None):
-        """Close the event file and end the tracker runs: `error` is the exception ending training, if any."""
+        """Close the event file (`error`, the exception ending training, changes nothing for TensorBoard)."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        self.trackers.finish(error)

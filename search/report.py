@@ -1,5 +1,5 @@
 """What tune.py prints about trials: a line per trial, the final table, the best trial with the
-commands to test and browse it (each trial's HParams are its run's own: logger/trackers/hparams.py)."""
+commands to test and browse it (each trial's HParams are its run's own: logger/hparams.py)."""
 import math
 
 from optuna.trial import TrialState

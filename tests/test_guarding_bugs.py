@@ -14,6 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from logger.metrics_sink import MetricsSink
 from logger.trackers.tracker_set import TrackerSet
 from runs import folder as run_folder
 from runs import journal
@@ -159,9 +160,10 @@ def test_a_failing_tracker_warns_once_and_is_dropped(tmp_path, monkeypatch, capl
     monkeypatch.setattr(FailingTracker, "calls", 0)
     trackers = TrackerSet(["failing"])
     trackers.connect(tmp_path, "experiment")
+    sink = MetricsSink(trackers=trackers)  # the tracker is the sink's one peer
     with caplog.at_level(logging.WARNING, logger="trackers"):
         for step in range(5):
-            trackers.log_scalars({"loss": 1.0 / (step + 1)}, step)
+            sink.log({"loss": 1.0 / (step + 1)}, step)
 
     assert FailingTracker.calls == 1
     warnings = [r.getMessage() for r in caplog.records if r.name == "trackers"]

@@ -5,7 +5,7 @@ import json
 
 from torch.utils.tensorboard import SummaryWriter
 
-from logger.trackers.hparams import HParamsWriter
+from logger.hparams import HParamsWriter
 from tests.conftest import REPO
 
 LOG = {"epoch": 1, "loss": 0.5, "val_loss": 0.4, "lr": 0.1}
@@ -53,7 +53,7 @@ def test_a_search_shows_its_searched_keys_and_no_constant(tmp_path):
 
 
 def test_the_hparams_metrics_leave_out_what_is_no_measure_of_the_model():
-    from logger.trackers.hparams import summary_metrics
+    from logger.hparams import summary_metrics
 
     assert summary_metrics(LOG, BEST) == {"hparams/final_loss": 0.5, "hparams/final_val_loss": 0.4,
                                           "hparams/final_epoch": 1.0, "hparams/best_val_loss": 0.4,

@@ -54,7 +54,7 @@ def test_error_lines_and_log_records_show_no_password(tmp_path, capsys):
 
 
 def test_hparams_and_tracker_params_show_no_password(tmp_path):
-    from logger.trackers.hparams import hparam_values
+    from logger.hparams import hparam_values
     from parse_config import ConfigParser
     from runs.tracking import run_info
 

@@ -135,6 +135,7 @@ def test_a_required_tracker_that_cannot_be_reached_is_one_line_and_exit_2(tmp_pa
 def test_classic_writer_calls_reach_the_trackers(tmp_path):
     """A classic trainer's `set_step` + `add_scalar` / `add_scalars` land in MLflow with TensorBoard's tags."""
     from logger import TensorboardWriter
+    from logger.metrics_sink import MetricsSink
     from logger.trackers.run_info import RunInfo
     from logger.trackers.tracker_set import TrackerSet
 
@@ -142,8 +143,8 @@ def test_classic_writer_calls_reach_the_trackers(tmp_path):
     trackers.connect(tmp_path, "Mnist_LeNet")
     (tmp_path / "run").mkdir()
     trackers.open_run(RunInfo("Mnist_LeNet", "run", tmp_path / "run", tmp_path / "log", {"name": "Mnist_LeNet"}))
-    writer = TensorboardWriter(tmp_path / "log", enabled=False, trackers=trackers)
-    assert writer.enabled and not writer.tensorboard  # trackers on, TensorBoard off: no event files
+    writer = MetricsSink(TensorboardWriter(tmp_path / "log", enabled=False), trackers)  # what self.writer is
+    assert writer.enabled and not writer.tensorboard.enabled  # trackers on, TensorBoard off: no event files
     writer.set_step(7, "valid")
     writer.add_scalar("loss", 0.25)
     writer.add_scalars("acc", {"top1": 0.5})

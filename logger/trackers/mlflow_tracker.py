@@ -11,9 +11,6 @@ from pathlib import Path
 from utils.dotted import flatten
 from utils.redact import redact
 
-# mid-run, a server outage costs a few seconds per call, not MLflow's default minutes of retries
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 PARAM_CHUNK, MAX_PARAM = 100, 6000  # MLflow's limits: params per batch, characters per value
 FLUSH_EVERY = 200  # buffered metric points; also flushed at every epoch end
 
@@ -30,6 +27,10 @@ class MlflowTracker:
         self.artifacts = []  # the run's files (config.json, metrics.csv), copied after each epoch
 
     def connect(self, save_root, experiment):
+        # mid-run, a server outage costs a few seconds per call, not MLflow's default minutes of retries; set
+        # here, when MLflow is used, not on import (MLflow reads them at each request; a user's values win)
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         from mlflow.tracking import MlflowClient
         root = Path(save_root).absolute()
         self.uri = self.args.get("tracking_uri") or f"sqlite:///{root / 'mlflow.db'}"
