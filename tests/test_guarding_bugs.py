@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from logger.trackers import specs
 from logger.trackers.tracker_set import TrackerSet
-from tests.conftest import shrink_config, write_config
+from tests.helpers.configs import shrink_config, write_config
 from utils import run_folder, run_lock
 from utils.errors import UserError
 from utils.lookup import did_you_mean

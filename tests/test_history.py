@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from base.history import history_with_row
-from tests.conftest import shrink_config, train_in_process, write_config
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
 from trainer.trainer import Trainer
 from utils.run_folder import write_files
 

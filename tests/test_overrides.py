@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import train
-from tests.conftest import shrink_config, train_in_process, write_config
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
 from tests.synthetic_mnist import write_synthetic_mnist
 from utils.errors import UserError
 from utils.overrides import parse_override

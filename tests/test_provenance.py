@@ -8,7 +8,8 @@ import pytest
 import torch
 import torchvision
 
-from tests.conftest import REPO, train_in_process
+from tests.helpers.cli import train_in_process
+from tests.helpers.paths import REPO
 from utils.provenance import git_state
 
 

@@ -7,7 +7,9 @@ import sys
 import pytest
 
 import base.base_trainer
-from tests.conftest import REPO, shrink_config, train_in_process, write_config
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.paths import REPO
 from utils.atomic import atomic_write
 from utils.run_folder import LATEST
 

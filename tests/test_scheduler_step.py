@@ -7,7 +7,8 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import shrink_config, train_in_process, write_config
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
 
 ONE_CYCLE = {"type": "OneCycleLR", "args": {"max_lr": 0.01, "total_steps": 10}}
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from model.model import MnistModel
-from tests.conftest import REPO, shrink_config
+from tests.helpers.configs import shrink_config
+from tests.helpers.paths import REPO
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
 

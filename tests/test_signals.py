@@ -10,7 +10,9 @@ import pytest
 import torch
 
 import trainer.trainer as trainer_module
-from tests.conftest import REPO, run_dirs, shrink_config, write_config
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.paths import REPO
+from tests.helpers.runs import run_dirs
 from tests.synthetic_mnist import write_synthetic_mnist
 
 N_TRAIN, BATCH = 2000, 4
