@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 
 import test as test_script
-import train
 from tests.helpers.cli import run_cli, train_in_process
 from tests.helpers.configs import shrink_config, write_config
 from tests.helpers.exports import (
@@ -178,22 +177,16 @@ def test_train_py_says_an_export_is_no_checkpoint(mnist_checkpoint, monkeypatch,
     artifact = mnist_checkpoint.with_suffix(".pt2")
     if not artifact.is_file():
         export_in_process("-r", mnist_checkpoint)
-    monkeypatch.setattr("sys.argv", ["train.py", "-r", str(artifact)])
-    with pytest.raises(SystemExit) as exit_info:
-        train.cli()
-    stderr = capsys.readouterr().err
-    assert exit_info.value.code == 2 and len(stderr.splitlines()) == 1
+    code, _, stderr = run_cli("train", ["-r", artifact], monkeypatch, capsys)
+    assert code == 2 and len(stderr.splitlines()) == 1
     assert stderr.startswith(f"error: {artifact} is a model exported by export.py, not a checkpoint; pass the .pth")
 
 
 def test_test_py_needs_the_json_beside_an_export_and_a_readable_file(mnist_checkpoint, tmp_path, monkeypatch,
                                                                       capsys):
     def run_test_py(path):
-        monkeypatch.setattr("sys.argv", ["test.py", "-r", str(path)])
-        with pytest.raises(SystemExit) as exit_info:
-            test_script.cli()
-        stderr = capsys.readouterr().err
-        assert exit_info.value.code == 2 and len(stderr.splitlines()) == 1, stderr
+        code, _, stderr = run_cli("test", ["-r", path], monkeypatch, capsys)
+        assert code == 2 and len(stderr.splitlines()) == 1, stderr
         return stderr
 
     truncated = tmp_path / "model.pt2"
