@@ -10,8 +10,13 @@ import sys
 
 import pytest
 
-from tests.bad_input_cases import CASES
-from tests.conftest import REPO, shrink_config
+from tests.helpers.bad_input_cases import CASES
+from tests.helpers.cli import run_cli
+from tests.helpers.configs import shrink_config
+from tests.helpers.errors import check_refused
+from tests.helpers.paths import REPO
+from tests.helpers.skips import skip_as_root
+from tests.helpers.snapshots import snapshot_bytes_and_mtimes
 
 SUBPROCESS_CASES = ("config-invalid-json", "flag-bs-negative", "resume-other-arch")
 
@@ -22,14 +27,6 @@ def start_script(script, *args):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-# ---- checking the outcome -----------------------------------------------------
-
-
-def _snapshot(root):
-    """Every file (bytes, mtime) and folder under root: what 'nothing created or overwritten' compares."""
-    return {p: (p.read_bytes(), p.stat().st_mtime_ns) if p.is_file() else "folder" for p in root.rglob("*")}
-
-
 def _prepare(case_id, tmp_path, data_dir):
     build, expected = CASES[case_id]
     config = shrink_config(tmp_path, data_dir)
@@ -37,42 +34,19 @@ def _prepare(case_id, tmp_path, data_dir):
     return argv, expected
 
 
-def _check_outcome(code, stderr, expected, before, tmp_path):
-    lines = stderr.splitlines()
-    assert code == 2, stderr
-    assert "Traceback" not in stderr
-    assert len(lines) == 1, f"want exactly one line on stderr, got: {stderr!r}"
-    assert lines[0].startswith("error: ")
-    for part in expected:
-        assert part in lines[0], f"{part!r} missing from: {lines[0]}"
-    assert _snapshot(tmp_path) == before, "a file or folder was created, changed or removed"
-
-
-def run_cli_in_process(argv, monkeypatch, capsys):
-    """train.cli() as `python train.py *argv` would run it; return (exit code, stderr)."""
-    import train
-
-    monkeypatch.setattr(sys, "argv", ["train.py", *argv])
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        train.cli()
-    return exit_info.value.code, capsys.readouterr().err
-
-
 @pytest.mark.parametrize("case_id", list(CASES))
 def test_bad_input_in_process(case_id, tmp_path, synthetic_data_dir, monkeypatch, capsys):
     argv, expected = _prepare(case_id, tmp_path, synthetic_data_dir)
-    before = _snapshot(tmp_path)
-    code, stderr = run_cli_in_process(argv, monkeypatch, capsys)
-    _check_outcome(code, stderr, expected, before, tmp_path)
+    before = snapshot_bytes_and_mtimes(tmp_path)
+    check_refused(run_cli("train", argv, monkeypatch, capsys), expected, before, tmp_path)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+@skip_as_root
 def test_unreadable_config(tmp_path, small_config, monkeypatch, capsys):
     small_config.chmod(0)
-    before = _snapshot(tmp_path)
-    code, stderr = run_cli_in_process(["-c", str(small_config)], monkeypatch, capsys)
-    _check_outcome(code, stderr, ["cannot read config file", "permissions"], before, tmp_path)
+    before = snapshot_bytes_and_mtimes(tmp_path)
+    result = run_cli("train", ["-c", str(small_config)], monkeypatch, capsys)
+    check_refused(result, ["cannot read config file", "permissions"], before, tmp_path)
 
 
 @pytest.mark.slow
@@ -83,7 +57,8 @@ def test_bad_input_as_a_process(tmp_path, synthetic_data_dir):
         case_dir = tmp_path / case_id
         case_dir.mkdir()
         argv, expected = _prepare(case_id, case_dir, synthetic_data_dir)
-        cases[case_id] = (case_dir, expected, _snapshot(case_dir), start_script("train.py", *argv))
+        cases[case_id] = (case_dir, expected, snapshot_bytes_and_mtimes(case_dir), start_script("train.py", *argv))
     for case_dir, expected, before, process in cases.values():
-        _, stderr = process.communicate(timeout=60)
-        _check_outcome(process.returncode, stderr, expected, before, case_dir)
+        out, err = process.communicate(timeout=60)
+        result = subprocess.CompletedProcess(process.args, process.returncode, out, err)
+        check_refused(result, expected, before, case_dir)

@@ -9,7 +9,8 @@ from torchvision import datasets, transforms
 import base.base_data_loader as base_loader
 from base.batch_transform import defer_batch_transform
 from data_loader.data_loaders import MnistDataLoader
-from tests.conftest import shrink_config, train_in_process, write_config
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
 
 CLASSIC = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
 

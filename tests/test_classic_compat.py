@@ -21,8 +21,9 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from base import BaseDataLoader
-from tests.classic_project import BATCH, N_TRAIN, N_VALID, USER_FILES, classic_config
-from tests.conftest import REPO, run_dirs
+from tests.helpers.classic_project import BATCH, N_TRAIN, N_VALID, USER_FILES, classic_config
+from tests.helpers.paths import REPO
+from tests.helpers.runs import run_dirs
 
 
 @pytest.fixture(scope="module")

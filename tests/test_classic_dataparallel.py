@@ -11,7 +11,9 @@ import torch
 from torch.nn import DataParallel
 
 from model.model import MnistModel
-from tests.conftest import REPO, shrink_config, train_in_process, write_config
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.paths import REPO
 
 CLASSIC_FAILURE = 'Missing key(s) in state_dict: "module.conv1.weight"'
 

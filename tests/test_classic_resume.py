@@ -11,8 +11,9 @@ import pandas as pd
 import torch
 
 from parse_config import ConfigParser
-from tests.classic_project import DATA_LOADERS, LOSS, METRIC, MODEL, TRAINER, classic_config
-from tests.conftest import run_dirs, write_config
+from tests.helpers.classic_project import DATA_LOADERS, LOSS, METRIC, MODEL, TRAINER, classic_config
+from tests.helpers.configs import write_config
+from tests.helpers.runs import run_dirs
 
 
 def source_module(name, source):

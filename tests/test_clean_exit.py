@@ -5,7 +5,6 @@ that takes the GIL, which ends the thread inside a C++ destructor: "terminate ca
 exception", the rank dies with SIGABRT and torchrun reports the finished job FAILED (issue 24, item 2).
 """
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,10 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import REPO, shrink_config, write_config
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.network import free_port
+from tests.helpers.paths import REPO
+from tests.helpers.torchrun import EXIT_RUN, STANDALONE, torchrun
 from tests.synthetic_mnist import write_synthetic_mnist
 
-EXIT_RUN = REPO / "tests" / "exit_run.py"
 LAUNCHES = 30
 AT_ONCE = 3  # launches running together: each is two ranks and an agent, mostly starting up
 RUN_LIMIT = 240  # seconds for one launch; a launch past it has hung
@@ -28,12 +29,6 @@ def tiny_config(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("clean_exit")
     data = write_synthetic_mnist(tmp / "data", n_train=200, n_test=20)
     return tmp, shrink_config(tmp, data, epochs=1, verbosity=1)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run(launcher, save_dir, tmp, *options, env=None):
@@ -66,11 +61,10 @@ def test_the_entry_point_ends_the_process_groups_threads(tiny_config, tmp_path):
 
 @pytest.mark.slow
 def test_thirty_torchrun_launches_exit_0_on_every_rank(tiny_config, tmp_path):
-    """Each launch leaves a collective in flight as training returns (tests/exit_run.py), which made some
+    """Each launch leaves a collective in flight as training returns (tests/helpers/exit_run.py), which made some
     launches abort before the fix (docs/distributed.md); a clean teardown survives it on all 60 ranks."""
     def launch(number):
-        return run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],
-                   tmp_path / f"saved{number}", tiny_config)
+        return run(torchrun(*STANDALONE), tmp_path / f"saved{number}", tiny_config)
 
     started = time.monotonic()
     with ThreadPoolExecutor(AT_ONCE) as pool:

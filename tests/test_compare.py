@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, run_script
-from tests.run_folders import fabricate_run
+from tests.helpers.cli import run_script
+from tests.helpers.paths import REPO
+from tests.helpers.run_folders import fabricate_run
 
 SETTINGS = {"a": (0.001, 128), "b": (0.01, 128), "c": (0.01, 256)}  # (lr, batch size): 3 settings
 

@@ -12,7 +12,9 @@ import runs.run
 import test as test_script
 import train
 from parse_config import ConfigParser
-from tests.conftest import run_dirs, shrink_config, train_in_process, write_config
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.runs import run_dirs
 from utils.errors import UserError
 from utils.lookup import find_by_name
 

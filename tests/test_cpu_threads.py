@@ -11,7 +11,9 @@ import optuna
 import pytest
 import torch
 
-from tests.conftest import REPO, shrink_config, train_in_process, write_config
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.paths import REPO
 from utils import cpu_threads as cpu
 from utils.config_check import check_value
 from utils.cpu_threads import DEFAULT, PASSIVE, Load, choose
@@ -205,7 +207,7 @@ def test_a_resume_takes_the_thread_count_the_run_was_trained_with(monkeypatch):
 def test_the_thread_count_is_in_the_checkpoint_and_restored(tmp_path, small_config, monkeypatch):
     import torch
 
-    from tests.conftest import train_in_process
+    from tests.helpers.cli import train_in_process
 
     threads = torch.get_num_threads()
     try:

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from data_loader.data_loaders import MnistDataLoader
-from tests.conftest import shrink_config, train_in_process, write_config
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
 
 N_TRAIN = 600  # samples in the synthetic training split (see conftest)
 

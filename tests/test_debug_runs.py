@@ -2,32 +2,20 @@
 each, nothing saved): the quick checks of a new model/data pair."""
 import itertools
 import json
-import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
 import train
-from tests.conftest import REPO, run_dirs, run_script, shrink_config, write_config
+from tests.helpers.cli import run_cli, run_script
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.paths import REPO
+from tests.helpers.runs import run_dirs
+from tests.helpers.torchrun import STANDALONE, run_torchrun
 from tests.synthetic_mnist import FILES, synthetic_digits, write_idx
 from trainer.fixed_batches import FixedBatches
-
-
-def run_cli(argv, monkeypatch, capsys):
-    """`python train.py *argv` in this process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["train.py", *map(str, argv)])
-    capsys.readouterr()
-    try:
-        train.cli()
-        code = 0
-    except SystemExit as stop:
-        code = stop.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def files_under(root):
@@ -74,7 +62,7 @@ def test_fixed_batches_skip_samples_for_a_mid_epoch_resume():
 
 
 def test_overfit_batches_must_be_a_positive_count(tmp_path, small_config, monkeypatch, capsys):
-    code, _, err = run_cli(["-c", small_config, "-o", "trainer.overfit_batches=0"], monkeypatch, capsys)
+    code, _, err = run_cli("train", ["-c", small_config, "-o", "trainer.overfit_batches=0"], monkeypatch, capsys)
     assert code == 2
     assert err == "error: config: trainer.overfit_batches must be a positive integer (batches) or null, got 0; " \
                   "fix it in the config file or with -o trainer.overfit_batches=...\n"
@@ -84,7 +72,7 @@ def test_overfit_batches_must_be_a_positive_count(tmp_path, small_config, monkey
 
 def test_dry_run_fits_the_default_parts_and_leaves_nothing(tmp_path, small_config, monkeypatch, capsys, one_thread):
     before = files_under(tmp_path)
-    code, out, err = run_cli(["-c", small_config, "--dry_run"], monkeypatch, capsys)
+    code, out, err = run_cli("train", ["-c", small_config, "--dry_run"], monkeypatch, capsys)
     assert code == 0, err
     line = re.search(r"^dry run: MnistModel takes a batch \(64, 1, 28, 28\) -> \(64, 10\), training loss "
                      r"([0-9.]+), validation loss ([0-9.]+); the parts fit\. Nothing was saved\.$", out, re.M)
@@ -116,7 +104,7 @@ def test_a_misfit_fails_the_dry_run_with_the_line_training_gives(misfit, tmp_pat
         expected = "but the model outputs 5 classes (labels 0 to N-1); set arch.args.num_classes"
     path = write_config(tmp_path, config)
     before = files_under(tmp_path)
-    outcomes = [run_cli(["-c", path, *flag], monkeypatch, capsys) for flag in ([], ["--dry_run"])]
+    outcomes = [run_cli("train", ["-c", path, *flag], monkeypatch, capsys) for flag in ([], ["--dry_run"])]
     (train_code, _, train_err), (dry_code, dry_out, dry_err) = outcomes
     assert train_code == dry_code == 2
     assert dry_err == train_err and len(dry_err.splitlines()) == 1 and expected in dry_err, dry_err
@@ -144,7 +132,7 @@ def test_what_training_refuses_before_its_first_batch_the_dry_run_refuses(tmp_pa
     config = shrink_config(tmp_path, synthetic_data_dir, monitor="min val_loss")
     config["data_loader"]["args"]["validation_split"] = 0.0
     path = write_config(tmp_path, config)
-    code, out, err = run_cli(["-c", path, "--dry_run"], monkeypatch, capsys)
+    code, out, err = run_cli("train", ["-c", path, "--dry_run"], monkeypatch, capsys)
     assert code == 2 and err.startswith("error: trainer.monitor watches 'val_loss', which this run does not produce")
     assert not (tmp_path / "saved").exists()
 
@@ -152,20 +140,14 @@ def test_what_training_refuses_before_its_first_batch_the_dry_run_refuses(tmp_pa
 def test_dry_run_from_a_checkpoint_loads_its_weights_and_writes_nothing(tmp_path, small_config, monkeypatch, capsys,
                                                                        one_thread):
     config = shrink_config(tmp_path, json.loads(small_config.read_text())["data_loader"]["args"]["data_dir"], epochs=3)
-    assert run_cli(["-c", write_config(tmp_path, config, "one.json")], monkeypatch, capsys)[0] == 0
+    assert run_cli("train", ["-c", write_config(tmp_path, config, "one.json")], monkeypatch, capsys)[0] == 0
     latest = next((tmp_path / "saved" / "models").glob("*/*/model_latest.pth"))
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "saved").rglob("*")}
-    code, out, err = run_cli(["-r", latest, "--dry_run"], monkeypatch, capsys)
+    code, out, err = run_cli("train", ["-r", latest, "--dry_run"], monkeypatch, capsys)
     assert code == 0, err
     loss = float(re.search(r"validation loss ([0-9.]+)", out).group(1))
     assert loss < 1.0, out  # trained weights, not a fresh model's ln(10) = 2.3
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "saved").rglob("*")} == before
-
-
-def torchrun(*args):
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(REPO / "train.py"), *map(str, args)], cwd=REPO, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 @pytest.mark.slow
@@ -173,11 +155,11 @@ def test_under_torchrun_rank_0_profiles_and_the_dry_run_prints_once(tmp_path, sy
     config = shrink_config(tmp_path, synthetic_data_dir, epochs=1, len_epoch=6, overfit_batches=2,
                            profile={"wait": 1, "warmup": 1, "active": 2})
     path = write_config(tmp_path, config)
-    dry = torchrun("-c", path, "--dry_run")
+    dry = run_torchrun(*STANDALONE, REPO / "train.py", "-c", path, "--dry_run")
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert dry.stdout.count("the parts fit. Nothing was saved.") == 1
     assert not (tmp_path / "saved").exists()
-    trained = torchrun("-c", path)
+    trained = run_torchrun(*STANDALONE, REPO / "train.py", "-c", path)
     assert trained.returncode == 0, trained.stderr[-3000:]
     (run,) = run_dirs(tmp_path / "saved")
     log_dir = tmp_path / "saved" / "log" / config["name"] / run.name

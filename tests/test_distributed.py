@@ -2,8 +2,6 @@
 the checks then compare it with single-process evaluation, test.py and resume."""
 import json
 import math
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -13,7 +11,10 @@ import torch.nn.functional as F
 import test as test_entry
 from data_loader.data_loaders import MnistDataLoader
 from model.model import MnistModel
-from tests.conftest import REPO, run_dirs, shrink_config, train_in_process, write_config
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.runs import run_dirs
+from tests.helpers.torchrun import DDP_RUN, STANDALONE, run_torchrun
 
 pytestmark = pytest.mark.slow
 TOLERANCE = 1e-6
@@ -30,11 +31,8 @@ def ddp_run(tmp_path_factory, synthetic_data_dir):
     config_path = write_config(root, config)
     evidence, rank_logs = root / "evidence", root / "torchrun_logs"
     evidence.mkdir()
-    launched = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "--log-dir", str(rank_logs), "--redirects", "3",
-         str(REPO / "tests" / "ddp_run.py"), str(config_path), str(evidence)],
-        cwd=REPO, capture_output=True, text=True, timeout=90)
+    launched = run_torchrun(*STANDALONE, "--log-dir", rank_logs, "--redirects", "3", DDP_RUN, config_path, evidence,
+                            timeout=90)
     per_rank = {rank: "".join(p.read_text() for p in sorted(rank_logs.glob(f"*/attempt_*/{rank}/*.log")))
                 for rank in (0, 1)}
     assert launched.returncode == 0, launched.stderr[-3000:] + per_rank[0][-3000:] + per_rank[1][-3000:]

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 
 # calls whose text a user reads: errors, warnings, printed lines, --help
 MESSAGE_CALLS = {"UserError", "print", "print_line", "warning", "info", "error", "ArgumentParser", "add_argument",

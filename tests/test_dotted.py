@@ -5,7 +5,7 @@ import re
 import pytest
 
 from search.space import read_tune_section, with_values
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 from utils.dotted import deepest, differences, flatten, get, key_path, put
 from utils.errors import UserError
 from utils.overrides import updated_config

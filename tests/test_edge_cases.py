@@ -1,58 +1,23 @@
 """Edge cases that once lost training silently or ended in a traceback. Each runs through the
 real entry point and checks the exit code, the one line it prints, and the files on disk."""
-import contextlib
 import json
 import logging
 import math
 import signal
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 import torch
 
 import trainer.trainer as trainer_module
-from tests.conftest import run_dirs, run_script, shrink_config, write_config
+from tests.helpers.cli import run_cli, run_script
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.errors import one_error_line
+from tests.helpers.runs import run_dirs
+from tests.helpers.snapshots import snapshot_bytes
+from tests.helpers.tmpfs import tmpfs
 
 N_TRAIN = 540  # synthetic training split (600 less 10 % validation)
-
-
-def snapshot(root):
-    return {p: p.read_bytes() if p.is_file() else "folder" for p in root.rglob("*")}
-
-
-def one_error_line(result, code):
-    assert result.returncode == code, result.stdout[-1500:] + result.stderr[-1500:]
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
-    return lines[0]
-
-
-def train_cli(argv, monkeypatch):
-    """`python train.py *argv` in this process; return its exit code (0 when it returns)."""
-    import train
-
-    monkeypatch.setattr(sys, "argv", ["train.py", *map(str, argv)])
-    try:
-        train.cli()
-    except SystemExit as stop:
-        return stop.code
-    return 0
-
-
-@contextlib.contextmanager
-def tmpfs(path, size, read_only=False):
-    """A small filesystem of its own at `path` (root only): a full disk or a read-only one, for real."""
-    path.mkdir()
-    options = f"size={size}" + (",ro" if read_only else "")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()}); needs root")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 # ---- 1. mid-epoch resume with another batch size --------------------------------
@@ -69,7 +34,7 @@ def test_mid_epoch_resume_with_another_batch_size_trains_the_rest_of_the_epoch(t
         return run_batch(self, *args, **kwargs)
 
     monkeypatch.setattr(trainer_module.Trainer, "_run_batch", sigterm_in_batch_22)
-    assert train_cli(["-c", write_config(tmp_path, config)], monkeypatch) == 143
+    assert run_cli("train", ["-c", write_config(tmp_path, config)], monkeypatch).returncode == 143
     (run,) = run_dirs(tmp_path / "saved")
     assert torch.load(run / "model_latest.pth", weights_only=True)["data_stream"]["samples"] == 22 * 4
 
@@ -123,13 +88,13 @@ def test_resuming_a_finished_run_says_so_and_changes_nothing(tmp_path, synthetic
     config = shrink_config(tmp_path, synthetic_data_dir, epochs=2, len_epoch=2)
     assert run_script("train.py", "-c", write_config(tmp_path, config)).returncode == 0
     (run,) = run_dirs(tmp_path / "saved")
-    before = snapshot(tmp_path / "saved")
+    before = snapshot_bytes(tmp_path / "saved")
     again = run_script("train.py", "-r", run / "model_latest.pth")
     assert again.returncode == 0, again.stderr
     assert ("Nothing to train: the checkpoint has trained 2 epochs and trainer.epochs is 2. To train further: "
             f"python train.py -r {run / 'model_latest.pth'} -o trainer.epochs=4") in again.stdout
     assert "Resume training from epoch 3" not in again.stdout
-    assert snapshot(tmp_path / "saved") == before
+    assert snapshot_bytes(tmp_path / "saved") == before
 
 
 # ---- 6. a save_dir that cannot be written ------------------------------------------------
@@ -174,12 +139,12 @@ def test_one_cycle_resumed_past_its_steps_is_refused_before_training(tmp_path, s
     config["lr_scheduler"] = {"type": "OneCycleLR", "args": {"max_lr": 0.01, "total_steps": 18}, "step": "batch"}
     assert run_script("train.py", "-c", write_config(tmp_path, config)).returncode == 0
     (run,) = run_dirs(tmp_path / "saved")
-    before = snapshot(tmp_path / "saved")
+    before = snapshot_bytes(tmp_path / "saved")
     result = run_script("train.py", "-r", run / "model_latest.pth", "-o", "trainer.epochs=3")
     line = one_error_line(result, 2)
     assert "OneCycleLR stops after total_steps=18 optimizer steps, but trainer.epochs=3 needs 27" in line
     assert "set lr_scheduler.args.total_steps to 27 or more" in line
-    assert snapshot(tmp_path / "saved") == before
+    assert snapshot_bytes(tmp_path / "saved") == before
 
 
 def test_unknown_monitor_metric_lists_only_metrics():

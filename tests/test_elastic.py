@@ -5,118 +5,26 @@ restarted by `--max-restarts`, a `--run_id` job SIGKILLed and run again, and two
 (`--nnodes=2`, c10d rendezvous on 127.0.0.1) each in its own copy of the project and its own
 save_dir. Every run is bounded in time: a hang fails the test instead of stalling CI.
 """
-import contextlib
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import REPO, run_dirs, shrink_config, write_config
-from tests.synthetic_mnist import write_synthetic_mnist
+from tests.helpers.configs import write_config
+from tests.helpers.elastic import KILL_AT, final_weights
+from tests.helpers.network import free_port
+from tests.helpers.paths import REPO
+from tests.helpers.runs import run_dirs, same_weights
+from tests.helpers.torchrun import RUN_LIMIT, finish, kill_worker_at, start, torchrun
 
 pytestmark = pytest.mark.slow
-KILL_AT = "Train Epoch: 2 [17/"  # mid epoch 2, after the interval checkpoint at its step 15
-RUN_LIMIT = 120  # seconds; any run past it has hung
-
-
-@pytest.fixture(scope="module")
-def elastic_setup(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("elastic")
-    data = write_synthetic_mnist(tmp / "data", n_train=1000, n_test=20)
-    config = shrink_config(tmp, data, epochs=3, log_step=1, checkpoint_interval=5, verbosity=2)
-    config["data_loader"]["args"]["batch_size"] = 8  # 57 steps per epoch on each of 2 ranks
-    return tmp, config
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start(argv, cwd, log):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, *map(str, argv)], cwd=cwd, env=env, stdout=log.open("w"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def torchrun(*args):
-    return ["-m", "torch.distributed.run", *args]
-
-
-def workers_of(agent):
-    """(pid, RANK) of the training processes an agent started."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "stat").read_text().rsplit(")", 1)[1].split()[1] == str(agent.pid):
-                    pairs = (entry / "environ").read_text().split("\0")
-                    env = dict(item.split("=", 1) for item in pairs if "=" in item)
-                    found.append((int(entry.name), int(env.get("RANK", -1))))
-            except OSError:
-                continue
-    return found
-
-
-def kill_worker_at(agents, logs, line, rank, deadline):
-    """SIGKILL the worker with RANK `rank` (of any of `agents`) once `line` shows in one of `logs`."""
-    while time.monotonic() < deadline:
-        if any(line in log.read_text() for log in logs):
-            victims = [pid for agent in agents for pid, r in workers_of(agent) if r == rank]
-            if victims:
-                os.kill(victims[0], signal.SIGKILL)
-                return
-        time.sleep(0.1)
-    pytest.fail(f"{line!r} never appeared")
-
-
-def finish(processes, deadline):
-    """Exit codes, or kill everything and fail when a process runs past the deadline (a hang)."""
-    codes = []
-    for process in processes:
-        try:
-            codes.append(process.wait(timeout=max(1, deadline - time.monotonic())))
-        except subprocess.TimeoutExpired:
-            for p in processes:  # torchrun starts its workers in sessions of their own: kill them too
-                for pid in [pid for pid, _ in workers_of(p)] + [p.pid]:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-            pytest.fail("a run hung past its time limit")
-    return codes
-
-
-def final_weights(*save_dirs):
-    """The state dict of the most advanced model_latest.pth under the given save_dirs."""
-    found = [torch.load(p, weights_only=True) for d in save_dirs for p in Path(d).glob("models/*/*/model_latest.pth")]
-    best = max(found, key=lambda c: (c["epoch"], c["global_step"]))
-    assert best["epoch"] == 3
-    return best["state_dict"]
-
-
-def same(a, b):
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-@pytest.fixture(scope="module")
-def reference(elastic_setup):
-    """An uninterrupted 2-rank run."""
-    tmp, config = elastic_setup
-    cfg = {**config, "trainer": {**config["trainer"], "save_dir": str(tmp / "reference")}}
-    log = tmp / "reference.log"
-    agent = start(torchrun("--standalone", "--nproc_per_node=2", "train.py", "-c", write_config(tmp, cfg, "ref.json")),
-                  REPO, log)
-    assert finish([agent], time.monotonic() + RUN_LIMIT) == [0], log.read_text()[-3000:]
-    return final_weights(tmp / "reference")
 
 
 def test_a_killed_worker_is_restarted_and_the_run_ends_as_if_never_killed(elastic_setup, reference, tmp_path):
@@ -135,7 +43,7 @@ def test_a_killed_worker_is_restarted_and_the_run_ends_as_if_never_killed(elasti
     info = (tmp_path / "saved" / "log").glob("*/*/info.log").__next__().read_text()
     resumed_at = re.search(r"\(torchrun restart 1\)\. Resume training from epoch 2, batch (\d+)", info)
     assert resumed_at and int(resumed_at.group(1)) > 15, info[-2000:]  # from the interval checkpoint
-    assert same(final_weights(tmp_path / "saved"), reference)
+    assert same_weights(final_weights(tmp_path / "saved"), reference)
 
 
 def test_a_resubmitted_named_run_continues_where_it_was_killed(elastic_setup, tmp_path):
@@ -153,7 +61,8 @@ def test_a_resubmitted_named_run_continues_where_it_was_killed(elastic_setup, tm
     assert re.search(r"Resume training from epoch 2, batch (1[6-9]|[2-5]\d)\b", log2.read_text())
     runs = tmp_path / "saved" / "models" / config["name"]
     weights = {name: torch.load(runs / name / "model_latest.pth", weights_only=True) for name in ("job", "straight")}
-    assert weights["job"]["epoch"] == 3 and same(weights["job"]["state_dict"], weights["straight"]["state_dict"])
+    assert weights["job"]["epoch"] == 3
+    assert same_weights(weights["job"]["state_dict"], weights["straight"]["state_dict"])
     # the same name with another experiment is refused, not mixed in
     other = {**config, "optimizer": {"type": "SGD", "args": {"lr": 0.1}},
              "trainer": {**config["trainer"], "save_dir": str(tmp_path / "saved")}}
@@ -190,7 +99,7 @@ def two_nodes(tmp_path, config, kill):
 @pytest.mark.parametrize("kill", [False, True], ids=["unkilled", "rank1-killed"])
 def test_two_nodes_without_a_shared_disk_match_one_standalone_run(elastic_setup, reference, tmp_path, kill):
     _, config = elastic_setup
-    assert same(two_nodes(tmp_path, config, kill), reference)
+    assert same_weights(two_nodes(tmp_path, config, kill), reference)
 
 
 def any_rank_worker(rank, port, folder):

@@ -1,7 +1,6 @@
 """Scaling out must not change the maths: on a dropout-free model, DDP (2 ranks x 64) and
 accumulation (2 x 64) reach the weights of one process with batches of 128."""
 import os
-import socket
 
 import pytest
 import torch
@@ -13,7 +12,10 @@ from torch.utils.data import BatchSampler
 import model.model as module_arch
 from base import BaseModel
 from base.base_data_loader import EpochSampler
-from tests.conftest import run_dirs, shrink_config, train_in_process, write_config
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.network import free_port
+from tests.helpers.runs import run_dirs
 from tests.synthetic_mnist import write_synthetic_mnist
 
 N_TRAIN = 512  # a multiple of 128: every step of every layout sees the same 128 samples
@@ -79,12 +81,6 @@ def ddp_worker(rank, world_size, port, config_paths):
             train.main(train.parse_args(["-c", str(path)]), device)
     finally:
         dist.cleanup()
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,9 @@ import pytest
 import torch
 
 import trainer.trainer as trainer_module
-from tests.conftest import run_dirs, shrink_config, train_in_process, write_config
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.runs import run_dirs
 from tests.synthetic_mnist import write_synthetic_mnist
 from utils.signals import TrainingInterrupted
 

@@ -8,17 +8,16 @@ import torch
 import torch.nn.functional as F
 
 import test as test_script
-import train
-from tests.conftest import shrink_config, train_in_process, write_config
-from tests.export_helpers import (
+from tests.helpers.cli import run_cli, train_in_process
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.exports import (
     add_model,
     checkpoint_model,
     export_in_process,
-    run_export_cli,
     save_checkpoint,
     split_batches,
 )
-from tests.test_bad_input import _snapshot
+from tests.helpers.snapshots import snapshot_bytes_and_mtimes
 from utils.export.program import ExportRefused, compare
 
 
@@ -108,11 +107,11 @@ def refused(tmp_path, synthetic_data_dir, monkeypatch, capfd, cls, extra=()):
     config = shrink_config(tmp_path, synthetic_data_dir)
     config["arch"] = {"type": cls.__name__, "args": {}}
     checkpoint = save_checkpoint(tmp_path / "run", cls(), config)
-    before = _snapshot(tmp_path)
-    code, stderr = run_export_cli(["-r", checkpoint, *extra], monkeypatch, capfd)
-    assert "Traceback" not in stderr and len(stderr.splitlines()) == 1, stderr
-    assert _snapshot(tmp_path) == before, "a refused export left a file behind"
-    return code, stderr
+    before = snapshot_bytes_and_mtimes(tmp_path)
+    result = run_cli("export", ["-r", checkpoint, *extra], monkeypatch, capfd)
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+    assert snapshot_bytes_and_mtimes(tmp_path) == before, "a refused export left a file behind"
+    return result.returncode, result.stderr
 
 
 def test_an_export_whose_outputs_differ_is_refused(tmp_path, synthetic_data_dir, monkeypatch, capfd, one_thread):
@@ -158,19 +157,19 @@ def test_the_tolerance_is_absolute_plus_relative():
 def test_a_missing_or_corrupt_checkpoint_is_refused(tmp_path, monkeypatch, capfd):
     corrupt = tmp_path / "model_best.pth"
     corrupt.write_bytes(b"PK\x03\x04 not a zip archive")
-    before = _snapshot(tmp_path)
+    before = snapshot_bytes_and_mtimes(tmp_path)
     for path, expected in [(tmp_path / "missing.pth", "does not exist"), (corrupt, "is truncated or corrupt")]:
-        code, stderr = run_export_cli(["-r", path], monkeypatch, capfd)
+        code, _, stderr = run_cli("export", ["-r", path], monkeypatch, capfd)
         assert code == 2 and len(stderr.splitlines()) == 1 and expected in stderr, stderr
-    assert _snapshot(tmp_path) == before
+    assert snapshot_bytes_and_mtimes(tmp_path) == before
 
 
 def test_an_out_path_test_py_would_not_recognise_is_refused(mnist_checkpoint, monkeypatch, capfd):
-    code, stderr = run_export_cli(["-r", mnist_checkpoint, "--format", "pt2", "--out", "model.onnx"],
-                                  monkeypatch, capfd)
+    code, _, stderr = run_cli("export", ["-r", mnist_checkpoint, "--format", "pt2", "--out", "model.onnx"],
+                              monkeypatch, capfd)
     assert code == 2 and stderr == "error: --out model.onnx must end with .pt2 for --format pt2 (test.py tells " \
                                    "formats apart by it)\n"
-    code, stderr = run_export_cli(["-r", mnist_checkpoint, "--rtol", "-1"], monkeypatch, capfd)
+    code, _, stderr = run_cli("export", ["-r", mnist_checkpoint, "--rtol", "-1"], monkeypatch, capfd)
     assert code == 2 and stderr == "error: --rtol -1.0 must be 0 or more (0 and 0: outputs equal bit for bit)\n"
 
 
@@ -178,22 +177,16 @@ def test_train_py_says_an_export_is_no_checkpoint(mnist_checkpoint, monkeypatch,
     artifact = mnist_checkpoint.with_suffix(".pt2")
     if not artifact.is_file():
         export_in_process("-r", mnist_checkpoint)
-    monkeypatch.setattr("sys.argv", ["train.py", "-r", str(artifact)])
-    with pytest.raises(SystemExit) as exit_info:
-        train.cli()
-    stderr = capsys.readouterr().err
-    assert exit_info.value.code == 2 and len(stderr.splitlines()) == 1
+    code, _, stderr = run_cli("train", ["-r", artifact], monkeypatch, capsys)
+    assert code == 2 and len(stderr.splitlines()) == 1
     assert stderr.startswith(f"error: {artifact} is a model exported by export.py, not a checkpoint; pass the .pth")
 
 
 def test_test_py_needs_the_json_beside_an_export_and_a_readable_file(mnist_checkpoint, tmp_path, monkeypatch,
                                                                       capsys):
     def run_test_py(path):
-        monkeypatch.setattr("sys.argv", ["test.py", "-r", str(path)])
-        with pytest.raises(SystemExit) as exit_info:
-            test_script.cli()
-        stderr = capsys.readouterr().err
-        assert exit_info.value.code == 2 and len(stderr.splitlines()) == 1, stderr
+        code, _, stderr = run_cli("test", ["-r", path], monkeypatch, capsys)
+        assert code == 2 and len(stderr.splitlines()) == 1, stderr
         return stderr
 
     truncated = tmp_path / "model.pt2"

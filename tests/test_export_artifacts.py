@@ -9,9 +9,11 @@ import pytest
 import torch
 
 import test as test_script
-from tests.conftest import REPO, shrink_config, train_in_process, write_config
-from tests.export_helpers import checkpoint_model, export_in_process, outputs_in_fresh_process, split_batches
-from tests.test_own_data import example_config, example_loader, write_images  # noqa: F401 (a fixture)
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.exports import checkpoint_model, export_in_process, outputs_in_fresh_process, split_batches
+from tests.helpers.own_data import example_config, write_images
+from tests.helpers.paths import REPO
 from utils.export.program import crop
 
 pytestmark = pytest.mark.slow
@@ -25,7 +27,7 @@ def mnist_checkpoint(tmp_path_factory, synthetic_data_dir):
 
 
 @pytest.fixture
-def image_checkpoint(tmp_path, example_loader):  # noqa: F811 (the fixture imported above)
+def image_checkpoint(tmp_path, example_loader):
     """model_best.pth of one epoch of docs/customizing.md's example: CsvDataLoader and ImageClassifier."""
     config = example_config(tmp_path, write_images(tmp_path / "images"))
     config["trainer"]["epochs"] = 1

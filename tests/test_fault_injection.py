@@ -17,7 +17,9 @@ import time
 import pytest
 import torch
 
-from tests.conftest import REPO, run_dirs, shrink_config, write_config
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.paths import REPO
+from tests.helpers.runs import run_dirs
 
 EPOCHS = 6
 TIMING_COLUMNS = ("epoch_time", "samples_per_sec")

@@ -7,7 +7,6 @@ import copy
 import json
 import logging
 import os
-import sys
 from pathlib import Path
 
 import optuna
@@ -22,7 +21,8 @@ from runs import lock as run_lock
 from runs.checks import check_same_run
 from runs.files import LATEST
 from search.report import best_trial, summary_lines
-from tests.conftest import shrink_config, write_config
+from tests.helpers.cli import run_cli
+from tests.helpers.configs import shrink_config, write_config
 from utils import tracker_specs as specs
 from utils.errors import UserError
 from utils.lookup import did_you_mean
@@ -184,7 +184,6 @@ def test_a_swapped_pair_of_letters_suggests_the_word_it_spells():
 @pytest.mark.parametrize("typo, fix", [("stpe", "step"), ("arg", "args")])
 def test_a_misspelt_lr_scheduler_key_is_one_line_naming_the_right_one(typo, fix, tmp_path, synthetic_data_dir,
                                                                        monkeypatch, capsys):
-    import train
 
     config = shrink_config(tmp_path, synthetic_data_dir)
     scheduler = config["lr_scheduler"]
@@ -192,11 +191,9 @@ def test_a_misspelt_lr_scheduler_key_is_one_line_naming_the_right_one(typo, fix,
         scheduler["arg"] = scheduler.pop("args")
     else:
         scheduler["stpe"] = "batch"  # silently ignored, the scheduler would step per epoch
-    monkeypatch.setattr(sys, "argv", ["train.py", "-c", str(write_config(tmp_path, config))])
-    with pytest.raises(SystemExit) as exit_info:
-        train.cli()
+    code, _, err = run_cli("train", ["-c", write_config(tmp_path, config)], monkeypatch, capsys)
 
-    assert exit_info.value.code == 2
-    [line] = capsys.readouterr().err.splitlines()
+    assert code == 2
+    [line] = err.splitlines()
     assert f"unknown key lr_scheduler.{typo}; did you mean lr_scheduler.{fix}?" in line
     assert not (tmp_path / "saved").exists()

@@ -9,7 +9,8 @@ import torch
 
 from base.history import history_with_row
 from runs.journal import write_files
-from tests.conftest import shrink_config, train_in_process, write_config
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
 from trainer.trainer import Trainer
 
 COLUMNS = ["epoch", "loss", "accuracy", "top_k_acc", "val_loss", "val_accuracy", "val_top_k_acc",

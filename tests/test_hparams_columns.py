@@ -6,7 +6,7 @@ import json
 from torch.utils.tensorboard import SummaryWriter
 
 from logger.hparams import HParamsWriter
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 
 LOG = {"epoch": 1, "loss": 0.5, "val_loss": 0.4, "lr": 0.1}
 BEST = {"metric": "val_loss", "value": 0.4, "epoch": 1}

@@ -2,7 +2,9 @@
 leaves model_best.pth and model_latest.pth alone."""
 import torch
 
-from tests.conftest import run_dirs, shrink_config, train_in_process, write_config
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.runs import run_dirs
 from tests.synthetic_mnist import write_synthetic_mnist
 
 

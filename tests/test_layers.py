@@ -5,7 +5,7 @@ import warnings
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 
 # what utils/ (the bottom layer) may not import: logger/ is its peer, runs/ (the run engine) and the rest sit above it
 ABOVE_UTILS = ("logger", "runs", "search", "base", "trainer", "model", "data_loader")

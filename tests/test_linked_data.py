@@ -13,7 +13,11 @@ from torchvision import datasets
 
 from data_loader.data_loaders import MnistDataLoader
 from data_loader.mnist import MNIST_FILES
-from tests.conftest import REAL_MNIST, run_dirs, shrink_config, train_in_process, write_config
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.paths import REAL_MNIST
+from tests.helpers.runs import run_dirs
+from tests.helpers.skips import needs_real_mnist
 from utils.errors import UserError
 
 
@@ -166,8 +170,7 @@ def test_a_failed_download_is_one_short_line_and_leaves_no_folder(tmp_path, monk
 
 
 @pytest.mark.real_data
-@pytest.mark.skipif(any(not (REAL_MNIST / name).is_file() for name in MNIST_FILES),
-                    reason=f"real MNIST not found in {REAL_MNIST} (link a folder holding the files to data/MNIST)")
+@needs_real_mnist
 def test_the_real_files_linked_directly_train_and_stay_unchanged(tmp_path, one_thread):
     """The README's words on the real data: link the folder that holds the four files itself to data/MNIST."""
     before = _listing(REAL_MNIST)

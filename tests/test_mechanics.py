@@ -10,7 +10,8 @@ import torch.nn.modules.module as module_hooks
 import torch.optim.optimizer as optimizer_hooks
 
 from model.model import MnistModel
-from tests.conftest import shrink_config, train_in_process, write_config
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
 from tests.synthetic_mnist import write_synthetic_mnist
 
 # 200 samples, validation_split 0.1: 180 to train, 3 batches of 64 per epoch

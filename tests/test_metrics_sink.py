@@ -8,8 +8,9 @@ from tensorboard.backend.event_processing.event_accumulator import SCALARS, Even
 from logger import TensorboardWriter
 from logger.metrics_sink import MetricsSink
 from logger.trackers.tracker_set import TrackerSet
-from tests.conftest import shrink_config, train_in_process, write_config
-from tests.tracker_stores import mlflow_runs, steps
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.tracker_stores import mlflow_runs, steps
 from utils import tracker_specs as specs
 from utils.metric_tracker import MetricTracker
 
@@ -164,7 +165,7 @@ def test_importing_the_mlflow_peer_changes_no_environment_variable():
     import subprocess
     import sys
 
-    from tests.conftest import REPO
+    from tests.helpers.paths import REPO
 
     code = ("import os; before = dict(os.environ); import logger.trackers.mlflow_tracker; "
             "print(sorted(set(os.environ.items()) ^ set(before.items())))")

@@ -10,7 +10,7 @@ from base import BaseModel, BaseTrainer
 from model.loss import nll_loss
 from model.metric import accuracy, top_k_acc
 from model.model import MnistModel
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 from utils import MetricTracker
 
 

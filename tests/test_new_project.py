@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_dirs, run_script
+from tests.helpers.cli import run_script
+from tests.helpers.paths import REPO
+from tests.helpers.runs import run_dirs
 
 NEVER_COPIED = {".git", "__pycache__", ".pytest_cache", ".ruff_cache", ".venv", "venv", ".benchmarks"}
 

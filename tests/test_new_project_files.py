@@ -2,7 +2,7 @@
 import os
 import subprocess
 
-from tests.conftest import run_script
+from tests.helpers.cli import run_script
 
 
 def test_new_project_gets_its_own_readme_and_a_ci_script_that_runs_there(tmp_path):

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO, run_script
+from tests.helpers.cli import run_script
+from tests.helpers.paths import REPO
 
 SUITE = REPO / "tests" / "project"
 GUIDE = "### Your own dataset, fast"

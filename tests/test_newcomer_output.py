@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import train
-from tests.conftest import run_script, shrink_config, train_in_process, write_config
+from tests.helpers.cli import run_script, train_in_process
+from tests.helpers.configs import shrink_config, write_config
 
 
 def test_help_shows_dotted_config_keys(capsys):

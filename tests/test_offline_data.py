@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from tests.conftest import run_script, shrink_config, train_in_process, write_config
+from tests.helpers.cli import run_script, train_in_process
+from tests.helpers.configs import shrink_config, write_config
 
 # urllib honours these: every download goes to a closed local port and fails at once, with or without internet
 NO_NETWORK = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",

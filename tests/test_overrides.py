@@ -1,12 +1,12 @@
 """-o key.path=value and +key.path=value: any config value from the command line, checked."""
 import json
-import sys
 
 import pytest
 import torch
 
 import train
-from tests.conftest import shrink_config, train_in_process, write_config
+from tests.helpers.cli import run_cli, train_in_process
+from tests.helpers.configs import shrink_config, write_config
 from tests.synthetic_mnist import write_synthetic_mnist
 from utils.errors import UserError
 from utils.overrides import parse_override
@@ -19,15 +19,6 @@ def config_path(tmp_path, synthetic_data_dir):
 
 def parse(config_path, *flags):
     return train.parse_args(["-c", str(config_path), *flags])
-
-
-def cli_error(config_path, monkeypatch, capsys, *flags):
-    """`python train.py -c config_path *flags` in this process: (exit code, stderr lines)."""
-    monkeypatch.setattr(sys, "argv", ["train.py", "-c", str(config_path), *flags])
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        train.cli()
-    return exit_info.value.code, capsys.readouterr().err.splitlines()
 
 
 def test_the_issues_example_takes_effect_and_is_saved(tmp_path):
@@ -76,7 +67,8 @@ def test_overrides_of_several_types(config_path):
     ("trainer.my_option=2", ["unknown config key trainer.my_option", "-o +trainer.my_option=VALUE"]),
 ])
 def test_an_unknown_path_exits_2_with_the_near_misses(config_path, monkeypatch, capsys, flag, expected):
-    code, lines = cli_error(config_path, monkeypatch, capsys, "-o", flag)
+    code, _, err = run_cli("train", ["-c", config_path, "-o", flag], monkeypatch, capsys)
+    lines = err.splitlines()
     assert code == 2
     assert len(lines) == 1 and lines[0].startswith("error: ")
     for part in expected:
@@ -95,7 +87,8 @@ def test_an_unknown_path_exits_2_with_the_near_misses(config_path, monkeypatch, 
     ("trainer.epochs", ["'trainer.epochs' is not key.path=value"]),
 ])
 def test_a_value_of_another_type_is_an_error_naming_the_key(config_path, monkeypatch, capsys, flag, expected):
-    code, lines = cli_error(config_path, monkeypatch, capsys, "-o", flag)
+    code, _, err = run_cli("train", ["-c", config_path, "-o", flag], monkeypatch, capsys)
+    lines = err.splitlines()
     assert code == 2 and len(lines) == 1
     for part in expected:
         assert part in lines[0]
@@ -133,7 +126,8 @@ def test_trainer_options_are_known_keys_without_plus(config_path):
 @pytest.mark.parametrize("flag", ["+trainer.epoch=3", "trainer.epoch=3", "+trainer.len_epochs=4",
                                   "trainer.checkpoint_intervall=10", "trainer.checkpoint_interval=often"])
 def test_every_error_suggests_a_form_that_works(config_path, monkeypatch, capsys, flag):
-    code, lines = cli_error(config_path, monkeypatch, capsys, "-o", flag)
+    code, _, err = run_cli("train", ["-c", config_path, "-o", flag], monkeypatch, capsys)
+    lines = err.splitlines()
     assert code == 2 and len(lines) == 1
     suggested = lines[0].split(" -o ", 1)[1].split()[0]
     # a bad value: the suggestion names the key, the user picks the value

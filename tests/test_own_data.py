@@ -1,12 +1,9 @@
 """A new user's own data: the example of docs/customizing.md ("Your own dataset, fast"), run as written on
 generated images, and the one-line errors of a first mismatch (model vs batch, top_k_acc vs classes)."""
 import json
-import re
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torch.utils.data import TensorDataset
 
 import data_loader.data_loaders as module_data
@@ -16,54 +13,14 @@ from base import BaseDataLoader
 from model.loss import nll_loss
 from model.metric import top_k_acc
 from model.model import MnistModel
-from tests.conftest import REPO, write_config
-from tests.test_bad_input import _check_outcome, _snapshot, run_cli_in_process
+from tests.helpers.cli import run_cli
+from tests.helpers.configs import write_config
+from tests.helpers.errors import check_refused
+from tests.helpers.own_data import example_config, write_images
+from tests.helpers.snapshots import snapshot_bytes_and_mtimes
 from trainer.evaluation import evaluate
 from utils.errors import UserError
 from utils.model_input import check_labels, forward
-
-SECTION = "### Your own dataset, fast"
-
-
-def docs_blocks(language):
-    """The code blocks of that docs section, as written: a change to the docs changes what is tested."""
-    section = (REPO / "docs" / "customizing.md").read_text().split(SECTION, 1)[1]
-    section = re.split(r"\n#+ ", section, maxsplit=1)[0]  # up to the next heading
-    return re.findall(rf"```{language}\n(.*?)```", section, flags=re.S)
-
-
-@pytest.fixture
-def example_loader(monkeypatch):
-    """The docs' python, as if pasted at the end of data_loader/data_loaders.py (for this test only)."""
-    namespace = {"__name__": module_data.__name__}
-    exec(compile("\n".join(docs_blocks("python")), "docs/customizing.md", "exec"), namespace)
-    for name, value in namespace.items():
-        if getattr(value, "__module__", None) == module_data.__name__:
-            monkeypatch.setattr(module_data, name, value, raising=False)
-    return namespace
-
-
-def write_images(folder, n_train=18, n_test=5, n_classes=3):
-    """Small random RGB PNGs of varied sizes, listed in train.csv and test.csv (paths relative to the csv)."""
-    rng = np.random.default_rng(0)
-    for split, count in (("train", n_train), ("test", n_test)):
-        (folder / split).mkdir(parents=True)
-        rows = ["path,label"]
-        for i in range(count):
-            size = (int(rng.integers(24, 40)), int(rng.integers(24, 40)), 3)
-            Image.fromarray(rng.integers(0, 256, size, dtype=np.uint8)).save(folder / split / f"{i}.png")
-            rows.append(f"{split}/{i}.png,{i % n_classes}")
-        (folder / f"{split}.csv").write_text("\n".join(rows) + "\n")
-    return folder
-
-
-def example_config(tmp_path, data_dir):
-    """config.json with the docs' keys replaced as the docs say, made small: 2 epochs, batches of 4."""
-    config = json.loads((REPO / "config.json").read_text())
-    config.update(json.loads(docs_blocks("json")[0]))
-    config["data_loader"]["args"].update(data_dir=str(data_dir), batch_size=4, num_workers=0)
-    config["trainer"].update(epochs=2, save_dir=str(tmp_path / "saved"), tensorboard=False)
-    return config
 
 
 def test_docs_example_trains_validates_and_tests(tmp_path, example_loader, one_thread):
@@ -86,10 +43,10 @@ def test_model_that_does_not_fit_the_batches_is_one_line(tmp_path, example_loade
     config = example_config(tmp_path, write_images(tmp_path / "images"))
     config["arch"] = {"type": "MnistModel", "args": {}}  # 1-channel LeNet, fed 3-channel 224-px batches
     argv = ["-c", str(write_config(tmp_path, config))]
-    before = _snapshot(tmp_path)
-    code, stderr = run_cli_in_process(argv, monkeypatch, capsys)
+    before = snapshot_bytes_and_mtimes(tmp_path)
+    result = run_cli("train", argv, monkeypatch, capsys)
     # one line, and no run folder left behind: the run never saved a checkpoint
-    _check_outcome(code, stderr, ["model MnistModel cannot take a batch of shape (4, 3, 224, 224)",
+    check_refused(result, ["model MnistModel cannot take a batch of shape (4, 3, 224, 224)",
                                   "expected input[4, 3, 224, 224] to have 1 channels", "arch.args"], before, tmp_path)
 
 
@@ -101,9 +58,8 @@ def test_a_requeued_run_keeps_its_folder(tmp_path, example_loader, monkeypatch, 
     run = tmp_path / "saved" / "models" / config["name"] / "job1"
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps(config))
-    code, stderr = run_cli_in_process(["-c", str(write_config(tmp_path, config)), "--run_id", "job1"],
-                                      monkeypatch, capsys)
-    assert code == 2 and "model MnistModel cannot take a batch" in stderr
+    result = run_cli("train", ["-c", str(write_config(tmp_path, config)), "--run_id", "job1"], monkeypatch, capsys)
+    assert result.returncode == 2 and "model MnistModel cannot take a batch" in result.stderr
     assert json.loads((run / "config.json").read_text()) == config
 
 
@@ -114,9 +70,9 @@ def test_top_k_acc_with_fewer_classes_than_k_is_one_line(tmp_path, example_loade
     config = example_config(tmp_path, write_images(tmp_path / "images", n_classes=2))
     config["arch"]["args"]["num_classes"] = 2
     argv = ["-c", str(write_config(tmp_path, config))]
-    before = _snapshot(tmp_path)
-    code, stderr = run_cli_in_process(argv, monkeypatch, capsys)
-    _check_outcome(code, stderr, ["metric top_k_acc needs at least k=3 classes", "outputs 2"], before, tmp_path)
+    before = snapshot_bytes_and_mtimes(tmp_path)
+    result = run_cli("train", argv, monkeypatch, capsys)
+    check_refused(result, ["metric top_k_acc needs at least k=3 classes", "outputs 2"], before, tmp_path)
 
 
 def test_test_py_names_a_model_that_does_not_fit(tmp_path, example_loader):

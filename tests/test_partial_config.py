@@ -1,7 +1,8 @@
 """-c partial.json -r: the file's keys change the checkpoint's config key by key, and the log says which."""
 import json
 
-from tests.conftest import shrink_config, train_in_process, write_config
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
 
 
 def test_a_partial_trainer_section_changes_only_its_keys(tmp_path, synthetic_data_dir):

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from data_loader.data_loaders import MnistDataLoader
 from model.model import MnistModel
-from tests.conftest import run_script, shrink_config, train_in_process, write_config
+from tests.helpers.cli import run_script, train_in_process
+from tests.helpers.configs import shrink_config, write_config
 
 
 def read_idx(path):

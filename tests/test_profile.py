@@ -7,7 +7,8 @@ import pytest
 import train
 import trainer.profiling as profiling
 from base.trainer_options import read_trainer_options
-from tests.conftest import shrink_config, train_in_process, write_config
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
 from utils.errors import UserError
 
 WINDOW = {"wait": 1, "warmup": 1, "active": 3}

@@ -16,7 +16,10 @@ import pandas as pd
 import pytest
 
 from runs.folder import resume_command
-from tests.conftest import REPO, run_dirs, shrink_config, train_in_process, write_config
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.paths import REPO
+from tests.helpers.runs import run_dirs
 from trainer import progress
 from utils import distributed as dist
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 import torchvision
 
-from tests.conftest import REPO, train_in_process
-from tests.tracker_stores import mlflow_runs
+from tests.helpers.cli import train_in_process
+from tests.helpers.paths import REPO
+from tests.helpers.tracker_stores import mlflow_runs
 from utils import provenance as provenance_module
 from utils.provenance import git_state
 

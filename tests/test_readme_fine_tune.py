@@ -5,7 +5,10 @@ import re
 
 import pandas as pd
 
-from tests.conftest import REPO, run_dirs, shrink_config, train_in_process, write_config
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.paths import REPO
+from tests.helpers.runs import run_dirs
 
 
 def readme_partial_json():

@@ -3,7 +3,7 @@ same defaults: a new option or a changed default shows up in the README or this 
 import json
 import re
 
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 from utils.config_rules import REQUIRED, RULES, TRAINER_OPTIONS
 
 

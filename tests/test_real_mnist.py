@@ -6,18 +6,11 @@ import pandas as pd
 import pytest
 
 import test as test_script
-from data_loader.mnist import MNIST_FILES
-from tests.conftest import REAL_MNIST, REPO, train_in_process
+from tests.helpers.cli import train_in_process
+from tests.helpers.paths import REPO
+from tests.helpers.skips import needs_real_mnist
 
-MISSING = [name for name in MNIST_FILES if not (REAL_MNIST / name).is_file()]
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.real_data,
-    pytest.mark.skipif(bool(MISSING), reason=f"real MNIST not found: {REAL_MNIST} lacks {', '.join(MISSING)} "
-                                             "(place the files there, or link a folder holding them to "
-                                             "data/MNIST, to run this test)"),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.real_data, needs_real_mnist]
 
 
 def test_one_epoch_of_the_default_config_learns_mnist(tmp_path, monkeypatch, capsys, record_property):

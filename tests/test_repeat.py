@@ -10,7 +10,9 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, run_script, shrink_config, write_config
+from tests.helpers.cli import run_script
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.paths import REPO
 
 
 def repeat(*args, timeout=300):

@@ -8,7 +8,9 @@ import pytest
 
 from runs.checkpointer import Checkpointer
 from runs.files import LATEST
-from tests.conftest import REPO, shrink_config, train_in_process, write_config
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.paths import REPO
 from utils.atomic import atomic_write
 
 

@@ -12,7 +12,9 @@ import train
 from runs import lock as run_lock
 from runs.files import LATEST, TRACKER_IDS
 from runs.tracking import run_info
-from tests.conftest import REPO, shrink_config, train_in_process, write_config
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.paths import REPO
 
 
 class Draws:

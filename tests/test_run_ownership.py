@@ -11,55 +11,45 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import REPO, run_dirs, run_script, shrink_config, write_config
-from tests.test_edge_cases import one_error_line, snapshot, train_cli
+from tests.helpers.cli import run_cli, run_script
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.errors import one_error_line
+from tests.helpers.paths import REPO
+from tests.helpers.runs import named, run_dirs
+from tests.helpers.snapshots import snapshot_bytes
 
 pytestmark = pytest.mark.slow
-
-
-def named(tmp_path, data, run_id, *extra, epochs=2, **trainer):
-    """train.py -c <a shrunk config> --run_id NAME, in this process; returns (exit code, run folder)."""
-    cfg = shrink_config(tmp_path, data, epochs=epochs, **trainer)
-    path = write_config(tmp_path, cfg, f"{run_id}.json")
-    return path, tmp_path / "saved" / "models" / cfg["name"] / run_id
-
-
-def weights(path):
-    return torch.load(path, weights_only=True)["state_dict"]
-
-
-def same_weights(a, b):
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 # ---- 1. -r A --run_id B into an existing run B -------------------------------------------------
 def test_resume_into_another_existing_named_run_is_refused_naming_both(tmp_path, synthetic_data_dir, monkeypatch):
     config_a, run_a = named(tmp_path, synthetic_data_dir, "A")
-    assert train_cli(["-c", config_a, "--run_id", "A"], monkeypatch) == 0
+    assert run_cli("train", ["-c", config_a, "--run_id", "A"], monkeypatch).returncode == 0
     other = shrink_config(tmp_path, synthetic_data_dir, epochs=2)
     other["optimizer"]["args"]["lr"] = 0.01
-    assert train_cli(["-c", write_config(tmp_path, other, "b.json"), "--run_id", "B"], monkeypatch) == 0
+    other_path = write_config(tmp_path, other, "b.json")
+    assert run_cli("train", ["-c", other_path, "--run_id", "B"], monkeypatch).returncode == 0
     run_b = run_a.parent / "B"
-    before = snapshot(tmp_path / "saved")
+    before = snapshot_bytes(tmp_path / "saved")
     partial = write_config(tmp_path, {"trainer": {**other["trainer"], "epochs": 3}}, "partial.json")
     for argv in (["-r", run_a / "model_latest.pth", "--run_id", "B", "-o", "trainer.epochs=3"],
                  ["-c", partial, "-r", run_a / "model_latest.pth", "--run_id", "B"]):
-        code = train_cli(argv, monkeypatch)
+        code = run_cli("train", argv, monkeypatch).returncode
         assert code == 2
-        assert snapshot(tmp_path / "saved") == before  # B's checkpoints and metrics.csv untouched
+        assert snapshot_bytes(tmp_path / "saved") == before  # B's checkpoints and metrics.csv untouched
     line = one_error_line(run_script("train.py", *argv), 2)
     assert f"run folder {run_b} already holds another run, not one started from {run_a / 'model_latest.pth'}" in line
 
 
 def test_a_run_forked_from_a_checkpoint_continues_itself_when_requeued(tmp_path, synthetic_data_dir, monkeypatch):
     config_a, run_a = named(tmp_path, synthetic_data_dir, "A", epochs=1)
-    assert train_cli(["-c", config_a, "--run_id", "A"], monkeypatch) == 0
+    assert run_cli("train", ["-c", config_a, "--run_id", "A"], monkeypatch).returncode == 0
     argv = ["-r", run_a / "model_latest.pth", "--run_id", "B", "-o", "trainer.epochs=2"]
-    assert train_cli(argv, monkeypatch) == 0
+    assert run_cli("train", argv, monkeypatch).returncode == 0
     run_b = run_a.parent / "B"
     assert json.loads((run_b / "run.json").read_text())["origin"] == str((run_a / "model_latest.pth").resolve())
     assert pd.read_csv(run_b / "metrics.csv")["epoch"].tolist() == [2]
-    assert train_cli([*argv[:-1], "trainer.epochs=3"], monkeypatch) == 0  # the requeue continues B
+    assert run_cli("train", [*argv[:-1], "trainer.epochs=3"], monkeypatch).returncode == 0  # the requeue continues B
     assert pd.read_csv(run_b / "metrics.csv")["epoch"].tolist() == [2, 3]
     assert pd.read_csv(run_a / "metrics.csv")["epoch"].tolist() == [1]
 
@@ -67,12 +57,13 @@ def test_a_run_forked_from_a_checkpoint_continues_itself_when_requeued(tmp_path,
 def test_a_forked_run_is_requeued_after_its_source_checkpoint_is_gone(tmp_path, synthetic_data_dir, monkeypatch):
     """keep_last or a clean-up may delete A's checkpoint while B's job script still names it."""
     config_a, run_a = named(tmp_path, synthetic_data_dir, "A", epochs=1)
-    assert train_cli(["-c", config_a, "--run_id", "A"], monkeypatch) == 0
+    assert run_cli("train", ["-c", config_a, "--run_id", "A"], monkeypatch).returncode == 0
     source = run_a / "checkpoint-epoch1.pth"
     argv = ["-r", source, "--run_id", "B", "-o", "trainer.epochs=2"]
-    assert train_cli(argv, monkeypatch) == 0
+    assert run_cli("train", argv, monkeypatch).returncode == 0
     source.unlink()
-    assert train_cli([*argv[:-1], "trainer.epochs=3"], monkeypatch) == 0  # B goes on from its own checkpoint
+    # B goes on from its own checkpoint
+    assert run_cli("train", [*argv[:-1], "trainer.epochs=3"], monkeypatch).returncode == 0
     assert pd.read_csv(run_a.parent / "B" / "metrics.csv")["epoch"].tolist() == [2, 3]
     # a run that never existed still needs the file: one line
     line = one_error_line(run_script("train.py", "-r", source, "--run_id", "C"), 2)
@@ -137,52 +128,53 @@ def test_a_named_run_keeps_the_seed_it_drew_and_its_folder_when_killed_before_it
     cfg = shrink_config(tmp_path, synthetic_data_dir, epochs=1)
     cfg["seed"] = None
     path = write_config(tmp_path, cfg)
-    assert train_cli(["-c", path, "--run_id", "s"], monkeypatch) == 0
+    assert run_cli("train", ["-c", path, "--run_id", "s"], monkeypatch).returncode == 0
     (run,) = run_dirs(tmp_path / "saved")
     drawn = json.loads((run / "config.json").read_text())["seed"]
     assert isinstance(drawn, int)
-    assert train_cli(["-c", path, "--run_id", "s", "-o", "trainer.epochs=2"], monkeypatch) == 0
+    assert run_cli("train", ["-c", path, "--run_id", "s", "-o", "trainer.epochs=2"], monkeypatch).returncode == 0
     assert torch.load(run / "model_latest.pth", weights_only=True)["config"]["seed"] == drawn
     # a job killed before its first checkpoint leaves config.json (and run.json) alone: start again there
     for checkpoint in run.glob("*.pth"):
         checkpoint.unlink()
     (run / "metrics.csv").unlink()
-    assert train_cli(["-c", path, "--run_id", "s"], monkeypatch) == 0
+    assert run_cli("train", ["-c", path, "--run_id", "s"], monkeypatch).returncode == 0
     assert run_dirs(tmp_path / "saved") == [run]  # not s_1, not a new timestamp
     assert torch.load(run / "model_latest.pth", weights_only=True)["config"]["seed"] == drawn
 
 
 def test_a_requeue_that_changes_the_experiment_by_a_flag_is_refused(tmp_path, synthetic_data_dir, monkeypatch):
     config, run = named(tmp_path, synthetic_data_dir, "x", epochs=1)
-    assert train_cli(["-c", config, "--run_id", "x"], monkeypatch) == 0
-    before = snapshot(tmp_path / "saved")
+    assert run_cli("train", ["-c", config, "--run_id", "x"], monkeypatch).returncode == 0
+    before = snapshot_bytes(tmp_path / "saved")
     for change in (["-o", "data_loader.args.validation_split=0.2"], ["--lr", "0.5"], ["--bs", "32"]):
-        assert train_cli(["-c", config, "--run_id", "x", *change], monkeypatch) == 2
-    assert snapshot(tmp_path / "saved") == before
-    assert train_cli(["-c", config, "--run_id", "x", "-o", "trainer.epochs=2"], monkeypatch) == 0  # may change
+        assert run_cli("train", ["-c", config, "--run_id", "x", *change], monkeypatch).returncode == 2
+    assert snapshot_bytes(tmp_path / "saved") == before
+    epochs = ["-o", "trainer.epochs=2"]  # may change
+    assert run_cli("train", ["-c", config, "--run_id", "x", *epochs], monkeypatch).returncode == 0
 
 
 def test_a_requeue_under_r_that_changes_the_experiment_by_a_flag_is_refused(tmp_path, synthetic_data_dir,
                                                                              monkeypatch):
     config, run = named(tmp_path, synthetic_data_dir, "x", epochs=1)
-    assert train_cli(["-c", config, "--run_id", "x"], monkeypatch) == 0
-    before = snapshot(tmp_path / "saved")
+    assert run_cli("train", ["-c", config, "--run_id", "x"], monkeypatch).returncode == 0
+    before = snapshot_bytes(tmp_path / "saved")
     resume = ["-r", run / "model_latest.pth", "--run_id", "x", "-o", "trainer.epochs=2"]
-    assert train_cli([*resume, "-o", "data_loader.args.validation_split=0.5"], monkeypatch) == 2
-    assert snapshot(tmp_path / "saved") == before  # the split did not change under the run
-    assert train_cli(resume, monkeypatch) == 0
+    assert run_cli("train", [*resume, "-o", "data_loader.args.validation_split=0.5"], monkeypatch).returncode == 2
+    assert snapshot_bytes(tmp_path / "saved") == before  # the split did not change under the run
+    assert run_cli("train", resume, monkeypatch).returncode == 0
 
 
 
 def test_a_named_run_whose_config_json_is_broken_or_gone_is_refused_not_retrained(tmp_path, synthetic_data_dir,
                                                                                 monkeypatch):
     config, run = named(tmp_path, synthetic_data_dir, "x", epochs=1)
-    assert train_cli(["-c", config, "--run_id", "x"], monkeypatch) == 0
+    assert run_cli("train", ["-c", config, "--run_id", "x"], monkeypatch).returncode == 0
     (run / "config.json").write_text('{"name": ')  # a hand edit gone wrong
     line = one_error_line(run_script("train.py", "-c", config, "--run_id", "x"), 2)
     assert f"{run / 'config.json'} cannot be read" in line  # not "just started by another job", forever
     (run / "config.json").unlink()
-    before = snapshot(tmp_path / "saved")
+    before = snapshot_bytes(tmp_path / "saved")
     line = one_error_line(run_script("train.py", "-c", config, "--run_id", "x"), 2)
     assert f"run folder {run} holds checkpoints but no config.json" in line
-    assert snapshot(tmp_path / "saved") == before  # its history was not trained over
+    assert snapshot_bytes(tmp_path / "saved") == before  # its history was not trained over

@@ -12,9 +12,13 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import REPO, run_script, shrink_config, write_config
-from tests.test_edge_cases import one_error_line, snapshot, tmpfs, train_cli
-from tests.test_run_ownership import named, same_weights, weights
+from tests.helpers.cli import run_cli, run_script
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.errors import one_error_line
+from tests.helpers.paths import REPO
+from tests.helpers.runs import named, same_weights, weights
+from tests.helpers.snapshots import snapshot_bytes
+from tests.helpers.tmpfs import tmpfs
 
 pytestmark = pytest.mark.slow
 
@@ -63,11 +67,11 @@ def test_a_kill_between_the_renames_of_a_save_is_finished_by_the_next_start(tmp_
 # ---- 7. stray files in a run folder ----------------------------------------------------------
 def test_stray_files_in_a_run_folder_are_ignored(tmp_path, synthetic_data_dir, monkeypatch):
     config, run = named(tmp_path, synthetic_data_dir, "stray", epochs=2, keep_last=1)
-    assert train_cli(["-c", config, "--run_id", "stray"], monkeypatch) == 0
+    assert run_cli("train", ["-c", config, "--run_id", "stray"], monkeypatch).returncode == 0
     strays = ["checkpoint-epoch2 (copy).pth", "checkpoint-epoch2.bak.pth", "checkpoint-epoch9x.pth"]
     for name in strays:
         shutil.copy(run / "model_latest.pth", run / name)
-    assert train_cli(["-c", config, "--run_id", "stray", "-o", "trainer.epochs=3"], monkeypatch) == 0
+    assert run_cli("train", ["-c", config, "--run_id", "stray", "-o", "trainer.epochs=3"], monkeypatch).returncode == 0
     assert sorted(p.name for p in run.glob("checkpoint-epoch*.pth")) == sorted(["checkpoint-epoch3.pth", *strays])
     assert torch.load(run / "model_latest.pth", weights_only=True)["epoch"] == 3
 
@@ -104,7 +108,7 @@ def test_a_named_run_with_no_intact_checkpoint_left_says_so_and_starts_afresh(tm
 
 def test_resuming_a_broken_file_names_the_newest_intact_one(tmp_path, synthetic_data_dir, monkeypatch):
     config, run = named(tmp_path, synthetic_data_dir, "b", epochs=2)
-    assert train_cli(["-c", config, "--run_id", "b"], monkeypatch) == 0
+    assert run_cli("train", ["-c", config, "--run_id", "b"], monkeypatch).returncode == 0
     (run / "model_latest.pth").write_bytes((run / "model_latest.pth").read_bytes()[:1000])
     line = one_error_line(run_script("train.py", "-r", run / "model_latest.pth"), 2)
     assert f"checkpoint {run / 'model_latest.pth'} is truncated or corrupt" in line
@@ -163,15 +167,15 @@ def test_printed_commands_are_shell_quoted(tmp_path, synthetic_data_dir, monkeyp
 # ---- 11. -r from a copied run folder -----------------------------------------------------------------
 def test_resuming_a_copied_run_folder_logs_beside_the_copy(tmp_path, synthetic_data_dir, monkeypatch):
     config, run = named(tmp_path, synthetic_data_dir, "orig", epochs=1)
-    assert train_cli(["-c", config, "--run_id", "orig"], monkeypatch) == 0
+    assert run_cli("train", ["-c", config, "--run_id", "orig"], monkeypatch).returncode == 0
     copy = shutil.copytree(run, tmp_path / "elsewhere" / "models" / json.loads(config.read_text())["name"] / "orig")
-    logs_before = snapshot(tmp_path / "saved" / "log")
-    assert train_cli(["-r", copy / "model_latest.pth", "-o", "trainer.epochs=2"], monkeypatch) == 0
-    assert snapshot(tmp_path / "saved" / "log") == logs_before
+    logs_before = snapshot_bytes(tmp_path / "saved" / "log")
+    assert run_cli("train", ["-r", copy / "model_latest.pth", "-o", "trainer.epochs=2"], monkeypatch).returncode == 0
+    assert snapshot_bytes(tmp_path / "saved" / "log") == logs_before
     log = tmp_path / "elsewhere" / "log" / copy.parent.name / "orig" / "info.log"
     assert "Resume training from epoch 2" in log.read_text()
     lone = shutil.copytree(run, tmp_path / "lone")  # not in a models/<name>/ tree: the log goes in the folder
-    assert train_cli(["-r", lone / "model_latest.pth", "-o", "trainer.epochs=2"], monkeypatch) == 0
+    assert run_cli("train", ["-r", lone / "model_latest.pth", "-o", "trainer.epochs=2"], monkeypatch).returncode == 0
     assert "Resume training from epoch 2" in (lone / "info.log").read_text()
 
 
@@ -179,16 +183,16 @@ def test_resuming_a_copied_run_folder_logs_beside_the_copy(tmp_path, synthetic_d
 def test_resuming_a_checkpoint_beside_someone_elses_config_json_leaves_it_alone(tmp_path, synthetic_data_dir,
                                                                                monkeypatch):
     config, run = named(tmp_path, synthetic_data_dir, "x", epochs=1)
-    assert train_cli(["-c", config, "--run_id", "x"], monkeypatch) == 0
+    assert run_cli("train", ["-c", config, "--run_id", "x"], monkeypatch).returncode == 0
     downloads = tmp_path / "Downloads"
     downloads.mkdir()
     shutil.copy(run / "model_latest.pth", downloads / "pretrained.pth")
     for name, text in (("metrics.csv", "step,value\n1,2\n"), ("config.json", '{"another": "tool"}')):
         (downloads / name).write_text(text)
-        before = snapshot(downloads)
+        before = snapshot_bytes(downloads)
         line = one_error_line(run_script("train.py", "-r", downloads / "pretrained.pth", "-o", "trainer.epochs=2"), 2)
         assert f"{downloads} holds a config.json or metrics.csv that is not this run's" in line
-        assert snapshot(downloads) == before
+        assert snapshot_bytes(downloads) == before
 
 # ---- 12. a model with its own submodule named `module` ------------------------------------------------
 def test_a_model_owning_a_submodule_named_module_survives_save_resume_and_test(tmp_path, synthetic_data_dir,
@@ -209,11 +213,11 @@ def test_a_model_owning_a_submodule_named_module_survives_save_resume_and_test(t
     cfg = shrink_config(tmp_path, synthetic_data_dir, epochs=1)
     cfg["arch"] = {"type": "OwnsModule", "args": {}}
     config = write_config(tmp_path, cfg)
-    assert train_cli(["-c", config, "--run_id", "m"], monkeypatch) == 0
+    assert run_cli("train", ["-c", config, "--run_id", "m"], monkeypatch).returncode == 0
     run = tmp_path / "saved" / "models" / cfg["name"] / "m"
     saved = torch.load(run / "model_latest.pth", weights_only=True)
     assert sorted(saved["state_dict"]) == ["module.bias", "module.weight"]
-    assert train_cli(["-r", run / "model_latest.pth", "-o", "trainer.epochs=2"], monkeypatch) == 0
+    assert run_cli("train", ["-r", run / "model_latest.pth", "-o", "trainer.epochs=2"], monkeypatch).returncode == 0
     test_script.main(test_script.parse_args(["-r", str(run / "model_latest.pth")]))
     result = json.loads((run / "model_latest.test.json").read_text())
     assert result["n_samples"] == 200 and result["metrics"]["accuracy"] > 0.1
@@ -223,7 +227,7 @@ def test_a_classic_dataparallel_checkpoint_loads_into_the_plain_model(tmp_path, 
     import test as test_script
 
     config, run = named(tmp_path, synthetic_data_dir, "dp", epochs=1)
-    assert train_cli(["-c", config, "--run_id", "dp"], monkeypatch) == 0
+    assert run_cli("train", ["-c", config, "--run_id", "dp"], monkeypatch).returncode == 0
     checkpoint = torch.load(run / "model_best.pth", weights_only=True)
     checkpoint["state_dict"] = {f"module.{k}": v for k, v in checkpoint["state_dict"].items()}  # classic, n_gpu > 1
     classic = tmp_path / "classic" / "model_best.pth"

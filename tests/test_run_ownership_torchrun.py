@@ -1,7 +1,8 @@
 """Run ownership under real torchrun agents (gloo, CPU): the job's identity, restarts under `-r`,
 workers that die with their agent, a broken checkpoint or a full disk on two ranks.
 
-Every run is bounded in time (see tests/test_elastic.py, whose helpers and fixtures this reuses).
+Every run is bounded in time (tests/helpers/torchrun.py); the fixtures elastic_setup and reference
+(tests/conftest.py) are those of test_elastic.py.
 """
 import os
 import re
@@ -13,12 +14,14 @@ import pytest
 import torch
 
 from runs import lock as run_lock
-from tests import test_elastic
-from tests.conftest import REPO, run_dirs, write_config
-from tests.test_edge_cases import snapshot, tmpfs
-from tests.test_elastic import KILL_AT, RUN_LIMIT, finish, free_port, kill_worker_at, same, start, torchrun
-
-elastic_setup, reference = test_elastic.elastic_setup, test_elastic.reference  # fixtures shared with it
+from tests.helpers.configs import write_config
+from tests.helpers.elastic import KILL_AT
+from tests.helpers.network import free_port
+from tests.helpers.paths import REPO
+from tests.helpers.runs import run_dirs, same_weights
+from tests.helpers.snapshots import snapshot_bytes
+from tests.helpers.tmpfs import tmpfs
+from tests.helpers.torchrun import RUN_LIMIT, finish, kill_worker_at, start, torchrun
 
 pytestmark = pytest.mark.slow
 
@@ -45,14 +48,14 @@ def test_a_job_reusing_a_rdzv_id_never_continues_another_jobs_run(elastic_setup,
                   log := tmp_path / "first.log")
     assert finish([first], time.monotonic() + RUN_LIMIT) == [0], log.read_text()[-3000:]
     (earlier,) = run_dirs(tmp_path / "saved")
-    before = snapshot(earlier)
+    before = snapshot_bytes(earlier)
     script = tmp_path / "die_first.py"
     script.write_text(DIE_FIRST)
     second = start(torchrun(*rdzv, f"--rdzv_endpoint=127.0.0.1:{free_port()}", script, "-c", cfg), REPO,
                    log := tmp_path / "second.log")
     assert finish([second], time.monotonic() + RUN_LIMIT) == [0], log.read_text()[-3000:]
     runs = run_dirs(tmp_path / "saved")
-    assert len(runs) == 2 and snapshot(earlier) == before  # the earlier job's run is untouched
+    assert len(runs) == 2 and snapshot_bytes(earlier) == before  # the earlier job's run is untouched
     (new,) = [r for r in runs if r != earlier]
     assert pd.read_csv(new / "metrics.csv")["epoch"].tolist() == [1]
 
@@ -72,7 +75,7 @@ def test_restarts_under_r_continue_from_the_runs_newest_checkpoint(elastic_setup
     resumed = re.findall(r"Resume training from epoch (\d+)(?:, batch (\d+))?", info)
     assert resumed[0] == ("2", "") and resumed[1][0] == "2" and int(resumed[1][1]) > 15, resumed  # not FILE again
     assert pd.read_csv(start_from.parent / "metrics.csv")["epoch"].tolist() == [2, 3]
-    assert same(torch.load(start_from.parent / "model_latest.pth", weights_only=True)["state_dict"], reference)
+    assert same_weights(torch.load(start_from.parent / "model_latest.pth", weights_only=True)["state_dict"], reference)
 
 
 def test_fine_tuning_under_restarts_makes_one_run_folder(elastic_setup, tmp_path):

@@ -2,12 +2,12 @@
 every epoch, and anything else is refused: a misspelt "batches" would silently step a OneCycleLR
 once per epoch, so its warm-up would never end."""
 import csv
-import sys
 
 import pytest
 import torch
 
-from tests.conftest import shrink_config, train_in_process, write_config
+from tests.helpers.cli import run_cli, train_in_process
+from tests.helpers.configs import shrink_config, write_config
 
 ONE_CYCLE = {"type": "OneCycleLR", "args": {"max_lr": 0.01, "total_steps": 10}}
 
@@ -23,15 +23,12 @@ def one_cycle_lr_after(steps):
 
 
 def test_a_misspelt_step_is_refused_naming_the_allowed_values(tmp_path, synthetic_data_dir, monkeypatch, capsys):
-    import train
 
     cfg = shrink_config(tmp_path, synthetic_data_dir, epochs=1, len_epoch=3)
     cfg["lr_scheduler"] = {**ONE_CYCLE, "step": "batches"}
-    monkeypatch.setattr(sys, "argv", ["train.py", "-c", str(write_config(tmp_path, cfg))])
-    with pytest.raises(SystemExit) as exit_info:
-        train.cli()
-    lines = capsys.readouterr().err.splitlines()
-    assert exit_info.value.code == 2
+    code, _, err = run_cli("train", ["-c", write_config(tmp_path, cfg)], monkeypatch, capsys)
+    lines = err.splitlines()
+    assert code == 2
     assert len(lines) == 1, lines
     assert 'lr_scheduler.step must be "epoch" or "batch"' in lines[0] and "'batches'" in lines[0]
     assert not (tmp_path / "saved").exists()

@@ -9,7 +9,8 @@ import torch
 
 from model.model import MnistModel
 from runs.checkpoint_file import load_checkpoint
-from tests.conftest import REPO, shrink_config
+from tests.helpers.configs import shrink_config
+from tests.helpers.paths import REPO
 from utils.errors import UserError
 
 

@@ -10,7 +10,10 @@ import pytest
 import torch
 
 import trainer.trainer as trainer_module
-from tests.conftest import REPO, run_dirs, shrink_config, write_config
+from tests.helpers.cli import run_cli
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.paths import REPO
+from tests.helpers.runs import run_dirs
 from tests.synthetic_mnist import write_synthetic_mnist
 
 N_TRAIN, BATCH = 2000, 4
@@ -98,7 +101,6 @@ def test_sigint_saves_and_exits_130(tmp_path, long_epoch_config):
 def test_second_ctrl_c_aborts_the_save(tmp_path, small_config, monkeypatch, capsys):
     """Ctrl-C, then Ctrl-C again while the checkpoint is being written: exit 130 at once,
     and the half-written temp file is removed."""
-    import train
 
     run_batch, save = trainer_module.Trainer._run_batch, torch.save
 
@@ -114,12 +116,10 @@ def test_second_ctrl_c_aborts_the_save(tmp_path, small_config, monkeypatch, caps
 
     monkeypatch.setattr(trainer_module.Trainer, "_run_batch", run_batch_then_ctrl_c)
     monkeypatch.setattr(torch, "save", save_interrupted_halfway)
-    monkeypatch.setattr(sys, "argv", ["train.py", "-c", str(small_config)])
     handler_before = signal.getsignal(signal.SIGINT)
-    with pytest.raises(SystemExit) as exit_info:
-        train.cli()
-    assert exit_info.value.code == 130
-    assert capsys.readouterr().err == "Aborted by Ctrl-C; the last completed checkpoint is intact.\n"
+    code, _, err = run_cli("train", ["-c", small_config], monkeypatch, capsys)
+    assert code == 130
+    assert err == "Aborted by Ctrl-C; the last completed checkpoint is intact.\n"
     (run,) = run_dirs(tmp_path / "saved")
     assert not list(run.glob("*.pth")) and not list(run.glob(".*tmp*")), sorted(p.name for p in run.iterdir())
     assert signal.getsignal(signal.SIGINT) is handler_before
@@ -127,7 +127,6 @@ def test_second_ctrl_c_aborts_the_save(tmp_path, small_config, monkeypatch, caps
 
 def test_signal_during_validation_stops_after_the_epoch(tmp_path, small_config, monkeypatch, capsys):
     """No batch is left to finish: the epoch's own checkpoint is the place to resume."""
-    import train
 
     valid_epoch = trainer_module.Trainer._valid_epoch
 
@@ -136,10 +135,7 @@ def test_signal_during_validation_stops_after_the_epoch(tmp_path, small_config, 
         return valid_epoch(self, epoch)
 
     monkeypatch.setattr(trainer_module.Trainer, "_valid_epoch", valid_epoch_then_sigterm)
-    monkeypatch.setattr(sys, "argv", ["train.py", "-c", str(small_config)])
-    with pytest.raises(SystemExit) as exit_info:
-        train.cli()
-    assert exit_info.value.code == 143
+    assert run_cli("train", ["-c", small_config], monkeypatch).returncode == 143
     (run,) = run_dirs(tmp_path / "saved")
     latest = torch.load(run / "model_latest.pth", weights_only=True)
     assert (latest["epoch"], latest["resume_batch"], latest["global_step"]) == (1, 0, 9)

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from model.model import MnistModel
-from tests.conftest import run_dirs, run_script
+from tests.helpers.cli import run_script
+from tests.helpers.runs import run_dirs
 
 
 def read_idx(path):

@@ -17,7 +17,9 @@ import pandas as pd
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
-from tests.conftest import shrink_config, train_in_process, write_config
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.network import free_port
 from utils.metric_tracker import NOT_METRICS
 
 BATCH_SIZE, N_TRAIN = 64, 600 - int(600 * 0.1)  # the synthetic set less the validation split
@@ -99,12 +101,6 @@ def test_optional_image_grids_and_histograms(tmp_path, synthetic_data_dir):
 
 
 # ---- a real TensorBoard server -------------------------------------------------
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def tensorboard_command():
     script = Path(sys.executable).with_name("tensorboard")
     return [str(script)] if script.is_file() else [sys.executable, "-m", "tensorboard.main"]

@@ -2,7 +2,9 @@
 import json
 import re
 
-from tests.conftest import run_dirs, shrink_config, train_in_process, write_config
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.runs import run_dirs
 
 
 def test_test_py_prints_the_table_at_verbosity_0(tmp_path, synthetic_data_dir, one_thread, capsys):

@@ -2,7 +2,6 @@
 store through MlflowClient, W&B's offline run files, TensorBoard's HParams summary."""
 import json
 import math
-import socket
 import subprocess
 import sys
 import time
@@ -12,8 +11,12 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from tests.conftest import REPO, run_dirs, run_script, shrink_config, train_in_process, write_config
-from tests.tracker_stores import mlflow_runs, steps, wandb_segments
+from tests.helpers.cli import run_cli, run_script, train_in_process
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.network import free_port
+from tests.helpers.paths import REPO
+from tests.helpers.runs import run_dirs
+from tests.helpers.tracker_stores import mlflow_runs, steps, wandb_segments
 from utils.dotted import flatten
 
 pytest.importorskip("mlflow")
@@ -84,7 +87,7 @@ def test_tensorboard_hparams_tab_gets_the_settings_and_final_and_best_metrics(tr
 
 def test_a_run_without_trackers_imports_none(tmp_path, synthetic_data_dir):
     cfg = write_config(tmp_path, shrink_config(tmp_path, synthetic_data_dir, epochs=1))
-    code = ("import sys; from tests.conftest import train_in_process; "
+    code = ("import sys; from tests.helpers.cli import train_in_process; "
             f"train_in_process('-c', {str(cfg)!r}); "
             "print('imported:', sorted(m for m in ('mlflow', 'wandb') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -103,9 +106,7 @@ def test_an_unknown_tracker_name_gets_did_you_mean(tmp_path, synthetic_data_dir)
 
 
 def dead_uri():
-    with socket.socket() as sock:  # a port nobody listens on once closed
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+    return f"http://127.0.0.1:{free_port()}"  # a port nobody listens on once closed
 
 
 def test_an_unreachable_tracking_server_is_one_warning_and_training_goes_on(tmp_path, synthetic_data_dir):
@@ -158,11 +159,11 @@ def test_classic_writer_calls_reach_the_trackers(tmp_path):
 
 @pytest.mark.slow
 def test_a_search_trial_is_tagged_with_its_study_and_trial(tmp_path, synthetic_data_dir, monkeypatch, capsys):
-    from tests.tune_setup import run_tune_cli, tune_config
+    from tests.helpers.tune_setup import tune_config
 
     config = tune_config(tmp_path, synthetic_data_dir, trainer={"epochs": 1, "trackers": ["mlflow"],
                                                                  "monitor": "min val_loss"}, trials=1)
-    code, out, err = run_tune_cli(monkeypatch, capsys, write_config(tmp_path, config))
+    code, out, err = run_cli("tune", ["-c", write_config(tmp_path, config)], monkeypatch, capsys)
     assert code == 0, out + err
     _, runs = mlflow_runs(tmp_path / "saved")
     (run,) = runs

@@ -10,10 +10,12 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, run_dirs, shrink_config, write_config
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.paths import REPO
+from tests.helpers.runs import run_dirs
+from tests.helpers.torchrun import finish, kill_worker_at, start, torchrun
+from tests.helpers.tracker_stores import mlflow_runs, steps, wandb_segments
 from tests.synthetic_mnist import write_synthetic_mnist
-from tests.test_elastic import finish, kill_worker_at, start, torchrun
-from tests.tracker_stores import mlflow_runs, steps, wandb_segments
 
 pytest.importorskip("mlflow")
 pytest.importorskip("wandb")

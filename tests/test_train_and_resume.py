@@ -9,7 +9,9 @@ import torch.nn.functional as F
 from data_loader.data_loaders import MnistDataLoader
 from model.model import MnistModel
 from runs.checkpointer import Checkpointer
-from tests.conftest import run_dirs, shrink_config, train_in_process, write_config
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.runs import run_dirs
 from trainer.trainer import Trainer
 
 STEP_LR = {"type": "StepLR", "args": {"step_size": 1, "gamma": 0.5}}  # halves lr after every epoch

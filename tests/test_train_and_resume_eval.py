@@ -11,7 +11,9 @@ import test as test_script
 import utils.util
 from data_loader.data_loaders import MnistDataLoader
 from model.model import MnistModel
-from tests.conftest import REPO, shrink_config, train_in_process, write_config
+from tests.helpers.cli import train_in_process
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.paths import REPO
 from trainer.trainer import Trainer
 
 N_TEST = 200  # synthetic test split: batches of 64, 64, 64 and 8

@@ -12,7 +12,8 @@ import sys
 import pytest
 
 from base.trainer_options import read_trainer_options
-from tests.conftest import REPO, shrink_config, write_config
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.paths import REPO
 from utils.errors import UserError
 
 # misspelt key -> (a value valid for the option meant, the option meant)

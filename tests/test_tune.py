@@ -9,7 +9,8 @@ from optuna.trial import TrialState
 
 import test as test_script
 from search.storage import open_storage
-from tests.tune_setup import LR_SPACE, load_study, run_tune_cli, tune_config, write
+from tests.helpers.cli import run_cli
+from tests.helpers.tune_setup import LR_SPACE, load_study, tune_config, write
 
 
 def runs_of(tmp_path):
@@ -18,7 +19,7 @@ def runs_of(tmp_path):
 
 def test_trials_are_named_runs(tmp_path, synthetic_data_dir, monkeypatch, capsys):
     config = tune_config(tmp_path, synthetic_data_dir, trainer={"epochs": 1, "tensorboard": True})
-    code, out, err = run_tune_cli(monkeypatch, capsys, write(tmp_path, config))
+    code, out, err = run_cli("tune", ["-c", write(tmp_path, config)], monkeypatch, capsys)
     assert code == 0, err
     assert runs_of(tmp_path) == ["s-trial0", "s-trial1"]
     for run in ("s-trial0", "s-trial1"):  # each trial's parameters and result, for TensorBoard's HParams tab
@@ -42,7 +43,7 @@ def test_trials_are_named_runs(tmp_path, synthetic_data_dir, monkeypatch, capsys
     assert json.loads(best_model.with_name("model_best.test.json").read_text())["n_samples"] == 200
 
     # the same command again: the study already has its trials, nothing is trained
-    code, out, _ = run_tune_cli(monkeypatch, capsys, write(tmp_path, config))
+    code, out, _ = run_cli("tune", ["-c", write(tmp_path, config)], monkeypatch, capsys)
     assert code == 0 and "2 of 2 trials done" in out and len(load_study(config).trials) == 2
 
 
@@ -52,7 +53,7 @@ def test_seeded_study_repeats_its_parameters(tmp_path, synthetic_data_dir, monke
         config = tune_config(tmp_path / name, synthetic_data_dir, trainer={"epochs": 1}, trials=3,
                              space={**LR_SPACE, "data_loader.args.batch_size": {"type": "categorical",
                                                                                "choices": [32, 64, 128]}})
-        assert run_tune_cli(monkeypatch, capsys, write(tmp_path, config))[0] == 0
+        assert run_cli("tune", ["-c", write(tmp_path, config)], monkeypatch, capsys)[0] == 0
         sequences.append([(t.params, t.value) for t in load_study(config).trials])
     assert sequences[0] == sequences[1]
     assert len({params["optimizer.args.lr"] for params, _ in sequences[0]}) == 3
@@ -65,7 +66,7 @@ def test_pruner_stops_a_bad_trial_after_its_checkpoint(tmp_path, synthetic_data_
                          sampler={"type": "GridSampler", "args": {"seed": 0, "search_space": {
                              "optimizer.args.lr": [0.003, 10.0]}}},
                          pruner={"type": "ThresholdPruner", "args": {"upper": 1.5}})
-    code, out, err = run_tune_cli(monkeypatch, capsys, write(tmp_path, config))
+    code, out, err = run_cli("tune", ["-c", write(tmp_path, config)], monkeypatch, capsys)
     assert code == 0, err
     trials = {t.params["optimizer.args.lr"]: t for t in load_study(config).trials}
     bad, good = trials[10.0], trials[0.003]
@@ -90,7 +91,7 @@ def test_heartbeat_retries_a_stale_trial_with_its_parameters(tmp_path, synthetic
     trial.set_user_attr("worker", {"host": "elsewhere", "pid": 1, "trial": 0})
     storage.record_heartbeat(trial._trial_id)
     time.sleep(2.5)
-    code, out, err = run_tune_cli(monkeypatch, capsys, write(tmp_path, config))
+    code, out, err = run_cli("tune", ["-c", write(tmp_path, config)], monkeypatch, capsys)
     assert code == 0, err
     stale, retry = load_study(config).trials
     assert (stale.state, retry.state) == (TrialState.FAIL, TrialState.COMPLETE)
@@ -136,7 +137,7 @@ def test_bad_input_is_one_line_before_any_trial(case, tmp_path, synthetic_data_d
     config = tune_config(tmp_path, synthetic_data_dir)
     change, expected = BAD_INPUTS[case]
     change(config)
-    code, out, err = run_tune_cli(monkeypatch, capsys, write(tmp_path, config))
+    code, out, err = run_cli("tune", ["-c", write(tmp_path, config)], monkeypatch, capsys)
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("error: ") and expected in err, err
     assert runs_of(tmp_path) == [] and not (tmp_path / "saved" / "tune").exists()
@@ -147,8 +148,8 @@ def test_bad_input_is_one_line_before_any_trial(case, tmp_path, synthetic_data_d
                                              (["--study", "s" * 99], "is not a run name: use at most 88 letters"),
                                              (["-o", "trainer.len_epochs=2"], "did you mean trainer.len_epoch?")])
 def test_bad_flag_is_one_line(flags, expected, tmp_path, synthetic_data_dir, monkeypatch, capsys):
-    code, _, err = run_tune_cli(monkeypatch, capsys, write(tmp_path, tune_config(tmp_path, synthetic_data_dir)),
-                                *flags)
+    config_path = write(tmp_path, tune_config(tmp_path, synthetic_data_dir))
+    code, _, err = run_cli("tune", ["-c", config_path, *flags], monkeypatch, capsys)
     assert code == 2 and err.count("\n") == 1 and expected in err, err
 
 
@@ -156,7 +157,7 @@ def test_trainer_options_are_known_keys_for_o_as_in_train_py(tmp_path, synthetic
     """-o trainer.len_epoch=2 without +, though the config leaves it out: train.py's rule, in tune.py too."""
     config = tune_config(tmp_path, synthetic_data_dir, trainer={"epochs": 1}, trials=1)
     assert "len_epoch" not in config["trainer"]
-    code, _, err = run_tune_cli(monkeypatch, capsys, write(tmp_path, config), "-o", "trainer.len_epoch=2")
+    code, _, err = run_cli("tune", ["-c", write(tmp_path, config), "-o", "trainer.len_epoch=2"], monkeypatch, capsys)
     assert code == 0, err
     saved = json.loads((tmp_path / "saved" / "models" / "Mnist_LeNet" / "s-trial0" / "config.json").read_text())
     assert saved["trainer"]["len_epoch"] == 2

@@ -10,9 +10,9 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from tests.conftest import REPO
-from tests.test_elastic import RUN_LIMIT, finish, kill_worker_at, start, torchrun
-from tests.tune_setup import ENV, load_study, tune_config, write
+from tests.helpers.paths import REPO
+from tests.helpers.torchrun import RUN_LIMIT, STANDALONE, finish, kill_worker_at, start, torchrun
+from tests.helpers.tune_setup import ENV, load_study, tune_config, write
 
 
 @pytest.mark.slow
@@ -23,8 +23,7 @@ def test_two_rank_trials_follow_rank_zero(tmp_path, synthetic_data_dir):
                              "optimizer.args.lr": [0.003, 10.0]}}},
                          pruner={"type": "ThresholdPruner", "args": {"upper": 1.5}})
     launched = subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "tune.py", "-c", str(write(tmp_path, config))],
+        [sys.executable, *torchrun(*STANDALONE, "tune.py", "-c", str(write(tmp_path, config)))],
         cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         stdout, stderr = launched.communicate(timeout=120)

@@ -7,8 +7,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from search.space import read_tune_section
-from tests.conftest import REPO, train_in_process, write_config
-from tests.tune_setup import LR_SPACE, load_study, run_tune_cli, tune_config, write
+from tests.helpers.cli import run_cli, train_in_process
+from tests.helpers.configs import write_config
+from tests.helpers.paths import REPO
+from tests.helpers.tune_setup import LR_SPACE, load_study, tune_config, write
 
 SPACE = {**LR_SPACE, "data_loader.args.batch_size": {"type": "categorical", "choices": [32, 64]}}
 
@@ -25,7 +27,7 @@ def test_a_study_shows_the_model_and_config_once_and_names_its_objective(tmp_pat
     config = tune_config(tmp_path, synthetic_data_dir, space=SPACE,
                          trainer={"epochs": 1, "tensorboard": True})
     config["trainer"]["verbosity"] = 2  # the resolved config is a debug line
-    code, out, err = run_tune_cli(monkeypatch, capsys, write(tmp_path, config))
+    code, out, err = run_cli("tune", ["-c", write(tmp_path, config)], monkeypatch, capsys)
     assert code == 0, err
     assert out.count(") COMPLETE: val_loss") == 2  # both trials ran
     assert out.count("MnistModel(") == 1 and out.count("Resolved config: ") == 1
@@ -39,7 +41,7 @@ def test_a_study_shows_the_model_and_config_once_and_names_its_objective(tmp_pat
 
     # the same study with another metric is refused, in one line
     config["trainer"]["monitor"] = "min loss"
-    code, _, err = run_tune_cli(monkeypatch, capsys, write(tmp_path, config))
+    code, _, err = run_cli("tune", ["-c", write(tmp_path, config)], monkeypatch, capsys)
     assert code == 2 and err == "error: study s optimizes val_loss, but trainer.monitor watches loss; name " \
                                 "another study with --study\n"
 

@@ -7,8 +7,8 @@ import optuna
 import pytest
 
 from search.storage import storage_url
-from tests.postgres_server import postgres  # noqa: F401  (fixture)
-from tests.tune_setup import start_tune, tune_config, write
+from tests.helpers.skips import needs_postgresql
+from tests.helpers.tune_setup import start_tune, tune_config, write
 
 PASSWORD = "Pw-7f3kq9Zx"
 
@@ -18,7 +18,8 @@ def files_holding(folder, secret):
 
 
 @pytest.mark.slow
-def test_the_storage_password_is_in_no_line_and_no_file(tmp_path, synthetic_data_dir, postgres):  # noqa: F811
+@needs_postgresql
+def test_the_storage_password_is_in_no_line_and_no_file(tmp_path, synthetic_data_dir, postgres):
     url = postgres(password=PASSWORD)
     config = tune_config(tmp_path, synthetic_data_dir, trainer={"epochs": 1, "tensorboard": True})
     worker = start_tune(write(tmp_path, config), "--storage", url)
@@ -49,7 +50,8 @@ def database_rows_holding(url, secret):
 
 
 @pytest.mark.slow
-def test_a_wrong_password_is_one_line_without_it(tmp_path, synthetic_data_dir, postgres):  # noqa: F811
+@needs_postgresql
+def test_a_wrong_password_is_one_line_without_it(tmp_path, synthetic_data_dir, postgres):
     url = postgres(password=PASSWORD).replace(PASSWORD, "Wrong-" + PASSWORD)
     worker = start_tune(write(tmp_path, tune_config(tmp_path, synthetic_data_dir)), "--storage", url)
     out, err = worker.communicate(timeout=120)

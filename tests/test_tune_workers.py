@@ -9,9 +9,9 @@ import pytest
 from optuna.trial import TrialState
 
 from search.storage import open_storage, open_study, storage_url
-from tests.postgres_server import postgres  # noqa: F401  (fixture)
+from tests.helpers.skips import needs_postgresql
+from tests.helpers.tune_setup import KILL, load_study, signal_when, start_tune, tune_config, write
 from tests.synthetic_mnist import write_synthetic_mnist
-from tests.tune_setup import KILL, load_study, signal_when, start_tune, tune_config, write
 
 WORKERS = 8
 
@@ -44,7 +44,8 @@ def test_creating_a_sqlite_study_at_the_same_instant(tmp_path):
 
 
 @pytest.mark.slow
-def test_creating_a_postgresql_study_at_the_same_instant(postgres):  # noqa: F811
+@needs_postgresql
+def test_creating_a_postgresql_study_at_the_same_instant(postgres):
     assert open_from_many_processes(storage_url(postgres(), None, "s")) == ["ok"] * WORKERS
 
 
@@ -69,7 +70,8 @@ def test_four_workers_share_a_fresh_sqlite_study(tmp_path, synthetic_data_dir):
 
 
 @pytest.mark.slow
-def test_four_workers_share_a_fresh_postgresql_study(tmp_path, synthetic_data_dir, postgres):  # noqa: F811
+@needs_postgresql
+def test_four_workers_share_a_fresh_postgresql_study(tmp_path, synthetic_data_dir, postgres):
     four_workers(tmp_path, synthetic_data_dir, storage=postgres())
 
 

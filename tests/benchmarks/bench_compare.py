@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.run_folders import REPO, fabricate_run  # noqa: E402
+from tests.helpers.paths import REPO  # noqa: E402
+from tests.helpers.run_folders import fabricate_run  # noqa: E402
 
 SEEDS = 10
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import optuna
 
 from search.storage import storage_url
-from tests.conftest import REPO, shrink_config, write_config
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.paths import REPO
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 LR_SPACE = {"optimizer.args.lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}}
@@ -21,20 +22,6 @@ def tune_config(tmp_path, data_dir, space=None, trainer=None, **tune):
     config["tune"] = {"study": "s", "trials": 2, "sampler": {"type": "TPESampler", "args": {"seed": 0}},
                       "space": copy.deepcopy(space or LR_SPACE), **tune}
     return config
-
-
-def run_tune_cli(monkeypatch, capsys, config_path, *flags):
-    """tune.py's cli() in this process; returns (exit code, stdout, stderr)."""
-    import tune
-
-    monkeypatch.setattr(sys, "argv", ["tune.py", "-c", str(config_path), *map(str, flags)])
-    code = 0
-    try:
-        tune.cli()
-    except SystemExit as done:
-        code = done.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def start_tune(config_path, *flags, env=None):

@@ -5,6 +5,7 @@ so a test can connect as a user would, with the password in the URL.
 
 Skips with the reason when the binaries are missing (CI installs them: apt-get install -y postgresql).
 """
+import contextlib
 import glob
 import os
 import pwd
@@ -21,7 +22,10 @@ USER = "tune"  # the database superuser the cluster is made with
 ACCESS_RULES = f"local all {USER} trust\nlocal all all scram-sha-256\n"
 
 
-def _bin_dir():
+NO_POSTGRESQL = "PostgreSQL binaries (initdb, pg_ctl) not found; install them with apt-get install -y postgresql"
+
+
+def postgresql_bin_dir():
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if found:
         return Path(found[-1]).parent
@@ -43,12 +47,13 @@ def _as_server_user(root):
     pytest.skip("PostgreSQL must run as a non-root user, and neither 'postgres' nor 'nobody' exists")
 
 
-@pytest.fixture(scope="module")
-def postgres():
-    """A function that creates a fresh database and returns its postgresql:// URL."""
-    bin_dir = _bin_dir()
+@contextlib.contextmanager
+def postgres_server():
+    """A server for the time of the `with`: yields a function that creates a fresh database and returns its
+    postgresql:// URL (the fixture postgres, tests/conftest.py)."""
+    bin_dir = postgresql_bin_dir()
     if bin_dir is None:
-        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not found; install them with apt-get install -y postgresql")
+        pytest.skip(NO_POSTGRESQL)
     pytest.importorskip("psycopg", reason="the PostgreSQL driver is missing: pip install 'psycopg[binary]'")
     root = Path(tempfile.mkdtemp(prefix="pg-"))  # short: a unix socket path has at most 107 bytes
     root.chmod(0o700)

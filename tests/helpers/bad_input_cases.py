@@ -5,7 +5,7 @@ import random
 
 import torch
 
-from tests.conftest import write_config
+from tests.helpers.configs import write_config
 from tests.synthetic_mnist import write_synthetic_mnist
 
 # ---- building the inputs ------------------------------------------------------

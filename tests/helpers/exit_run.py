@@ -1,7 +1,7 @@
 """Run by tests/test_clean_exit.py, under torchrun or as rank 0 of 1: train.py's entry point, made to show a bad
 teardown more often than now and then.
 
-    torchrun --standalone --nproc_per_node=2 tests/exit_run.py [--list-threads] -c CONFIG
+    torchrun --standalone --nproc_per_node=2 tests/helpers/exit_run.py [--list-threads] -c CONFIG
 
 It trains as `python train.py -c CONFIG` does (the same main, the same run_entry that leaves the process group),
 then, as training returns, leaves an all-reduce in flight on a tensor made in Python, its handle dropped: the
@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # before the imports: the project's modules, wherever torchrun starts
 
 import torch  # noqa: E402

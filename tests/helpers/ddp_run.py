@@ -1,6 +1,6 @@
 """Run under torchrun by tests/test_distributed.py: train.py's main, then test.py's main, in one launch.
 
-    torchrun --standalone --nproc_per_node=2 tests/ddp_run.py CONFIG OUT_DIR
+    torchrun --standalone --nproc_per_node=2 tests/helpers/ddp_run.py CONFIG OUT_DIR
 
 Each rank leaves evidence in OUT_DIR that the entry points do not write:
 its final weights (weights_rank<r>.pt), the files it saved (saves_rank<r>.txt) and the
@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # before the imports: REPO/test.py, not the stdlib's `test`
 
 import torch  # noqa: E402

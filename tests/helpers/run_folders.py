@@ -3,7 +3,8 @@ and test.py write them: compare.py's tests and benchmark need many runs, not tra
 import json
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers.paths import REPO
+
 HEADER = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_time", "samples_per_sec"]
 
 

@@ -1,10 +1,9 @@
-"""Shared by the export tests: checkpoints to export, export.py run as a user runs it, and a fresh Python process
+"""Shared by the export tests: checkpoints to export, export.py run in this process, and a fresh Python process
 without this project's code that loads an exported model."""
 import os
 import subprocess
 import sys
 
-import pytest
 import torch
 
 import data_loader.data_loaders as module_data
@@ -60,15 +59,6 @@ def export_in_process(*argv):
     config, fmt, out, tolerance = export.parse_args([str(a) for a in argv])
     export.main(config, fmt, out, tolerance)
     return out
-
-
-def run_export_cli(argv, monkeypatch, capfd):
-    """`python export.py *argv` in this process: (exit code, everything written to stderr)."""
-    monkeypatch.setattr(sys, "argv", ["export.py", *map(str, argv)])
-    capfd.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        export.cli()
-    return exit_info.value.code, capfd.readouterr().err
 
 
 def split_batches(artifact):

@@ -1,0 +1,39 @@
+"""What the elastic tests (test_elastic.py, test_run_ownership_torchrun.py) share: a config whose epoch 2 has an
+interval checkpoint before the kill line, and the weights of an uninterrupted 2-rank run (the fixtures
+elastic_setup and reference in tests/conftest.py, made once per module)."""
+import time
+from pathlib import Path
+
+import torch
+
+from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.paths import REPO
+from tests.helpers.torchrun import RUN_LIMIT, STANDALONE, finish, start, torchrun
+from tests.synthetic_mnist import write_synthetic_mnist
+
+KILL_AT = "Train Epoch: 2 [17/"  # mid epoch 2, after the interval checkpoint at its step 15
+
+
+def elastic_config(tmp):
+    """(tmp, the config): 3 epochs of 57 steps per rank on 2 ranks, an interval checkpoint every 5 steps."""
+    data = write_synthetic_mnist(tmp / "data", n_train=1000, n_test=20)
+    config = shrink_config(tmp, data, epochs=3, log_step=1, checkpoint_interval=5, verbosity=2)
+    config["data_loader"]["args"]["batch_size"] = 8  # 57 steps per epoch on each of 2 ranks
+    return tmp, config
+
+
+def final_weights(*save_dirs):
+    """The state dict of the most advanced model_latest.pth under the given save_dirs."""
+    found = [torch.load(p, weights_only=True) for d in save_dirs for p in Path(d).glob("models/*/*/model_latest.pth")]
+    best = max(found, key=lambda c: (c["epoch"], c["global_step"]))
+    assert best["epoch"] == 3
+    return best["state_dict"]
+
+
+def reference_weights(tmp, config):
+    """The final weights of an uninterrupted 2-rank run."""
+    cfg = {**config, "trainer": {**config["trainer"], "save_dir": str(tmp / "reference")}}
+    log = tmp / "reference.log"
+    agent = start(torchrun(*STANDALONE, "train.py", "-c", write_config(tmp, cfg, "ref.json")), REPO, log)
+    assert finish([agent], time.monotonic() + RUN_LIMIT) == [0], log.read_text()[-3000:]
+    return final_weights(tmp / "reference")

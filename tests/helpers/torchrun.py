@@ -1,0 +1,79 @@
+"""Driving torchrun from a test: its command line, a run that waits, agents started in the background, a worker
+killed at a chosen line, and a deadline that turns a hang into a failure instead of a stalled CI."""
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.paths import REPO
+
+STANDALONE = ("--standalone", "--nproc_per_node=2")  # two ranks on this machine
+RUN_LIMIT = 120  # seconds; a torchrun run past it has hung
+# scripts a launch runs instead of train.py, each leaving evidence the entry points do not write
+DDP_RUN = Path(__file__).with_name("ddp_run.py")
+EXIT_RUN = Path(__file__).with_name("exit_run.py")
+
+
+def torchrun(*args):
+    """The arguments after `python` that launch torchrun with `args`."""
+    return ["-m", "torch.distributed.run", *args]
+
+
+def run_torchrun(*args, timeout=300, env=None):
+    """torchrun `args` from the project folder, to its end: the subprocess.CompletedProcess (output captured)."""
+    return subprocess.run([sys.executable, *torchrun(*map(str, args))], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+
+
+def start(argv, cwd, log):
+    """`python *argv` in the background, in a session of its own, its output going to the file `log`."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, *map(str, argv)], cwd=cwd, env=env, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def workers_of(agent):
+    """(pid, RANK) of the training processes an agent started."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "stat").read_text().rsplit(")", 1)[1].split()[1] == str(agent.pid):
+                    pairs = (entry / "environ").read_text().split("\0")
+                    env = dict(item.split("=", 1) for item in pairs if "=" in item)
+                    found.append((int(entry.name), int(env.get("RANK", -1))))
+            except OSError:
+                continue
+    return found
+
+
+def kill_worker_at(agents, logs, line, rank, deadline):
+    """SIGKILL the worker with RANK `rank` (of any of `agents`) once `line` shows in one of `logs`."""
+    while time.monotonic() < deadline:
+        if any(line in log.read_text() for log in logs):
+            victims = [pid for agent in agents for pid, r in workers_of(agent) if r == rank]
+            if victims:
+                os.kill(victims[0], signal.SIGKILL)
+                return
+        time.sleep(0.1)
+    pytest.fail(f"{line!r} never appeared")
+
+
+def finish(processes, deadline):
+    """Exit codes, or kill everything and fail when a process runs past the deadline (a hang)."""
+    codes = []
+    for process in processes:
+        try:
+            codes.append(process.wait(timeout=max(1, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            for p in processes:  # torchrun starts its workers in sessions of their own: kill them too
+                for pid in [pid for pid, _ in workers_of(p)] + [p.pid]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            pytest.fail("a run hung past its time limit")
+    return codes
