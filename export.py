@@ -14,7 +14,7 @@ from runs.entry import run_entry
 from runs.files import BEST
 from utils.atomic import atomic_write_all
 from utils.checkpoint import load_weights
-from utils.config_check import check_sections
+from utils.config.check import check_sections
 from utils.errors import UserError
 from utils.export.formats import FORMATS
 from utils.export.program import ExportRefused, compare, crop, export_program, input_dims, quiet_torch, takes_any_size

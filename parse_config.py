@@ -6,17 +6,17 @@ import random
 from functools import partial
 from pathlib import Path
 
-from base.trainer_options import read_trainer_options
 from logger import setup_logging
 from runs.files import LATEST
 from runs.run import Run
 from runs.start import StartPlan, StartRequest, decide_start
 from utils import distributed as dist
-from utils.config_check import check_typed_section, check_value
-from utils.dotted import dotted, key_path
+from utils.config.check import check_typed_section, check_value
+from utils.config.dotted import dotted, key_path
+from utils.config.overrides import updated_config, with_known_keys
+from utils.config.trainer_options import read_trainer_options
 from utils.errors import UserError
 from utils.lookup import check_arguments, find_by_name
-from utils.overrides import updated_config, with_known_keys
 from utils.redact import redact
 from utils.util import read_json
 

@@ -16,8 +16,8 @@ from runs.files import HISTORY, RUN_CONFIG
 from runs.folder import quote
 from runs.start import StartRequest, decide_start
 from runs.table.reading import BadRun, read_run
+from utils.config.overrides import with_known_keys
 from utils.errors import UserError
-from utils.overrides import with_known_keys
 from utils.run_names import MAX_RUN_NAME, name_problem, run_name
 from utils.util import read_json
 

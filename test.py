@@ -19,13 +19,13 @@ from trainer.evaluation import evaluate
 from trainer.progress import use_progress_bar
 from utils import distributed as dist
 from utils.checkpoint import load_weights
-from utils.config_check import check_sections
+from utils.config.check import check_sections
+from utils.config.overrides import merged_config, updated_config
 from utils.cpu_threads import use_cpu_threads
 from utils.errors import UserError
 from utils.export.formats import format_of, load_exported
 from utils.export.sidecar import read_sidecar
 from utils.lookup import find_by_name
-from utils.overrides import merged_config, updated_config
 from utils.util import place_model
 
 

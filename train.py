@@ -17,7 +17,7 @@ from runs.entry import run_entry
 from trainer.dry_run import dry_run
 from trainer.trainer import Trainer
 from utils import distributed as dist
-from utils.config_check import check_sections
+from utils.config.check import check_sections
 from utils.cpu_threads import use_cpu_threads
 from utils.lookup import accepts_keyword, find_by_name
 from utils.run_names import run_name

@@ -27,8 +27,8 @@ from search.sampler import build_pruner, build_sampler
 from search.space import first_point, read_tune_section, suggest, with_values
 from search.storage import open_storage, open_study, storage_url
 from utils import distributed as dist
+from utils.config.overrides import updated_config, with_known_keys
 from utils.errors import UserError
-from utils.overrides import updated_config, with_known_keys
 from utils.redact import redact
 from utils.run_names import study_name
 from utils.signals import TrainingInterrupted

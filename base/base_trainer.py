@@ -6,10 +6,6 @@ from abc import ABC, abstractmethod
 
 import torch
 
-from base.history import history_with_row
-from base.monitor import Monitor
-from base.reporting import best_so_far, epoch_block, summary_lines, write_epoch_scalars
-from base.training_state import ModelWeights, OptimizerState, RngStates, SchedulerState
 from logger import TensorboardWriter
 from logger.hparams import HParamsWriter
 from logger.metrics_sink import MetricsSink
@@ -17,6 +13,10 @@ from logger.trackers.tracker_set import TrackerSet
 from runs.checkpointer import Checkpointer
 from runs.files import HISTORY, PROVENANCE
 from runs.folder import resume_command
+from runs.history import history_with_row
+from runs.monitor import Monitor
+from runs.parts import ModelWeights, OptimizerState, RngStates, SchedulerState
+from runs.report import best_so_far, epoch_block, summary_lines, write_epoch_scalars
 from runs.tracking import run_info
 from utils import distributed as dist
 from utils.checkpoint import unwrap_model

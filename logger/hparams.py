@@ -11,7 +11,7 @@ declares them as the columns, marked as differing: constants are left out.
 import math
 import numbers
 
-from utils.dotted import flatten
+from utils.config.dotted import flatten
 from utils.metric_tracker import NOT_METRICS
 from utils.redact import redact_all
 

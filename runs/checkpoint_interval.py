@@ -1,7 +1,7 @@
 """trainer.checkpoint_interval: when to save model_latest.pth in the middle of an epoch."""
 import time
 
-from utils.config_rules import parse_duration
+from utils.config.rules import parse_duration
 
 
 class CheckpointInterval:

@@ -6,7 +6,7 @@ from pathlib import Path
 from runs.files import HISTORY, ORIGIN_FILE, RUN_CONFIG
 from runs.folder import foreign_history
 from utils import distributed as dist
-from utils.dotted import differences, dotted
+from utils.config.dotted import differences, dotted
 from utils.errors import UserError
 
 # what a resubmitted named run may change; everything else must match the run's own config

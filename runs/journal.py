@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 from runs import lock as run_lock
-from utils.atomic import SaveFailed, atomic_write_all, fsync_dir
+from utils import atomic  # atomic.atomic_write_all: the seam a fault-injection test patches
+from utils.atomic import SaveFailed, fsync_dir
 
 JOURNAL = ".commit.json"
 PENDING = ".pending"  # suffix of a group's files until they are renamed into place
@@ -20,16 +21,16 @@ def write_files(folder, files, hint="free space, then run the same command again
     needed = sum(len(data) for _, data in files)
     items = [(name, lambda handle, d=data: handle.write(d)) for name, data in files]
     if len(items) == 1:  # one rename is atomic already: no journal
-        return atomic_write_all([(folder / name, write) for name, write in items], needed=needed, hint=hint)
+        return atomic.atomic_write_all([(folder / name, write) for name, write in items], needed=needed, hint=hint)
     pending = {name: f".{name}{PENDING}" for name, _ in items}
     try:
-        atomic_write_all([(folder / pending[name], write) for name, write in items], needed=needed, hint=hint,
+        atomic.atomic_write_all([(folder / pending[name], write) for name, write in items], needed=needed, hint=hint,
                          shown=list(pending))
     except SaveFailed:
         _drop_pending(folder)  # nothing was committed: the pending files are garbage
         raise
     journal = json.dumps({"rename": pending}).encode()
-    atomic_write_all([(folder / JOURNAL, lambda handle: handle.write(journal))], hint=hint)  # the commit point
+    atomic.atomic_write_all([(folder / JOURNAL, lambda handle: handle.write(journal))], hint=hint)  # the commit point
     recover(folder)
 
 

@@ -14,9 +14,9 @@ from runs.checks import check_origin, check_own_folder, check_same_run, saved_co
 from runs.files import run_folder
 from runs.folder import newest_intact
 from utils import distributed as dist
-from utils.config_rules import RULES
+from utils.config.overrides import changed_keys, merged_config, updated_config
+from utils.config.rules import RULES
 from utils.errors import UserError
-from utils.overrides import changed_keys, merged_config, updated_config
 
 
 @dataclass

@@ -4,9 +4,9 @@ the search space of dotted config keys. Every mistake is one UserError, before a
 import copy
 from types import SimpleNamespace
 
-from utils.config_check import refuse_near_misses
-from utils.config_rules import RULES, is_int, is_number
-from utils.dotted import deepest, dotted, key_path, put
+from utils.config.check import refuse_near_misses
+from utils.config.dotted import deepest, dotted, key_path, put
+from utils.config.rules import RULES, is_int, is_number
 from utils.errors import UserError
 from utils.lookup import did_you_mean
 from utils.run_names import check_study_name

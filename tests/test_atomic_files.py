@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from base.history import history_with_row
+from runs.history import history_with_row
 from runs.journal import write_files
 from utils.util import write_json
 

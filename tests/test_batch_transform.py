@@ -75,7 +75,7 @@ def test_an_explicit_num_workers_wins_and_the_choice_is_logged_once(synthetic_da
 
 
 def test_a_config_may_leave_num_workers_to_the_cores():
-    from utils.config_check import check_sections
+    from utils.config.check import check_sections
     from utils.errors import UserError
 
     config = {"data_loader": {"type": "MnistDataLoader", "args": {"batch_size": 8, "num_workers": None}}}

@@ -3,7 +3,7 @@ import pytest
 
 
 def test_interval_option_is_checked():
-    from base.trainer_options import read_trainer_options
+    from utils.config.trainer_options import read_trainer_options
     from utils.errors import UserError
 
     assert read_trainer_options({"epochs": 1, "checkpoint_interval": "10min"}).checkpoint_interval == "10min"
@@ -14,7 +14,7 @@ def test_interval_option_is_checked():
 
 def test_duration_and_step_intervals_fall_due():
     from runs.checkpoint_interval import CheckpointInterval
-    from utils.config_rules import parse_duration
+    from utils.config.rules import parse_duration
 
     assert (parse_duration("30s"), parse_duration("10min"), parse_duration("1.5h")) == (30, 600, 5400)
     steps = CheckpointInterval(3)

@@ -15,7 +15,7 @@ from tests.helpers.cli import train_in_process
 from tests.helpers.configs import shrink_config, write_config
 from tests.helpers.paths import REPO
 from utils import cpu_threads as cpu
-from utils.config_check import check_value
+from utils.config.check import check_value
 from utils.cpu_threads import DEFAULT, PASSIVE, Load, choose
 from utils.errors import UserError
 

@@ -1,4 +1,4 @@
-"""utils/dotted.py, the one walker of config key paths: -o, the CLI flags' targets ('a;b;c', the classic way),
+"""utils/config/dotted.py, the one walker of config key paths: -o, the CLI flags' targets ('a;b;c', the classic way),
 tune.space and the trackers' flattened parameters all go through it."""
 import re
 
@@ -6,9 +6,9 @@ import pytest
 
 from search.space import read_tune_section, with_values
 from tests.helpers.paths import REPO
-from utils.dotted import deepest, differences, flatten, get, key_path, put
+from utils.config.dotted import deepest, differences, flatten, get, key_path, put
+from utils.config.overrides import updated_config
 from utils.errors import UserError
-from utils.overrides import updated_config
 
 CONFIG = {"name": "x", "optimizer": {"type": "Adam", "args": {"lr": 0.001}}, "trainer": {"epochs": 2},
           "metrics": ["accuracy"]}
@@ -71,9 +71,9 @@ def test_the_search_space_uses_the_same_walker():
 
 
 def test_no_other_module_walks_key_paths_itself():
-    """A second walker would be a second set of rules: the ';' split and the flattening live in utils/dotted.py."""
+    """A second walker would be a second set of rules: the ';' split and the flattening live in one module."""
     walkers = re.compile(r"split\([\"'];[\"']\)|def flatten\(")
     found = [str(path.relative_to(REPO)) for path in REPO.rglob("*.py")
              if path.relative_to(REPO).parts[0] not in ("tests", ".git", "saved", "data")
              and walkers.search(path.read_text(encoding="utf-8"))]
-    assert found == ["utils/dotted.py"]
+    assert found == ["utils/config/dotted.py"]

@@ -148,7 +148,7 @@ def test_one_cycle_resumed_past_its_steps_is_refused_before_training(tmp_path, s
 
 
 def test_unknown_monitor_metric_lists_only_metrics():
-    from base.monitor import Monitor
+    from runs.monitor import Monitor
 
     monitor = Monitor("min val_loss")
     log = {"epoch": 1, "loss": 0.5, "accuracy": 0.9, "lr": 0.1, "epoch_time": 2.0, "samples_per_sec": 9.0}

@@ -29,9 +29,9 @@ import io, json, os, runpy, sys, time, traceback
 import pandas, torch, torch._dynamo  # imported lazily by metrics.csv and the first optimizer: seconds each
 import train  # the slow imports, once per test instead of once per run
 
-import runs.journal as journal
+import utils.atomic as atomic
 
-real_write_all, stall = journal.atomic_write_all, {}
+real_write_all, stall = atomic.atomic_write_all, {}
 
 def write_that_may_stall(items, binary=True, **kwargs):
     """atomic_write_all; the temp file of the requested checkpoint stops halfway (so it can be killed there)."""
@@ -50,7 +50,7 @@ def write_that_may_stall(items, binary=True, **kwargs):
         return path, half_then_wait
     return real_write_all([maybe_stalling(path, write) for path, write in items], binary, **kwargs)
 
-journal.atomic_write_all = write_that_may_stall
+atomic.atomic_write_all = write_that_may_stall
 
 def child(command):
     log = os.open(command["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from base.history import history_with_row
+from runs.history import history_with_row
 from runs.journal import write_files
 from tests.helpers.cli import train_in_process
 from tests.helpers.configs import shrink_config, write_config

@@ -8,8 +8,8 @@ import train
 from tests.helpers.cli import run_cli, train_in_process
 from tests.helpers.configs import shrink_config, write_config
 from tests.synthetic_mnist import write_synthetic_mnist
+from utils.config.overrides import parse_override
 from utils.errors import UserError
-from utils.overrides import parse_override
 
 
 @pytest.fixture

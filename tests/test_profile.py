@@ -6,9 +6,9 @@ import pytest
 
 import train
 import trainer.profiling as profiling
-from base.trainer_options import read_trainer_options
 from tests.helpers.cli import train_in_process
 from tests.helpers.configs import shrink_config, write_config
+from utils.config.trainer_options import read_trainer_options
 from utils.errors import UserError
 
 WINDOW = {"wait": 1, "warmup": 1, "active": 3}

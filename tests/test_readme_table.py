@@ -1,10 +1,10 @@
-"""The README's trainer table and utils/config_rules.py, the one table, list the same options with the
+"""The README's trainer table and utils/config/rules.py, the one table, list the same options with the
 same defaults: a new option or a changed default shows up in the README or this test fails."""
 import json
 import re
 
 from tests.helpers.paths import REPO
-from utils.config_rules import REQUIRED, RULES, TRAINER_OPTIONS
+from utils.config.rules import REQUIRED, RULES, TRAINER_OPTIONS
 
 
 def readme_rows():

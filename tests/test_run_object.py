@@ -111,7 +111,7 @@ def test_tracker_ids_are_written_only_by_the_runs_owner(tmp_path, synthetic_data
 
 RUN_FILES = ["model_latest.pth", "model_best.pth", "checkpoint-epoch", "metrics.csv", "run.json", "trackers.json",
              "provenance.json"]
-PROJECT_CONFIG_MENTIONS = {"parse_config.py", "utils/config_check.py", "new_project.py", "repeat.py"}  # -c config.json
+PROJECT_CONFIG_MENTIONS = {"parse_config.py", "utils/config/check.py", "new_project.py", "repeat.py"}  # -c config.json
 
 
 def string_literals(path):

@@ -17,7 +17,7 @@ from tests.helpers.network import free_port
 from tests.helpers.paths import REPO
 from tests.helpers.runs import run_dirs
 from tests.helpers.tracker_stores import mlflow_runs, steps, wandb_segments
-from utils.dotted import flatten
+from utils.config.dotted import flatten
 
 pytest.importorskip("mlflow")
 pytest.importorskip("wandb")

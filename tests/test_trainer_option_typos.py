@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-from base.trainer_options import read_trainer_options
 from tests.helpers.configs import shrink_config, write_config
 from tests.helpers.paths import REPO
+from utils.config.trainer_options import read_trainer_options
 from utils.errors import UserError
 
 # misspelt key -> (a value valid for the option meant, the option meant)

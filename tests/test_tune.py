@@ -161,3 +161,17 @@ def test_trainer_options_are_known_keys_for_o_as_in_train_py(tmp_path, synthetic
     assert code == 0, err
     saved = json.loads((tmp_path / "saved" / "models" / "Mnist_LeNet" / "s-trial0" / "config.json").read_text())
     assert saved["trainer"]["len_epoch"] == 2
+
+
+def test_a_flag_added_to_train_py_works_in_tune_py(tmp_path, synthetic_data_dir, monkeypatch, capsys):
+    """The README's way to add a flag (one more CustomArgs in train.py's custom_args) reaches tune.py too."""
+    import train
+
+    shipped = train.custom_args()
+    added = type(shipped[0])(["--wd", "--weight_decay"], float, "optimizer;args;weight_decay")
+    monkeypatch.setattr(train, "custom_args", lambda: [*shipped, added])
+    config = tune_config(tmp_path, synthetic_data_dir, trainer={"epochs": 1}, trials=1)
+    code, _, err = run_cli("tune", ["-c", write(tmp_path, config), "--wd", "0.25", "--bs", "32"], monkeypatch, capsys)
+    assert code == 0, err
+    saved = json.loads((tmp_path / "saved" / "models" / "Mnist_LeNet" / "s-trial0" / "config.json").read_text())
+    assert saved["optimizer"]["args"]["weight_decay"] == 0.25 and saved["data_loader"]["args"]["batch_size"] == 32

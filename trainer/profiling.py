@@ -8,7 +8,7 @@ TOP_OPERATORS = 15  # rows of the summary table in info.log
 
 
 def profile_window(option):
-    """{"wait", "warmup", "active"} for a trainer.profile value (checked by utils/config_rules.py); None: off."""
+    """{"wait", "warmup", "active"} for a trainer.profile value (checked by utils/config/rules.py); None: off."""
     if option is True:
         return dict(DEFAULT_WINDOW)
     if not option:

@@ -1,5 +1,5 @@
 """`trainer.trackers`: which experiment trackers a run writes to, read without importing any of them.
-It is config reading (utils/config_rules.py checks the option with it); logger/trackers/ builds the trackers.
+It is config reading (utils/config/rules.py checks the option with it); logger/trackers/ builds the trackers.
 
 Each entry is a name ("mlflow") or a section {"type": "mlflow", "args": {...}}. The
 module of a tracker is named here as a string and imported only when the tracker is

@@ -8,7 +8,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from utils.dotted import flatten
+from utils.config.dotted import flatten
 from utils.redact import redact
 
 PARAM_CHUNK, MAX_PARAM = 100, 6000  # MLflow's limits: params per batch, characters per value

@@ -10,7 +10,7 @@ import secrets
 import string
 from pathlib import Path
 
-from utils.dotted import flatten
+from utils.config.dotted import flatten
 
 ID_CHARS = string.ascii_lowercase + string.digits
 

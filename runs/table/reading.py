@@ -7,7 +7,7 @@ from pathlib import Path
 
 from runs import lock as run_lock
 from runs.files import BEST, EPOCH_GLOB, HISTORY, LATEST, ORIGIN_FILE, RUN_CONFIG, test_results_file
-from utils.dotted import flatten
+from utils.config.dotted import flatten
 
 TEST_RESULTS = tuple(test_results_file(name).name for name in (BEST, LATEST))
 RUN_SIGNS = (HISTORY, ORIGIN_FILE, LATEST, BEST, run_lock.LOCK_NAME)

@@ -34,17 +34,12 @@ def record_saves(out_dir):
     Checkpointer.write = recording_save
 
 
-class WeightDumpingTrainer(train.Trainer):
-    """The Trainer, plus a dump of this rank's final weights after training."""
-
-    out_dir = None
-
-    def train(self):
-        super().train()
-        rank = dist.get_rank()
-        torch.save(self.raw_model.state_dict(), self.out_dir / f"weights_rank{rank}.pt")
-        indices = [i for batch in self.valid_data_loader.batch_sampler for i in batch]
-        (self.out_dir / f"valid_indices_rank{rank}.json").write_text(json.dumps(indices))
+def dump_weights(trainer, out_dir):
+    """This rank's final weights and its validation indices, for the test to compare across ranks."""
+    rank = dist.get_rank()
+    torch.save(trainer.raw_model.state_dict(), out_dir / f"weights_rank{rank}.pt")
+    indices = [i for batch in trainer.valid_data_loader.batch_sampler for i in batch]
+    (out_dir / f"valid_indices_rank{rank}.json").write_text(json.dumps(indices))
 
 
 def main(config_path, out_dir):
@@ -52,11 +47,11 @@ def main(config_path, out_dir):
     out_dir = Path(out_dir)
     (out_dir / f"saves_rank{dist.get_rank()}.txt").touch()
     record_saves(out_dir)
-    WeightDumpingTrainer.out_dir = out_dir
-    train.Trainer = WeightDumpingTrainer
     try:
         config = train.parse_args(["-c", config_path])
-        train.main(config, device)
+        trainer = train.build_trainer(config, device)  # what train.main does, then the weights are dumped
+        trainer.train()
+        dump_weights(trainer, out_dir)
         dist.barrier()  # rank 0 may still be writing model_best.pth when the others finish training
         test_entry.main(test_entry.parse_args(["-r", str(config.save_dir / "model_best.pth")]), device)
     finally:

@@ -1,8 +1,8 @@
 """Command-line overrides of config values: `-o key.path=value` and `+key.path=value`."""
 import json
 
-from utils.config_rules import TRAINER_OPTIONS
-from utils.dotted import deepest, differences, dotted, key_path, put
+from utils.config.dotted import deepest, differences, dotted, key_path, put
+from utils.config.rules import TRAINER_OPTIONS
 from utils.errors import UserError
 from utils.lookup import TYPO, did_you_mean
 

@@ -1,8 +1,8 @@
 """`read_trainer_options`: the one reader of the trainer section; unknown keys that are no near miss are the user's."""
 from types import SimpleNamespace
 
-from utils.config_check import check_value, refuse_near_misses
-from utils.config_rules import REQUIRED, RULES, TRAINER_OPTIONS
+from utils.config.check import check_value, refuse_near_misses
+from utils.config.rules import REQUIRED, RULES, TRAINER_OPTIONS
 from utils.errors import UserError
 
 

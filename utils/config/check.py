@@ -1,9 +1,9 @@
-"""The one checker of config values (against utils/config_rules.py), run before anything is built or written;
+"""The one checker of config values (against utils/config/rules.py), run before anything is built or written;
 sections a user adds for their own code are checked by `init_obj` when it builds them."""
 import logging
 
-from utils.config_rules import RULES, UNSET
-from utils.dotted import get
+from utils.config.dotted import get
+from utils.config.rules import RULES, UNSET
 from utils.errors import UserError
 from utils.lookup import TYPO, did_you_mean
 
