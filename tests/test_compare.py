@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from tests.helpers.cli import run_script
+from tests.helpers.locks import lock_held_elsewhere
 from tests.helpers.paths import REPO
 from tests.helpers.run_folders import fabricate_run
 
@@ -105,18 +106,10 @@ def test_a_running_and_an_interrupted_run_show_their_state(name_folder):
     fabricate_run(name_folder, "done")
     interrupted = fabricate_run(name_folder, "cut", epochs=5, done=2, lr=0.01)
     running = fabricate_run(name_folder, "busy", epochs=5, done=1, lr=0.1)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from runs import lock as run_lock; run_lock.acquire(sys.argv[1]); "
-                               "print('held', flush=True); time.sleep(60)", str(running)],
-        cwd=REPO, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_held_elsewhere(running) as holder:
         states = {row["run"]: row["state"] for row in csv_rows(compare(name_folder, "--csv").stdout)}
         assert (running / ".lock").is_file()  # compare only looked: the lock is still the holder's
         assert states["busy"].startswith("running (host ") and f"pid {holder.pid} since" in states["busy"]
-    finally:
-        holder.kill()
-        holder.wait()
     assert states["cut"] == "interrupted" and states["done"] == "finished"
     after = {row["run"]: row for row in csv_rows(compare(name_folder, "--csv").stdout)}
     assert after["busy"]["state"] == "interrupted" and after["cut"]["epochs"] == "2"  # the kill freed it
@@ -134,19 +127,11 @@ def test_the_lock_is_looked_at_never_taken(tmp_path, monkeypatch):
 
     (tmp_path / ".lock").write_text("host h pid 1 since then\n")  # left by a job that died
     (tmp_path / "busy").mkdir()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from runs import lock as run_lock; run_lock.acquire(sys.argv[1]); "
-                               "print('held', flush=True); time.sleep(60)", str(tmp_path / "busy")],
-        cwd=REPO, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_held_elsewhere(tmp_path / "busy") as holder:
         monkeypatch.setattr(fcntl, "lockf", no_taking)
         monkeypatch.setattr(fcntl, "flock", no_taking)
         assert run_lock.holder_seen(tmp_path) is None
         assert f"pid {holder.pid} since" in run_lock.holder_seen(tmp_path / "busy")
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_early_stop_counts_as_finished(name_folder):

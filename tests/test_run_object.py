@@ -14,6 +14,7 @@ from runs.files import LATEST, TRACKER_IDS
 from runs.tracking import run_info
 from tests.helpers.cli import train_in_process
 from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.locks import lock_held_elsewhere
 from tests.helpers.paths import REPO
 
 
@@ -81,17 +82,9 @@ def test_test_py_writes_its_results_only_while_no_job_holds_the_run(tmp_path, sy
     path = write_config(tmp_path, shrink_config(tmp_path, synthetic_data_dir, epochs=1))
     run = train_in_process("-c", path).save_dir
     results = run / "model_latest.test.json"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from runs import lock; lock.acquire(sys.argv[1]); "
-                               "print('held', flush=True); time.sleep(60)", str(run)],
-        cwd=REPO, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_held_elsewhere(run):
         busy = subprocess.run([sys.executable, "test.py", "-r", str(run / LATEST)], cwd=REPO, capture_output=True,
                               text=True)
-    finally:
-        holder.kill()
-        holder.wait()
     assert busy.returncode == 0 and "results not saved" in busy.stdout + busy.stderr
     assert not results.exists()
     free = subprocess.run([sys.executable, "test.py", "-r", str(run / LATEST)], cwd=REPO, capture_output=True,

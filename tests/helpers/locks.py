@@ -1,0 +1,21 @@
+"""A run folder's lock held by another live process, as a second job would hold it."""
+import subprocess
+import sys
+from contextlib import contextmanager
+
+from tests.helpers.paths import REPO
+
+HOLD = ("import sys, time; from runs import lock; lock.acquire(sys.argv[1]); print('held', flush=True); "
+        "time.sleep(60)")
+
+
+@contextmanager
+def lock_held_elsewhere(folder):
+    """`folder`'s lock, taken by another process for the length of the block; yields that process."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
