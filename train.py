@@ -22,6 +22,7 @@ from utils.cpu_threads import use_cpu_threads
 from utils.lookup import accepts_keyword, find_by_name
 from utils.run_names import run_name
 from utils.seed import seed_everything
+from utils.sharding import check_strategy
 from utils.util import place_model
 
 
@@ -46,13 +47,17 @@ def build_trainer(config, device=None, search_workers_here=None):
     threads = use_cpu_threads(options.cpu_threads, options.deterministic, search_workers_here or 1,
                               fresh=search_workers_here is not None)
     config.run.note(logging.INFO, threads)  # into info.log once the run folder exists
+    sharding = check_strategy(options.strategy, options.amp)
+    if sharding:
+        config.run.note(logging.INFO, sharding)
 
     data_loader = config.init_obj("data_loader", module_data, **_loader_seed(config))
     valid_data_loader = data_loader.split_validation()
 
     model = config.init_obj("arch", module_arch)
     logger.info(model, extra={"once": "model"})  # tune.py: on the console for the first trial only
-    model, device = place_model(model, config["n_gpu"], device, compile=options.compile, ddp=True)
+    model, device = place_model(model, config["n_gpu"], device, compile=options.compile, ddp=True,
+                                strategy=options.strategy, amp=options.amp)  # the optimizer comes after: sharded
 
     criterion = config.init_named("loss", module_loss)
     metrics = [find_by_name(module_metric, met, "metric") for met in config["metrics"]]

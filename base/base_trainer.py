@@ -15,8 +15,9 @@ from runs.files import HISTORY, PROVENANCE
 from runs.folder import resume_command
 from runs.history import history_with_row
 from runs.monitor import Monitor
-from runs.parts import ModelWeights, OptimizerState, RngStates, SchedulerState
+from runs.parts import RngStates, SchedulerState
 from runs.report import best_so_far, epoch_block, summary_lines, write_epoch_scalars
+from runs.sharded_parts import weight_parts
 from runs.tracking import run_info
 from utils import distributed as dist
 from utils.checkpoint import unwrap_model
@@ -75,8 +76,10 @@ class BaseTrainer(ABC):
         """What a checkpoint holds besides the position. A subclass registers its own parts (its data
         position, partial metrics) in its constructor: `self.checkpointer.register(key, part)`."""
         register = self.checkpointer.register
-        register("state_dict", ModelWeights(self.raw_model, lambda: self.config.resume))
-        optimizer = OptimizerState(self.optimizer, self.config, self.checkpointer, self.run.note)
+        # a sharded model's parts gather and scatter its shards (runs/sharded_parts.py); the file is the same
+        weights, optimizer = weight_parts(self.raw_model, self.optimizer, self.config, self.checkpointer,
+                                          self.run.note, lambda: self.config.resume)
+        register("state_dict", weights)
         register("optimizer", optimizer)
         register("lr_scheduler", SchedulerState(self.lr_scheduler, optimizer) if self.lr_scheduler else None)
         register("monitor", self.monitor)

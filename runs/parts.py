@@ -36,13 +36,17 @@ class OptimizerState:
     def state_dict(self):
         return self.optimizer.state_dict()
 
+    def put(self, state):
+        """Load `state` into the optimizer (the sharded adapter scatters it over the ranks instead)."""
+        self.optimizer.load_state_dict(state)
+
     def load_state_dict(self, state):
         if not self.same_type():
             self.note(logging.WARNING, "Warning: Optimizer type given in config file is different from that of "
                       "checkpoint. Optimizer parameters not being resumed.")
             return
         chosen = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
-        self.optimizer.load_state_dict(state)
+        self.put(state)
         if not self.config.run.plan.continue_run:
             for group, settings in zip(self.optimizer.param_groups, chosen, strict=True):
                 group.update(settings)

@@ -17,12 +17,16 @@ def to_device(data, target, device, transform=None):
 
 
 def evaluate(model, loader, criterion, metric_fns, device, label="Valid", show_bar=False, log_step=1,
-             autocast=nullcontext):
+             autocast=nullcontext, same_steps=False):
     """Loss and metrics of `model` (already in eval mode) over every sample of `loader`, each seen
-    once over all ranks: a MetricTracker holding the exact averages (and counts) of the whole split."""
+    once over all ranks: a MetricTracker holding the exact averages (and counts) of the whole split.
+    `same_steps`: every rank runs as many forwards as the rank with the most batches (an FSDP model's forward
+    all-gathers its weights: a rank that stopped early would leave the others waiting)."""
     metrics = MetricTracker("loss", *(metric_name(m) for m in metric_fns))
     transform = defer_batch_transform(loader)
     progress = EpochProgress(len(loader), label, show_bar)
+    steps = max(dist.all_gather_object(len(loader))) if same_steps else len(loader)
+    data = None
     with torch.no_grad():
         for batch_idx, (data, target) in enumerate(loader):
             data, target = to_device(data, target, device, transform)
@@ -33,6 +37,9 @@ def evaluate(model, loader, criterion, metric_fns, device, label="Valid", show_b
             progress.update(target.size(0))
             if show_bar and batch_idx % log_step == 0:  # reading the loss syncs: log steps only
                 progress.show(loss=f"{metrics.avg('loss'):.4f}")
+        for _ in range(steps - len(loader)):  # the shards differ by a sample: repeat a batch, count nothing
+            with autocast():
+                model(data)
     progress.close()
     metrics.all_reduce(dist.all_reduce_sum)
     return metrics

@@ -19,6 +19,7 @@ from utils import distributed as dist
 from utils.errors import UserError
 from utils.metric_tracker import MetricTracker, RankShares, metric_name, update_metrics
 from utils.model_input import forward
+from utils.sharding import is_sharded, sync_buffers
 from utils.signals import TrainingInterrupted
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -52,6 +53,7 @@ class Trainer(BaseTrainer):
         self.per_batch_scheduler = (config.get("lr_scheduler") or {}).get("step") == "batch"
         self.show_bar = use_progress_bar(opts.verbosity)
         self.is_ddp = isinstance(model, DistributedDataParallel)
+        self.is_sharded = is_sharded(self.raw_model)  # FSDP2: validation runs the sharded model on every rank
         self.eval_model = model.module if self.is_ddp else model  # no DDP collectives in validation
         self.autocast = partial(torch.autocast, device.type, dtype=AUTOCAST_DTYPES[opts.amp]) \
             if opts.amp in AUTOCAST_DTYPES else nullcontext
@@ -123,9 +125,7 @@ class Trainer(BaseTrainer):
 
     def _run_batch(self, data, target, step_now=True):
         """Forward and backward one batch; step the optimizer on the last micro-step."""
-        # under DDP, gradients of accumulation micro-steps stay local: one all-reduce per step
-        sync = self.model.no_sync() if self.is_ddp and not step_now else nullcontext()
-        with sync:
+        with self._gradient_sync(step_now):
             with self.autocast():
                 output = forward(self.model, data, self.global_step == 0, target)  # a misfit: one line
                 loss = self.criterion(output, target)
@@ -134,6 +134,12 @@ class Trainer(BaseTrainer):
         if step_now:
             self._optimizer_step()
         return output, loss
+
+    def _gradient_sync(self, step_now):
+        """Gradients of accumulation micro-steps stay local: one all-reduce (DDP) or reduce-scatter (FSDP) a step."""
+        if self.is_sharded and self.accumulate > 1:
+            self.raw_model.set_requires_gradient_sync(step_now)
+        return self.model.no_sync() if self.is_ddp and not step_now else nullcontext()
 
     def _optimizer_step(self):
         if self.clip_grad_norm:
@@ -148,8 +154,11 @@ class Trainer(BaseTrainer):
     def _valid_epoch(self, epoch):
         """Validate after an epoch; metrics are exact averages over the whole split."""
         self.eval_model.eval()
+        if self.is_sharded:  # validate the model the checkpoint holds, on every rank
+            sync_buffers(self.raw_model)
         self.valid_metrics = evaluate(self.eval_model, self.valid_data_loader, self.criterion, self.metric_ftns,
-                                      self.device, "Valid", self.show_bar, self.log_step, self.autocast)
+                                      self.device, "Valid", self.show_bar, self.log_step, self.autocast,
+                                      same_steps=self.is_sharded)
         if self.options.tensorboard_histograms and self.is_main:
             for name, param in self.raw_model.named_parameters():
                 self.writer.write("add_histogram", name, param, epoch, bins="auto")
@@ -197,6 +206,10 @@ class Trainer(BaseTrainer):
 
     def check_before_training(self):
         super().check_before_training()
+        # a rank without validation batches could not join the sharded model's all-gathers (every rank asks)
+        if self.is_sharded and self.do_validation and dist.any_rank(len(self.valid_data_loader) == 0):
+            raise UserError(f"the validation split has fewer samples than the {dist.get_world_size()} ranks "
+                            "trainer.strategy \"fsdp\" validates on; raise data_loader.args.validation_split")
         total = getattr(self.lr_scheduler, "total_steps", None)  # OneCycleLR: stepping past it raises
         if not self.per_batch_scheduler or total is None:
             return

@@ -39,6 +39,12 @@ def matching_keys(state_dict, model):
 def load_weights(model, state_dict, path):
     """Load a checkpoint's weights into the plain `model`; weights of another architecture are refused, naming
     the keys that differ."""
+    model.load_state_dict(checked_weights(model, state_dict, path))
+
+
+def checked_weights(model, state_dict, path):
+    """`state_dict` with `model`'s key names, or a UserError naming the keys and shapes that differ (a sharded
+    model's state_dict holds DTensors: their shapes are the full ones)."""
     state_dict = matching_keys(state_dict, model)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
@@ -50,7 +56,7 @@ def load_weights(model, state_dict, path):
     if parts:
         raise UserError(f"checkpoint {path} was made for another architecture ({'; '.join(parts)}); "
                         "use a checkpoint of this arch or set arch to the one it was trained with")
-    model.load_state_dict(state_dict)
+    return state_dict
 
 
 def _few(names, limit=4):

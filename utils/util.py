@@ -12,6 +12,7 @@ from utils import distributed as dist
 from utils.atomic import atomic_write
 from utils.errors import UserError
 from utils.metric_tracker import MetricTracker  # noqa: F401  (its classic home)
+from utils.sharding import shard_model
 
 
 def read_json(fname):
@@ -63,13 +64,17 @@ def prepare_device(n_gpu_use):
     return device, list(range(n_gpu_use))
 
 
-def place_model(model, n_gpu, device=None, compile=False, ddp=False):
+def place_model(model, n_gpu, device=None, compile=False, ddp=False, strategy="ddp", amp=False):
     """(the model on its device, compiled and wrapped for several devices; the device). `device`: torchrun's,
-    else `n_gpu` GPUs from prepare_device; under torchrun `ddp` wraps it in DDP, else several GPUs in DataParallel."""
+    else `n_gpu` GPUs from prepare_device; under torchrun `ddp` wraps it in DDP (or shards it with FSDP2 when
+    `strategy` is "fsdp", computing in bf16 when `amp` is), else several GPUs in DataParallel."""
     device_ids = []
     if device is None:
         device, device_ids = prepare_device(n_gpu)
     model = model.to(device)
+    if ddp and strategy == "fsdp" and dist.is_distributed():
+        model = shard_model(model, device, amp)  # before compile: the units are the model's own submodules
+        return (torch.compile(model) if compile else model), device
     if compile:
         model = torch.compile(model)
     if ddp and dist.is_distributed():

@@ -37,7 +37,9 @@ def record_saves(out_dir):
 def dump_weights(trainer, out_dir):
     """This rank's final weights and its validation indices, for the test to compare across ranks."""
     rank = dist.get_rank()
-    torch.save(trainer.raw_model.state_dict(), out_dir / f"weights_rank{rank}.pt")
+    # FSDP's state_dict holds DTensors (a shard each): full tensors, gathered on every rank
+    weights = {k: getattr(v, "full_tensor", lambda v=v: v)() for k, v in trainer.raw_model.state_dict().items()}
+    torch.save(weights, out_dir / f"weights_rank{rank}.pt")
     indices = [i for batch in trainer.valid_data_loader.batch_sampler for i in batch]
     (out_dir / f"valid_indices_rank{rank}.json").write_text(json.dumps(indices))
 

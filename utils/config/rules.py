@@ -4,6 +4,9 @@ import re
 from collections import namedtuple
 from numbers import Real
 
+from utils.errors import UserError
+from utils.lookup import did_you_mean
+from utils.sharding import STRATEGIES
 from utils.tracker_specs import check_trackers
 
 Rule = namedtuple("Rule", "default test expected")
@@ -55,6 +58,17 @@ def _interval(v):
     return v is None or _positive_int(v) or (isinstance(v, str) and bool(parse_duration(v)))  # "0s": no
 
 
+def _strategy(v):
+    """"ddp" or "fsdp"; a near miss is refused with the name it resembles (utils/sharding.py)."""
+    if v in STRATEGIES:
+        return True
+    close = did_you_mean(v, STRATEGIES) if isinstance(v, str) else []
+    if close:
+        raise UserError(f"config: unknown trainer.strategy {v!r}; did you mean {close[0]!r}? "
+                        f"Choose one of: {', '.join(map(repr, STRATEGIES))}")
+    return False
+
+
 TRUE_OR_FALSE = "true or false"
 RULES = {
     "seed": Rule(UNSET, lambda v: v is None or is_int(v), "an integer or null (null: the run picks one)"),
@@ -92,6 +106,8 @@ RULES = {
                                                          "such as \"30s\" or \"10min\""),
     "trainer.profile": Rule(False, _profile_window, "true, false or {\"wait\": W, \"warmup\": U, \"active\": A} "
                                                     "(batch counts, active > 0)"),
+    "trainer.strategy": Rule("ddp", _strategy, "\"ddp\" (one model copy per process) or \"fsdp\" (FSDP2: "
+                                               "parameters, gradients and optimizer state sharded over the ranks)"),
     "trainer.overfit_batches": Rule(None, _optional_positive_int, "a positive integer (batches) or null"),
 }
 TRAINER_OPTIONS = [key.split(".", 1)[1] for key in RULES if key.startswith("trainer.")]
