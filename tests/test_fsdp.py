@@ -107,3 +107,19 @@ def test_bad_strategy_is_one_line(trainer, expected, tmp_path, synthetic_data_di
     path = write_config(tmp_path, shrink_config(tmp_path, synthetic_data_dir, **trainer))
     before = snapshot_bytes_and_mtimes(tmp_path)
     check_refused(run_cli("train", ["-c", path], monkeypatch, capsys), expected, before, tmp_path)
+
+
+def test_fsdp_units_default_to_children_with_parameters_and_the_model_may_choose():
+    from model.model import ImageClassifier, MnistModel
+    from utils.sharding import fsdp_units
+
+    lenet = MnistModel()
+    assert fsdp_units(lenet) == [lenet.conv1, lenet.conv2, lenet.fc1, lenet.fc2]  # not the parameterless dropout
+
+    class Blocks(ImageClassifier):
+        def fsdp_units(self):
+            return [self.features]
+
+    model = Blocks(num_classes=10)
+    assert fsdp_units(model) == [model.features]
+    assert fsdp_units(torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(2, 2)))[0].in_features == 2  # no hook
