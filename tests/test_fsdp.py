@@ -41,7 +41,7 @@ def test_fsdp_weights_and_optimizer_equal_ddp_bitwise(runs):
             assert torch.equal(value, fsdp["optimizer"]["state"][index][name]), (index, name)
     ranks = [torch.load(runs["fsdp", False]["evidence"] / f"weights_rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])
-    # validation ran the sharded model on both ranks (31 and 30 samples): the same metrics as DDP's
+    # validation ran the sharded model on both ranks (2 batches and 1): the same metrics as DDP's
     pd.testing.assert_frame_equal(pd.read_csv(runs["ddp", False]["run"] / "metrics.csv").filter(like="val_"),
                                   pd.read_csv(runs["fsdp", False]["run"] / "metrics.csv").filter(like="val_"))
 
@@ -67,11 +67,11 @@ def test_fsdp_checkpoint_continues_in_one_process_and_tests_alike(runs):
     for name, value in single["metrics"].items():
         assert value == pytest.approx(runs["fsdp", False]["test"]["metrics"][name], abs=1e-6), name
 
-    assert saved["world_size"] == 2 and (saved["epoch"], saved["global_step"]) == (2, 34)
+    assert saved["world_size"] == 2 and (saved["epoch"], saved["global_step"]) == (2, 36)
     train_in_process("-r", run / "model_latest.pth", "-o", "trainer.epochs=3")
     resumed = torch.load(run / "checkpoint-epoch3.pth", weights_only=True)
-    # one process takes all 539 training samples: 34 batches of 16 after the 34 two-rank steps
-    assert (resumed["epoch"], resumed["global_step"], resumed["world_size"]) == (3, 68, 1)
+    # one process takes all 567 training samples: 36 batches of 16 after the 36 two-rank steps
+    assert (resumed["epoch"], resumed["global_step"], resumed["world_size"]) == (3, 72, 1)
     assert list(pd.read_csv(run / "metrics.csv")["epoch"]) == [1, 2, 3]
     assert not any(torch.equal(v, resumed["state_dict"][k]) for k, v in saved["state_dict"].items())  # it trained
 
