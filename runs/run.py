@@ -51,6 +51,19 @@ class Run:
         """A line for the run's info.log; held until `open` has made it."""
         self.notes.append((level, message))
 
+    def check_free(self):
+        """Refuse a run another live job holds (or one no job can lock) before anything is built: its lock is
+        looked at, not taken (`open` takes it). A restarted torchrun group waits in `open` for the old one."""
+        problem = None
+        if dist.is_main_process() and self.plan.folder is not None and self.plan.restart is None:
+            try:
+                run_lock.check_free(self.folder)
+            except UserError as err:
+                problem = err
+        problem = dist.broadcast_object(problem)
+        if problem is not None:
+            raise problem
+
     # ---- open and close -------------------------------------------------------
     def open(self, config):
         """Make and lock the folder (rank 0), finish a save a kill interrupted, and write config.json and
@@ -145,8 +158,10 @@ def write_while_free(folder, name, content):
     or why nothing was written (one line)."""
     try:
         run_lock.acquire(folder)
-    except UserError as err:
+    except run_lock.RunBusy as err:
         return str(err).partition(";")[0]  # what holds it, without the advice to a trainer
+    except UserError:  # no lock file can be made there (a read-only disk): no job owns it; the write says why
+        pass
     try:
         write_files(folder, [(name, (json.dumps(content, indent=4) + "\n").encode("utf-8"))],
                     hint="free space, then run test.py again")
