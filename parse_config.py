@@ -41,6 +41,7 @@ class ConfigParser:
         plan = plan or StartPlan(self.config, self.resume, run_id=run_id)
         self.run = Run(plan, self.config["name"], self.trainer_options.save_dir)
         self.dry_run = False  # train.py --dry_run: one batch each, no run folder
+        self.cli_args = None  # from_args: the parsed command line, for an entry's own flags (test.py --raw)
 
     @classmethod
     def from_args(cls, args, options=(), argv=None, start=decide_start):
@@ -70,6 +71,7 @@ class ConfigParser:
         plan = start(request)
         parser = cls(plan.config, plan.resume, plan=plan)
         parser.dry_run = getattr(parsed, "dry_run", False)
+        parser.cli_args = parsed
         return parser
 
     def init_obj(self, name, module, *args, **kwargs):

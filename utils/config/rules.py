@@ -4,6 +4,7 @@ import re
 from collections import namedtuple
 from numbers import Real
 
+from utils.config.ema_option import check_ema
 from utils.tracker_specs import check_trackers
 
 Rule = namedtuple("Rule", "default test expected")
@@ -93,5 +94,7 @@ RULES = {
     "trainer.profile": Rule(False, _profile_window, "true, false or {\"wait\": W, \"warmup\": U, \"active\": A} "
                                                     "(batch counts, active > 0)"),
     "trainer.overfit_batches": Rule(None, _optional_positive_int, "a positive integer (batches) or null"),
+    # an averaged model beside the trained one (trainer/ema.py); the test raises its own one-line errors
+    "trainer.ema": Rule(None, check_ema, "null or {\"decay\", \"every\", \"start\", \"validate\"}"),
 }
 TRAINER_OPTIONS = [key.split(".", 1)[1] for key in RULES if key.startswith("trainer.")]
