@@ -91,7 +91,7 @@ def _outcome(trial, objective):
         trial.study.tell(trial, state=TrialState.FAIL)
         raise
     if value is None or not math.isfinite(value):  # no epoch gave a finite value: never COMPLETE, never best
-        trial.set_user_attr("note", f"diverged: its monitored value was {value} in every epoch, so it is pruned")
+        trial.set_user_attr("note", "diverged: no epoch gave a finite monitored value, so it is pruned")
         return TrialState.PRUNED, None
     return TrialState.COMPLETE, value
 
