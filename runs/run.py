@@ -28,6 +28,7 @@ class Run:
         self.folder = Path(plan.folder) if plan.folder is not None else run_folder(save_dir, name, self.run_id)
         self.notes = list(plan.notes)  # (level, message) for info.log, written once it exists
         self.about = {}  # what an entry point adds to provenance.json (tune.py: the trial and its study)
+        self.rerun = None  # the command that continues this run when not train.py -r (tune.py: the search's own)
         self.opened = False
         self._made = set()  # the folders `open` created, which `close` removes after a config error
         self._seen = _stamp(self.folder) if plan.folder is not None and dist.is_main_process() else None
@@ -136,10 +137,11 @@ class Run:
         if dist.is_main_process() and not run_lock.held_here(self.folder):
             raise run_lock.RunBusy(f"this job does not hold run folder {self.folder} (its run ended or never "
                                    "started here), so it writes nothing there; run the command again to continue it")
-        write_files(self.folder, files, hint=f"free space, then resume with {resume_command(self.folder)}")
+        write_files(self.folder, files, hint=f"free space, then resume with {self.resume_command()}")
 
     def resume_command(self, *more):
-        return resume_command(self.folder, *more)
+        """What a person runs to continue this run: train.py -r, or the command of the search it is a trial of."""
+        return self.rerun or resume_command(self.folder, *more)
 
 
 def _stamp(folder):
