@@ -40,7 +40,7 @@ class ConfigParser:
             self.config["seed"] = dist.broadcast_object(random.SystemRandom().randrange(2**31))
         plan = plan or StartPlan(self.config, self.resume, run_id=run_id)
         self.run = Run(plan, self.config["name"], self.trainer_options.save_dir)
-        self.dry_run = False  # train.py --dry_run: one batch each, no run folder
+        self.cli_args = None  # from_args: the parsed command line, for an entry's own flags (test.py --raw)
 
     @classmethod
     def from_args(cls, args, options=(), argv=None, start=decide_start):
@@ -69,7 +69,7 @@ class ConfigParser:
                                getattr(parsed, "run_id", None))
         plan = start(request)
         parser = cls(plan.config, plan.resume, plan=plan)
-        parser.dry_run = getattr(parsed, "dry_run", False)
+        parser.cli_args = parsed
         return parser
 
     def init_obj(self, name, module, *args, **kwargs):
@@ -157,6 +157,11 @@ class ConfigParser:
     def log_dir(self):
         """saved/log/<name>/<run_id>, beside the run folder."""
         return self.run.log_dir
+
+    @property
+    def dry_run(self):
+        """train.py --dry_run: one batch each, no run folder."""
+        return bool(getattr(self.cli_args, "dry_run", False))
 
     @property
     def run_id(self):

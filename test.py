@@ -33,6 +33,7 @@ def main(config, device=None):
     logger = config.get_logger("test")
     check_sections(config.config, ("arch", "data_loader", "loss", "metrics"))
     exported = config.resume is not None and format_of(config.resume) is not None
+    which = None  # the weights evaluated, when the checkpoint holds two sets (trainer.ema)
     if config.run.checkpoint is None and not exported:
         raise UserError(f"test.py needs a checkpoint: python test.py -r saved/models/<name>/<run>/{BEST}")
 
@@ -47,7 +48,8 @@ def main(config, device=None):
     else:
         model = config.init_obj("arch", module_arch)
         logger.info(model)
-        load_weights(model, config.run.checkpoint["state_dict"], config.resume)
+        weights, which = chosen_weights(config.run.checkpoint, getattr(config.cli_args, "raw", False))
+        load_weights(model, weights, config.resume)
         model, device = place_model(model, config["n_gpu"], device)
         model.eval()
 
@@ -57,12 +59,26 @@ def main(config, device=None):
                        use_progress_bar(config.trainer_options.verbosity))
     if dist.is_main_process():  # the results are what test.py is for: shown at verbosity 0 too
         results_logger = config.get_logger("test.results", verbosity=max(1, config.trainer_options.verbosity))
-        report({"metrics": metrics.result(), "n_samples": metrics.count("loss")}, config.resume, results_logger)
+        results = {"metrics": metrics.result(), "n_samples": metrics.count("loss")}
+        report({**results, "weights": which} if which else results, config.resume, results_logger)
+
+
+def chosen_weights(checkpoint, raw):
+    """(weights, which): the checkpoint's averaged weights (trainer.ema) when it has them and --raw is not given,
+    else its trained ones; `which` names them for the output (None: a checkpoint without an average)."""
+    ema = checkpoint.get("ema")
+    if ema is None:
+        return checkpoint["state_dict"], None
+    if raw:
+        return checkpoint["state_dict"], "raw (trained; the checkpoint also holds an average)"
+    return ema["weights"], f"ema (decay {ema['decay']}, {ema['n_averaged']} updates; --raw: the trained ones)"
 
 
 def report(results, checkpoint_path, logger):
     """Print the results as a table and save them beside the checkpoint."""
     width = max(len(k) for k in results["metrics"])
+    if "weights" in results:
+        logger.info(f"    {'weights':{width}s}: {results['weights']}")
     for key, value in results["metrics"].items():
         logger.info(f"    {key:{width}s}: {value:.6f}")
     logger.info(f"    {'samples':{width}s}: {results['n_samples']}")
@@ -80,6 +96,8 @@ def parse_args(argv=None):
     args.add_argument("-c", "--config", default=None, type=str, help="config file path (default: the checkpoint's)")
     args.add_argument("-r", "--resume", required=True, type=str,
                       help=f"path to the checkpoint to evaluate, e.g. saved/models/<name>/<run>/{BEST}")
+    args.add_argument("--raw", action="store_true",
+                      help="evaluate the trained weights even when the checkpoint holds averaged ones (trainer.ema)")
     args.add_argument("-d", "--device", default=None, type=str, help="indices of GPUs to enable (default: all)")
     return ConfigParser.from_args(args, argv=argv, start=start_of_test)
 

@@ -40,6 +40,7 @@ def build_trainer(config, device=None, search_workers_here=None):
     """Every part the config names, put together into a Trainer; nothing trained, no folder made.
     `search_workers_here`: tune.py's workers on this machine (each trial measures the load again)."""
     check_sections(config.config, ("arch", "data_loader", "optimizer", "loss", "metrics"))
+    config.run.check_free()  # a run another job trains: one line now, before any data is loaded
     config.check_save_dir()
     logger = config.get_logger("train")
     options = config.trainer_options

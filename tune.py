@@ -20,18 +20,23 @@ from logger.logger import once_on_console
 from parse_config import ConfigParser, run_options
 from runs.entry import run_entry
 from runs.files import logs_of, runs_of
+from runs.folder import launcher, quote
+from runs.lock import RunBusy
 from runs.start import StartRequest, decide_start
-from search.recovery import requeue, retry_after_kill, revive_dead_trials, run_number, this_worker
+from search.pruning import PruneCheck
+from search.recovery import retry_after_kill, revive_dead_trials, run_number, this_worker
 from search.report import DONE, progress_line, summary_lines
 from search.sampler import build_pruner, build_sampler
 from search.space import first_point, read_tune_section, suggest, with_values
 from search.storage import open_storage, open_study, storage_url
+from search.study_base import check_same_base
+from search.trial_loop import run_trials
 from utils import distributed as dist
 from utils.config.overrides import updated_config, with_known_keys
 from utils.errors import UserError
 from utils.redact import redact
 from utils.run_names import study_name
-from utils.signals import TrainingInterrupted
+from utils.signals import StopSignals, TrainingInterrupted
 from utils.util import read_json
 
 
@@ -55,7 +60,9 @@ class Search:
         self.logs_dir = logs_of(options.save_dir, self.base["name"])
         self.url = storage_url(self.tune.storage, options.save_dir, self.tune.study)  # to connect; never shown
         self.shown_url = redact(self.url)  # to print and store: a password is ***
-        self.sampler, self.pruner = build_sampler(self.tune.sampler), build_pruner(self.tune.pruner)
+        self.sampler, self.pruner = build_sampler(self.tune.sampler, self.tune.space), build_pruner(self.tune.pruner)
+        # what continues a stopped trial: this very command (train.py -r would train it outside the study)
+        self.rerun = " ".join([launcher(), "tune.py", *map(quote, args.argv)]) + " (the same command)"
         self.in_trial = False  # under torchrun: whether the other ranks are inside a trial, not waiting
 
     def check_before_trials(self):
@@ -65,37 +72,20 @@ class Search:
         trainer.check_before_training()
 
     def train_trial(self, plan, trial=None):
-        """Train (or continue) the run of one trial; return (best monitored value, epochs done)."""
+        """Train (or continue) the run of one trial; return (best monitored value, epochs done, the signal of a
+        stop that came too late to end training, else None)."""
         config = with_values(self.base, plan["values"])
         config["tune"] = {"study": self.tune.study, "trial": plan["trial"]}
         # the named run of this trial, new or continued, decided as train.py --run_id decides it
         start = decide_start(StartRequest(given=config, run_id=plan["run_id"]))
         parsed = ConfigParser(start.config, start.resume, plan=start)
         parsed.run.about["tune"] = {**config["tune"], "optuna_trial": plan["number"], "storage": self.shown_url}
+        parsed.run.rerun = self.rerun
         trainer = train.build_trainer(parsed, self.device, plan.get("workers_here", 1))
         trainer.epoch_listeners.append(PruneCheck(trial, self.metric, trainer.epochs))
         trainer.writer.hparams.searched = list(plan["values"])  # HParams: the searched keys, not the constants
         trainer.train()  # the run's lock is held from its start to its end
-        return trainer.monitor.best, max(trainer.last_epoch, trainer.start_epoch - 1)
-
-
-class PruneCheck:
-    """Epoch listener: report the monitored value, and end a trial the pruner gives up on.
-
-    Rank 0 (the one with a `trial`) decides; every rank follows, after the epoch's checkpoint is saved.
-    """
-
-    def __init__(self, trial, metric, last_epoch):
-        self.trial, self.metric, self.last_epoch = trial, metric, last_epoch
-
-    def __call__(self, epoch, log):
-        prune = False
-        if self.trial is not None:
-            self.trial.report(float(log[self.metric]), epoch)
-            self.trial.set_user_attr("epochs", epoch)
-            prune = epoch < self.last_epoch and self.trial.should_prune()
-        if dist.broadcast_object(prune):
-            raise optuna.TrialPruned(f"{self.metric} {log[self.metric]:.6g} after epoch {epoch}")
+        return trainer.monitor.best, max(trainer.last_epoch, trainer.start_epoch - 1), trainer.stop_signals.signum
 
 
 def lead(search):
@@ -103,26 +93,28 @@ def lead(search):
     tune = search.tune
     storage = open_storage(search.url, tune.heartbeat_interval, tune.grace_period, retry_after_kill())
     study = open_study(storage, tune.study, search.direction, search.sampler, search.pruner, search.metric)
-    for number in revive_dead_trials(study, search.runs_dir, retry_after_kill()):
-        print(f"trial {number}: its worker is gone; queued again to continue its run", flush=True)
-    current = {}
+    check_same_base(study, search.shown_url, search.base, f"{search.direction[:3]} {search.metric}", tune.space)
+    revive_dead_trials(study, search.runs_dir, retry_after_kill())  # each prints what it did
+    stops = StopSignals().install()  # a stop between trials is kept, and acted on once no trial is left half-told
 
     def objective(trial):
+        if stops.requested:  # before its run starts: the trial is queued again for the next start
+            raise TrainingInterrupted(stops.signum)
         values = suggest(trial, tune.space)
         plan = {"values": values, "trial": run_number(trial), "number": trial.number,
                 "run_id": f"{tune.study}-trial{run_number(trial)}"}
         trial.set_user_attr("run_id", plan["run_id"])
         trial.set_user_attr("worker", {**this_worker(), "trial": trial.number})
         plan["workers_here"] = workers_here(study)  # they share this machine's cores
-        current["id"] = trial._trial_id
         dist.broadcast_object(("trial", plan))
         search.in_trial = True
         try:
-            best, epochs = search.train_trial(plan, trial)
-        except optuna.TrialPruned:
-            search.in_trial = False  # every rank pruned it and waits for the next trial
+            best, epochs, stopped = search.train_trial(plan, trial)
+        except (optuna.TrialPruned, RunBusy):
+            search.in_trial = False  # every rank ended it alike and waits for the next trial
             raise
         search.in_trial = False
+        stops.signum = stops.signum or stopped  # a stop in the last epoch's validation or save ends the search
         trial.set_user_attr("epochs", epochs)
         return best
 
@@ -132,14 +124,9 @@ def lead(search):
     done = len(study.get_trials(deepcopy=False, states=DONE))
     print(f"Study {tune.study} in {search.shown_url}: {done} of {tune.trials} trials done", flush=True)
     try:
-        if done < tune.trials:
-            stop_at = optuna.study.MaxTrialsCallback(tune.trials, states=DONE)
-            study.optimize(objective, callbacks=[stop_at, after_trial], gc_after_trial=True)
-    except (TrainingInterrupted, KeyboardInterrupt):
-        if "id" in current:
-            requeue(study, current["id"])  # Optuna marked it FAIL; the next start continues its run
-        print("The trial's state is saved; run the same command again to continue it.", file=sys.stderr)
-        raise
+        run_trials(study, tune.trials, objective, stops, after_trial)
+    finally:
+        stops.restore()
     for line in summary_lines(study, search.metric, search.runs_dir, search.shown_url,
                               search.logs_dir):
         print(line, flush=True)
@@ -160,8 +147,8 @@ def follow(search):
             return plan
         try:
             search.train_trial(plan)
-        except optuna.TrialPruned:
-            pass
+        except (optuna.TrialPruned, RunBusy):
+            pass  # rank 0 ended the trial alike and sends the next one
 
 
 def main(argv=None, device=None):
@@ -181,7 +168,7 @@ def run_study(args, device):
     try:
         lead(search)
         code = 0
-    except UserError as err:
+    except (UserError, TrainingInterrupted) as err:
         code = err.exit_code
         raise
     finally:
@@ -203,6 +190,7 @@ def parse_args(argv=None):
     args.add_argument("--study", type=study_name, help="study name (default: tune.study or the config's name)")
     args.error = lambda message: args.exit(2, f"error: {message}; see python tune.py --help\n")
     parsed = args.parse_args(argv)
+    parsed.argv = sys.argv[1:] if argv is None else list(argv)
     parsed.custom = [CustomValue(opt.target, dest) for opt, dest in custom]
     if parsed.device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = parsed.device

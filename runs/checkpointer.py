@@ -34,12 +34,15 @@ class Checkpointer:
 
     def load(self, checkpoint):
         """Put each registered part back from `checkpoint`, in registration order; a part the checkpoint lacks
-        (an older checkpoint, a part added since) keeps its fresh state."""
+        (an older checkpoint, a part added since) keeps its fresh state, and is told so when it has a
+        `missing_from_checkpoint()` (the averaged model then starts from the loaded weights)."""
         self.loading = checkpoint
         try:
             for key, part in self.parts.items():
                 if part is not None and checkpoint.get(key) is not None:
                     part.load_state_dict(checkpoint[key])
+                elif part is not None and hasattr(part, "missing_from_checkpoint"):
+                    part.missing_from_checkpoint()
         finally:
             self.loading = None
 

@@ -86,7 +86,11 @@ def quote(path):
 
 def resume_command(folder, *more):
     """The command that continues the run in `folder`, launched as this process was (torchrun included)."""
+    return " ".join([launcher(), "train.py -r", quote(Path(folder) / LATEST), *more])
+
+
+def launcher():
+    """How this process was launched: python, or torchrun with its process counts."""
     world, local = os.environ.get("WORLD_SIZE"), os.environ.get("LOCAL_WORLD_SIZE", "1")
-    launch = "python" if world is None else f"torchrun --nproc_per_node={local}" + (
+    return "python" if world is None else f"torchrun --nproc_per_node={local}" + (
         "" if world == local else f" --nnodes={int(world) // int(local)} <your rendezvous options>")
-    return " ".join([launch, "train.py -r", quote(Path(folder) / LATEST), *more])

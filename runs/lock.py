@@ -38,6 +38,20 @@ def acquire(folder, wait=0.0):
     _held[path] = fd
 
 
+def check_free(folder):
+    """Refuse, by looking alone (no file made, nothing locked), a run folder another live job holds or whose lock
+    file could not be written: a start says so before it builds anything. `acquire` decides in the end."""
+    folder = Path(folder)
+    seen = holder_seen(folder)
+    if seen is not None and not seen.startswith("this process"):
+        raise RunBusy(f"run folder {folder} is in use by {seen}; wait for that job to end (or stop it), or choose "
+                      "another --run_id")
+    if folder.is_dir() and not os.access(folder, os.W_OK):
+        why = "Read-only file system" if os.statvfs(folder).f_flag & os.ST_RDONLY else "Permission denied"
+        raise UserError(f"cannot take run folder {folder}: its lock file cannot be written ({why}); copy the run "
+                        "somewhere writable and resume it there")
+
+
 def _try_lock(path):
     """A descriptor holding the lock on the file now at `path`, or None when another process holds it."""
     try:

@@ -2,6 +2,8 @@
 from runs.files import BEST, LATEST
 from runs.folder import quote, resume_command
 
+NOT_SCALARS = ("epoch", "val_on_ema")  # val_on_ema: 1 when val_ metrics measured the averaged weights (EMA)
+
 
 def epoch_block(log):
     """The classic aligned per-epoch block; floats to 6 significant digits (metrics.csv keeps every digit)."""
@@ -11,7 +13,7 @@ def epoch_block(log):
 
 def write_epoch_scalars(writer, log):
     """Per-epoch scalars to the metrics sink: `<metric>/train`, `<metric>/valid`, lr, epoch_time, samples/s."""
-    writer.log({_epoch_tag(key): value for key, value in log.items() if key != "epoch"}, log["epoch"])
+    writer.log({_epoch_tag(key): value for key, value in log.items() if key not in NOT_SCALARS}, log["epoch"])
     writer.flush()  # before the epoch's checkpoint: trackers then hold every step it holds, even after a kill
 
 

@@ -28,6 +28,7 @@ class Run:
         self.folder = Path(plan.folder) if plan.folder is not None else run_folder(save_dir, name, self.run_id)
         self.notes = list(plan.notes)  # (level, message) for info.log, written once it exists
         self.about = {}  # what an entry point adds to provenance.json (tune.py: the trial and its study)
+        self.rerun = None  # the command that continues this run when not train.py -r (tune.py: the search's own)
         self.opened = False
         self._made = set()  # the folders `open` created, which `close` removes after a config error
         self._seen = _stamp(self.folder) if plan.folder is not None and dist.is_main_process() else None
@@ -50,6 +51,19 @@ class Run:
     def note(self, level, message):
         """A line for the run's info.log; held until `open` has made it."""
         self.notes.append((level, message))
+
+    def check_free(self):
+        """Refuse a run another live job holds (or one no job can lock) before anything is built: its lock is
+        looked at, not taken (`open` takes it). A restarted torchrun group waits in `open` for the old one."""
+        problem = None
+        if dist.is_main_process() and self.plan.folder is not None and self.plan.restart is None:
+            try:
+                run_lock.check_free(self.folder)
+            except UserError as err:
+                problem = err
+        problem = dist.broadcast_object(problem)
+        if problem is not None:
+            raise problem
 
     # ---- open and close -------------------------------------------------------
     def open(self, config):
@@ -123,10 +137,11 @@ class Run:
         if dist.is_main_process() and not run_lock.held_here(self.folder):
             raise run_lock.RunBusy(f"this job does not hold run folder {self.folder} (its run ended or never "
                                    "started here), so it writes nothing there; run the command again to continue it")
-        write_files(self.folder, files, hint=f"free space, then resume with {resume_command(self.folder)}")
+        write_files(self.folder, files, hint=f"free space, then resume with {self.resume_command()}")
 
     def resume_command(self, *more):
-        return resume_command(self.folder, *more)
+        """What a person runs to continue this run: train.py -r, or the command of the search it is a trial of."""
+        return self.rerun or resume_command(self.folder, *more)
 
 
 def _stamp(folder):
@@ -145,8 +160,10 @@ def write_while_free(folder, name, content):
     or why nothing was written (one line)."""
     try:
         run_lock.acquire(folder)
-    except UserError as err:
+    except run_lock.RunBusy as err:
         return str(err).partition(";")[0]  # what holds it, without the advice to a trainer
+    except UserError:  # no lock file can be made there (a read-only disk): no job owns it; the write says why
+        pass
     try:
         write_files(folder, [(name, (json.dumps(content, indent=4) + "\n").encode("utf-8"))],
                     hint="free space, then run test.py again")

@@ -4,6 +4,9 @@ parameters, and the retry continues the same run, from that run's newest checkpo
 Optuna's heartbeat finds a dead worker's trial after its grace period, on any machine. A worker
 starting on the dead one's machine need not wait: a RUNNING trial whose recorded worker process
 is gone and whose run folder no live job holds is dead now.
+
+Only kills count toward MAX_RETRY: a stop (SIGTERM, Ctrl-C) is the user's, not the trial's fault, and
+only a RUNNING trial is ever queued again (a COMPLETE, PRUNED or FAIL one is never evaluated twice).
 """
 import os
 import socket
@@ -12,22 +15,50 @@ import optuna
 from optuna.trial import TrialState
 
 from runs import lock as run_lock
-from search.storage import quiet_experimental
 
-MAX_RETRY = 3  # a trial that kills its worker every time (out of memory) is given up after this many
+MAX_RETRY = 3  # a trial that kills its worker every time (out of memory) is given up after this many kills
+KILLS = "kills"  # system attr: how often the workers of this trial's run died (stops are not counted)
 
 
 def retry_after_kill():
-    """The callback for trials found dead: at most MAX_RETRY retries, reports kept for the pruner."""
-    with quiet_experimental():
-        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY, inherit_intermediate_values=True)
+    """The callback for trials found dead (Optuna's heartbeat, revive_dead_trials): a retry, up to MAX_RETRY."""
+    def on_dead(study, trial):
+        kills = trial.system_attrs.get(KILLS, 0) + 1
+        run = trial.user_attrs.get("run_id", "?")
+        if kills > MAX_RETRY:
+            print(f"trial {trial.number} ({run}): its worker is gone again, killed {kills} times: given up (at most "
+                  f"{MAX_RETRY} retries after kills; its run keeps its checkpoints)", flush=True)
+            return False
+        _queue_again(study, trial, kills)
+        print(f"trial {trial.number}: its worker is gone; queued again to continue its run ({run}, kill "
+              f"{kills} of at most {MAX_RETRY})", flush=True)
+        return True
+    return on_dead
 
 
-def requeue(study, trial_id):
-    """Queue a stopped (SIGTERM, Ctrl-C) trial again; a stop is no failure, so there is no limit."""
-    with quiet_experimental():
-        again = optuna.storages.RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)
-    again(study, study._storage.get_trial(trial_id))
+def requeue_if_running(study, trial_id):
+    """A stopped trial (SIGTERM, Ctrl-C): failed and queued again, no limit; True when it was still RUNNING.
+    A trial already told (COMPLETE, PRUNED, FAIL) is left as it is."""
+    storage = study._storage
+    try:
+        if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+            return False
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    trial = storage.get_trial(trial_id)
+    _queue_again(study, trial, trial.system_attrs.get(KILLS, 0))
+    return True
+
+
+def _queue_again(study, trial, kills):
+    """A WAITING copy of `trial`: same parameters and reports, and Optuna's retry records (retried_trial_number)."""
+    attrs = dict(trial.system_attrs)
+    attrs["failed_trial"] = attrs.get("failed_trial", trial.number)  # whose run the retry continues
+    attrs["retry_history"] = [*attrs.get("retry_history", []), trial.number]
+    attrs[KILLS] = kills
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
+        user_attrs=trial.user_attrs, system_attrs=attrs, intermediate_values=trial.intermediate_values))
 
 
 def run_number(trial):

@@ -17,8 +17,10 @@ def progress_line(study, trial, metric, wanted):
     line = (f"[{done}/{wanted}] trial {trial.number} ({trial.user_attrs.get('run_id', '?')}) {trial.state.name}: "
             f"{metric} {_number(trial.value)} after {trial.user_attrs.get('epochs', '?')} epochs, {seconds:.1f}s; "
             f"{_params(trial.params)}")
+    note = trial.user_attrs.get("note")
     best = best_trial(study)
-    return line + (f" | best: trial {best.number}, {_number(best.value)}" if best is not None else "")
+    return line + (f" ({note})" if note else "") \
+        + (f" | best: trial {best.number}, {_number(best.value)}" if best is not None else "")
 
 
 def trials_table(trials, metric):
@@ -33,9 +35,9 @@ def trials_table(trials, metric):
 
 
 def best_trial(study):
-    """The best COMPLETE trial, or None while there is none."""
+    """The best COMPLETE trial with a finite value, or None while there is none."""
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.value is not None and not math.isnan(t.value)]
+                if t.value is not None and math.isfinite(t.value)]
     if not complete:
         return None
     pick = min if study.direction.name == "MINIMIZE" else max
@@ -48,9 +50,12 @@ def summary_lines(study, metric, runs_dir, dashboard_url, log_root):
     if best is None:
         return [*lines, "No trial has completed yet."]
     run = runs_dir / best.user_attrs.get("run_id", "")
+    host = best.user_attrs.get("worker", {}).get("host", "the machine that trained it")
+    test = f"python test.py -r {run / BEST}" if (run / BEST).is_file() \
+        else f"its {BEST} is not in {run}: test it on {host}"  # trained on another machine, or moved
     return [*lines,
             f"Best: trial {best.number} ({run.name}), {metric} {_number(best.value)}; {_params(best.params)}",
-            f"Test it:      python test.py -r {run / BEST}",
+            f"Test it:      {test}",
             f"Dashboard:    optuna-dashboard {dashboard_url}"
             + ("  (your password in place of ***)" if HIDDEN in dashboard_url else ""),
             f"TensorBoard:  tensorboard --logdir {log_root}  (HParams tab compares the trials)"]

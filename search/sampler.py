@@ -14,16 +14,29 @@ from utils.lookup import check_arguments, find_by_name
 RESEEDABLE = ("TPESampler", "RandomSampler")
 
 
-def build_sampler(spec):
+def build_sampler(spec, space=None):
     """The sampler `{"type": ..., "args": {...}}` names; None: Optuna's default (TPE)."""
     if spec is None:
         return optuna.samplers.TPESampler()
     cls = find_by_name(optuna.samplers, spec["type"], "tune.sampler type")
     args = spec.get("args", {})
+    if cls is optuna.samplers.GridSampler and space is not None:
+        _check_grid(args.get("search_space"), space)
     _build(cls, args, "sampler")  # refuses bad arguments now, not at the first trial
     if args.get("seed") is None or cls.__name__ not in RESEEDABLE:
         return _build(cls, args, "sampler")
     return TrialSeededSampler(cls, args)
+
+
+def _check_grid(grid, space):
+    """A grid must give values for exactly the space's keys: Optuna fails the first trial otherwise."""
+    if not isinstance(grid, dict):
+        raise UserError("tune.sampler (GridSampler) needs args.search_space: {space key: [values]}")
+    missing, extra = sorted(set(space) - set(grid)), sorted(set(grid) - set(space))
+    if missing or extra:
+        what = f"has no values for {', '.join(missing)}" if missing else f"has {', '.join(extra)}, not in tune.space"
+        raise UserError(f"tune.sampler.args.search_space (GridSampler) {what}; give it exactly the keys of "
+                        "tune.space")
 
 
 def build_pruner(spec):

@@ -26,10 +26,23 @@ def storage_url(given, save_dir, study):
     """The SQLAlchemy URL of the study's storage: `given`, or <save_dir>/tune/<study>.db."""
     if given is None:
         return f"sqlite:///{Path(save_dir) / 'tune' / f'{study}.db'}"
+    _refuse_in_memory(given)
     for plain in ("postgresql://", "postgres://"):  # SQLAlchemy's default driver for these is psycopg2
         if given.startswith(plain):
             return "postgresql+psycopg://" + given[len(plain):]
     return given
+
+
+def _refuse_in_memory(url):
+    """sqlite:/// (no path), sqlite:// and sqlite:///:memory: are databases in this process's memory: each worker
+    would have a study of its own, trial folders would collide, and everything would vanish at exit."""
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except ArgumentError:
+        return  # not a URL: open_storage says so, in one line
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise UserError(f"storage {url} is an in-memory SQLite database, lost at exit and not shared by workers; "
+                        "give a file, e.g. sqlite:///saved/tune/study.db, or leave --storage out for the default")
 
 
 def open_storage(url, heartbeat_interval, grace_period, on_stale):

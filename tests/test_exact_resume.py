@@ -5,14 +5,12 @@ through, once stopped (after k epochs, or mid-epoch by SIGTERM) and resumed
 with -r. Final weights, optimizer, scheduler, monitor and RNG state must be
 identical, and so must metrics.csv apart from its timing columns.
 """
-import signal
-
 import pytest
 import torch
 
-import trainer.trainer as trainer_module
 from tests.helpers.cli import train_in_process
 from tests.helpers.configs import shrink_config, write_config
+from tests.helpers.exact_resume import assert_identical, stop_by_sigterm_at
 from tests.helpers.runs import run_dirs
 from tests.synthetic_mnist import write_synthetic_mnist
 from utils.signals import TrainingInterrupted
@@ -50,22 +48,6 @@ def resume(run, epochs=None):
 
 def load(path):
     return torch.load(path, weights_only=True)
-
-
-def assert_identical(a, b, where="checkpoint"):
-    """Equal structure, equal plain values, torch.equal tensors (bit for bit)."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), where
-        for key in a:
-            assert_identical(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_identical(x, y, f"{where}[{i}]")
-    else:
-        assert a == b or (a != a and b != b), f"{where}: {a!r} != {b!r}"  # NaN equals NaN here
 
 
 def metric_history(run):
@@ -155,18 +137,6 @@ def test_early_stop_counts_across_the_resume(tmp_path, data_dir, reference_runs)
 
     assert_same_run(reference, run)
     assert "Training stops" in (next((tmp_path / "saved" / "log").glob("*/*")) / "info.log").read_text()
-
-
-def stop_by_sigterm_at(monkeypatch, batch_number):
-    """Raise SIGTERM in this process while the `batch_number`-th batch (counted over epochs) runs."""
-    run_batch, calls = trainer_module.Trainer._run_batch, [0]
-
-    def run_batch_then_signal(self, *args, **kwargs):
-        calls[0] += 1
-        if calls[0] == batch_number:
-            signal.raise_signal(signal.SIGTERM)  # the trainer's handler records it; the batch finishes
-        return run_batch(self, *args, **kwargs)
-    monkeypatch.setattr(trainer_module.Trainer, "_run_batch", run_batch_then_signal)
 
 
 # Resuming after the last batch of epoch 1 steps the scheduler before this process stepped the

@@ -83,6 +83,24 @@ def test_utils_imports_nothing_from_the_layers_above():
     assert wrong == []
 
 
+# each package and what it may not import (DESIGN.md, Layers: utils/ and logger/, then runs/ and search/, then
+# base/, then the concrete data_loader/, model/, trainer/, then the entry scripts)
+NOT_BELOW = {
+    "logger": ("runs", "search", "base", "trainer", "model", "data_loader"),
+    "runs": ("search", "base", "trainer", "model", "data_loader"),
+    "search": ("base", "trainer", "model", "data_loader"),
+    "base": ("trainer", "model", "data_loader"),
+}
+
+
+@pytest.mark.parametrize("package", sorted(NOT_BELOW))
+def test_each_layer_imports_only_the_layers_below(package):
+    wrong = sorted(f"{module} imports {target}" for module, targets in import_graph().items()
+                   if module.split(".")[0] == package
+                   for target in targets if target.split(".")[0] in NOT_BELOW[package])
+    assert wrong == []
+
+
 @pytest.mark.parametrize("files, cycle", [
     ({"a.py": "import b\n", "b.py": "def f():\n    from a import x\n"}, ["a", "b", "a"]),
     ({"p/__init__.py": "", "p/x.py": "from p import y\n", "p/y.py": "from . import x\n"}, ["p.x", "p.y", "p.x"]),

@@ -127,6 +127,13 @@ BAD_INPUTS = {
                            "study name from tune.study: 'lr sweep' is not a run name"),
     "study without room for -trial<k>": (lambda c: c["tune"].update(study="s" * 99),
                                          "is not a run name: use at most 88 letters"),
+    "in-memory storage": (lambda c: c["tune"].update(storage="sqlite:///"),
+                          "storage sqlite:/// is an in-memory SQLite database"),
+    "in-memory storage, named": (lambda c: c["tune"].update(storage="sqlite:///:memory:"),
+                                 "storage sqlite:///:memory: is an in-memory SQLite database"),
+    "grid without a space key": (lambda c: c["tune"].update(sampler={"type": "GridSampler", "args": {
+        "search_space": {"data_loader.args.batch_size": [32]}}}),
+        "(GridSampler) has no values for optimizer.args.lr; give it exactly the keys of tune.space"),
     "config name with a space": (lambda c: (c["tune"].pop("study"), c.update(name="My Net")),
                                  "study name from the config's name: 'My Net' is not a run name"),
 }

@@ -11,6 +11,7 @@ from torch.nn.parallel import DistributedDataParallel
 from base import BaseTrainer
 from base.batch_transform import defer_batch_transform
 from trainer.batch_stream import BatchStream
+from trainer.ema import AveragedWeights
 from trainer.evaluation import evaluate, to_device
 from trainer.fixed_batches import FixedBatches
 from trainer.profiling import ProfileWindow
@@ -61,6 +62,9 @@ class Trainer(BaseTrainer):
         # the data position, and every rank's partial sums of an unfinished epoch
         self.checkpointer.register("data_stream", self.stream)
         self.checkpointer.register("train_metrics", RankShares(self.train_metrics))
+        # trainer.ema: an average of the weights beside them (None: off), saved and resumed bit for bit
+        self.ema = AveragedWeights.from_option(opts.ema, self.raw_model, self.run.note)
+        self.checkpointer.register("ema", self.ema)
 
     def _train_epochs(self):
         if self.options.overfit_batches:
@@ -113,6 +117,7 @@ class Trainer(BaseTrainer):
         log = self.train_metrics.result()
         if self.do_validation:
             log.update({f"val_{k}": v for k, v in self._valid_epoch(epoch).items()})
+            log.update(self.ema.log_entry() if self.ema is not None else {})
         self._step_scheduler_per_epoch(log)
         self.batch_in_epoch = 0
         samples = progress.samples * dist.get_world_size()
@@ -148,6 +153,8 @@ class Trainer(BaseTrainer):
         self.grad_scaler.step(self.optimizer)  # disabled (no fp16): optimizer.step()
         self.grad_scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update()
         if self.per_batch_scheduler:
             self.lr_scheduler.step()
 
@@ -156,9 +163,11 @@ class Trainer(BaseTrainer):
         self.eval_model.eval()
         if self.is_sharded:  # validate the model the checkpoint holds, on every rank
             sync_buffers(self.raw_model)
-        self.valid_metrics = evaluate(self.eval_model, self.valid_data_loader, self.criterion, self.metric_ftns,
-                                      self.device, "Valid", self.show_bar, self.log_step, self.autocast,
-                                      same_steps=self.is_sharded)
+        on_average = self.ema is not None and self.ema.validate  # then model_best.pth is the best average
+        with self.ema.swapped_in() if on_average else nullcontext():
+            self.valid_metrics = evaluate(self.eval_model, self.valid_data_loader, self.criterion,
+                                          self.metric_ftns, self.device, "Valid", self.show_bar, self.log_step,
+                                          self.autocast, same_steps=self.is_sharded)
         if self.options.tensorboard_histograms and self.is_main:
             for name, param in self.raw_model.named_parameters():
                 self.writer.write("add_histogram", name, param, epoch, bins="auto")

@@ -4,7 +4,7 @@ import torch
 from utils import distributed as dist
 
 # in each epoch's log, but no measure of the model: not offered as a monitor, not an HParams metric
-NOT_METRICS = ("epoch", "lr", "epoch_time", "samples_per_sec")
+NOT_METRICS = ("epoch", "lr", "epoch_time", "samples_per_sec", "val_on_ema")  # val_on_ema: 1 or 0, see trainer/ema.py
 
 
 def metric_name(fn):

@@ -55,3 +55,21 @@ def write(tmp_path, config, name="config.json"):
 
 
 KILL = signal.SIGKILL
+
+
+def after_each_epoch(monkeypatch, action):
+    """Every trainer tune.py builds calls `action(epoch)` after each epoch's save (a stop, a kill)."""
+    import train
+
+    build = train.build_trainer
+
+    def built(*args, **kwargs):
+        trainer = build(*args, **kwargs)
+        trainer.epoch_listeners.append(lambda epoch, log: action(epoch))
+        return trainer
+    monkeypatch.setattr(train, "build_trainer", built)
+
+
+def signal_self(signum):
+    """Send this process `signum` now, as a user's Ctrl-C or a scheduler's SIGTERM would."""
+    os.kill(os.getpid(), signum)

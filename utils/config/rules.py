@@ -4,6 +4,7 @@ import re
 from collections import namedtuple
 from numbers import Real
 
+from utils.config.ema_option import check_ema
 from utils.errors import UserError
 from utils.lookup import did_you_mean
 from utils.sharding import STRATEGIES
@@ -109,5 +110,7 @@ RULES = {
     "trainer.strategy": Rule("ddp", _strategy, "\"ddp\" (one model copy per process) or \"fsdp\" (FSDP2: "
                                                "parameters, gradients and optimizer state sharded over the ranks)"),
     "trainer.overfit_batches": Rule(None, _optional_positive_int, "a positive integer (batches) or null"),
+    # an averaged model beside the trained one (trainer/ema.py); the test raises its own one-line errors
+    "trainer.ema": Rule(None, check_ema, "null or {\"decay\", \"every\", \"start\", \"validate\"}"),
 }
 TRAINER_OPTIONS = [key.split(".", 1)[1] for key in RULES if key.startswith("trainer.")]

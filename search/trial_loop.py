@@ -1,0 +1,133 @@
+"""One worker's loop over a study (tune.py): ask a trial, train it, tell its outcome, until the study has its
+trials or a stop (SIGTERM, Ctrl-C) arrives. Optuna's own `study.optimize` would turn a stop into a failed
+trial with a traceback and leave no way to tell a stop just after a trial from one inside it; here:
+
+- a trial ends COMPLETE (a finite value), PRUNED (the pruner, or a value that is NaN or inf: it diverged),
+  or FAIL (a config error, which ends the search in one line; or its run is busy with another job, which
+  the worker leaves to that job and moves on);
+- a stop inside a trial queues that trial again (the next start continues its run); a stop at any other
+  moment ends the search after the trial it was in is told, and never queues a told trial;
+- a killed worker leaves its trial RUNNING, for the heartbeat or the next start on this machine to revive.
+"""
+import contextlib
+import gc
+import math
+import signal
+import threading
+
+import optuna
+from optuna.trial import TrialState
+
+from runs.lock import RunBusy
+from search.recovery import requeue_if_running
+from search.report import DONE
+from search.storage import quiet_experimental
+from utils.errors import UserError, print_line
+from utils.signals import TrainingInterrupted
+
+STOPS = (TrainingInterrupted, KeyboardInterrupt)
+
+
+def run_trials(study, wanted, objective, stops, after_trial):
+    """Ask and train trials until `wanted` are COMPLETE or PRUNED; `stops` (a StopSignals) ends the loop between
+    trials with TrainingInterrupted. `objective(trial)` returns the trial's value (or raises)."""
+    with _optimizing(study):
+        _loop(study, wanted, objective, stops, after_trial)
+
+
+@contextlib.contextmanager
+def _optimizing(study):
+    """Tell Optuna its study is in an optimize loop, as study.optimize does: a sampler may then end the study
+    (GridSampler, its grid done: study.stop()), and study.ask() does not warn that the heartbeat wants one."""
+    study._stop_flag = False
+    study._thread_local.in_optimize_loop = True
+    try:
+        yield
+    finally:
+        study._thread_local.in_optimize_loop = False
+
+
+def _loop(study, wanted, objective, stops, after_trial):
+    while _finished(study) < wanted and not study._stop_flag:
+        if stops.requested:
+            raise _stopped_between(stops.signum)
+        with quiet_experimental():  # dead workers on other machines: their trials are queued again
+            optuna.storages.fail_stale_trials(study)
+        trial = study.ask()
+        try:
+            with Heartbeat(study._storage, trial):
+                state, value = _outcome(trial, objective)
+            study.tell(trial, value, state=state)
+        except STOPS:
+            if requeue_if_running(study, trial._trial_id):
+                print_line(f"trial {trial.number} stopped; its run's state is saved: run the same command again "
+                           "to continue it.")
+                raise
+            raise _stopped_between(stops.signum or signal.SIGINT) from None  # the trial was told: not queued again
+        after_trial(study, study._storage.get_trial(trial._trial_id))
+        gc.collect()  # a trial's model and loaders are gone before the next trial builds its own
+    if stops.requested:
+        raise _stopped_between(stops.signum)
+
+
+def _stopped_between(signum):
+    print_line("The search stopped between trials, each of them recorded; run the same command again to continue "
+               "the study.")
+    return TrainingInterrupted(signum)
+
+
+def _outcome(trial, objective):
+    """(state, value) of one trial; a config error is told FAIL and raised, a stop propagates untold."""
+    try:
+        value = objective(trial)
+    except optuna.TrialPruned:
+        return TrialState.PRUNED, None
+    except RunBusy as busy:
+        trial.set_user_attr("note", f"left to the job that trains its run: {busy}")
+        return TrialState.FAIL, None
+    except UserError as err:
+        err.args = (f"trial {trial.number} ({trial.user_attrs.get('run_id', '?')}): {err}",)
+        trial.set_user_attr("note", str(err))
+        trial.study.tell(trial, state=TrialState.FAIL)
+        raise
+    if value is None or not math.isfinite(value):  # no epoch gave a finite value: never COMPLETE, never best
+        trial.set_user_attr("note", "diverged: no epoch gave a finite monitored value, so it is pruned")
+        return TrialState.PRUNED, None
+    return TrialState.COMPLETE, value
+
+
+def _finished(study):
+    return len(study.get_trials(deepcopy=False, states=DONE))
+
+
+class Heartbeat:
+    """Records that this worker is alive, every heartbeat_interval seconds while a trial trains (Optuna's
+    heartbeat: a trial whose beats stop for grace_period seconds is failed and queued again by others)."""
+
+    def __init__(self, storage, trial):
+        self.storage, self.trial_id, self.number = storage, trial._trial_id, trial.number
+        self.interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True, name=f"heartbeat of trial {trial.number}")
+
+    def __enter__(self):
+        if self.interval is not None:
+            self.storage.record_heartbeat(self.trial_id)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def _beat(self):
+        warned = False
+        while not self.done.wait(self.interval):
+            try:
+                self.storage.record_heartbeat(self.trial_id)
+            except Exception as err:  # noqa: BLE001 - a database blink: beat again next time, training goes on
+                if not warned:
+                    print_line(f"warning: the heartbeat of trial {self.number} was not recorded "
+                               f"({type(err).__name__}); trying again every {self.interval} s")
+                warned = True

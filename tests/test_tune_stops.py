@@ -1,0 +1,104 @@
+"""Stops and kills of a search, in one process (docs/search.md, "Faults"): a stop inside a trial queues that
+trial again, a stop just after a trial or during its last epoch's save ends the search without queueing a
+finished trial, and only kills count toward the retry limit."""
+import signal
+import time
+
+from optuna.trial import TrialState
+
+from tests.helpers.cli import run_cli
+from tests.helpers.tune_setup import after_each_epoch, load_study, signal_self, tune_config, write
+
+
+def run_ids(study):
+    return [t.user_attrs.get("run_id") for t in study.trials]
+
+
+def test_a_stop_inside_a_trial_is_one_line_and_names_the_tune_command(tmp_path, synthetic_data_dir, monkeypatch,
+                                                                      capsys):
+    config = tune_config(tmp_path, synthetic_data_dir, trainer={"epochs": 2}, trials=1)
+    path = write(tmp_path, config)
+    after_each_epoch(monkeypatch, lambda epoch: epoch == 1 and signal_self(signal.SIGTERM))
+    code, out, err = run_cli("tune", ["-c", path], monkeypatch, capsys)
+    assert code == 143 and "Traceback" not in err, err
+    assert err.count("\n") == 1 and "trial 0 stopped; its run's state is saved: run the same command" in err
+    assert "train.py -r" not in out + err and f"Resume with: python tune.py -c {path} (the same command)" in out
+    assert [t.state for t in load_study(config).trials] == [TrialState.FAIL, TrialState.WAITING]
+
+
+def test_a_stop_just_after_a_trial_completes_queues_nothing(tmp_path, synthetic_data_dir, monkeypatch, capsys):
+    """Ctrl-C while the trial's line is printed: the study keeps that COMPLETE trial, and never trains it twice."""
+    import tune
+
+    config = tune_config(tmp_path, synthetic_data_dir, trainer={"epochs": 1}, trials=2)
+    path = write(tmp_path, config)
+    shown = tune.progress_line
+
+    def then_ctrl_c(*args):
+        monkeypatch.setattr(tune, "progress_line", shown)  # once
+        signal_self(signal.SIGINT)
+        return shown(*args)
+    monkeypatch.setattr(tune, "progress_line", then_ctrl_c)
+    code, _, err = run_cli("tune", ["-c", path], monkeypatch, capsys)
+    assert [t.state for t in load_study(config).trials] == [TrialState.COMPLETE]  # no WAITING copy of it
+    assert code == 130 and "stopped between trials" in err and "Traceback" not in err, err
+
+    code, out, err = run_cli("tune", ["-c", path], monkeypatch, capsys)
+    assert code == 0, err
+    study = load_study(config)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2 and "Nothing to train" not in out
+    assert run_ids(study) == ["s-trial0", "s-trial1"]
+
+
+def test_a_stop_during_the_last_epochs_validation_stops_the_search(tmp_path, synthetic_data_dir, monkeypatch,
+                                                                    capsys):
+    from trainer.trainer import Trainer
+
+    config = tune_config(tmp_path, synthetic_data_dir, trainer={"epochs": 1}, trials=2)
+    path = write(tmp_path, config)
+    validate = Trainer._valid_epoch
+
+    def stopped_while_validating(self, epoch):
+        monkeypatch.setattr(Trainer, "_valid_epoch", validate)  # once
+        signal_self(signal.SIGTERM)
+        return validate(self, epoch)
+    monkeypatch.setattr(Trainer, "_valid_epoch", stopped_while_validating)
+    code, _, err = run_cli("tune", ["-c", path], monkeypatch, capsys)
+    assert code == 143 and "run the same command again" in err, err
+    assert [t.state for t in load_study(config).trials] == [TrialState.COMPLETE]  # trained and saved whole
+
+    code, _, err = run_cli("tune", ["-c", path], monkeypatch, capsys)
+    assert code == 0, err
+    assert [t.state for t in load_study(config).trials] == [TrialState.COMPLETE] * 2
+
+
+def test_three_stops_then_a_kill_still_retry_the_trial(tmp_path, synthetic_data_dir, monkeypatch, capsys):
+    """Stops are not failures: after three of them a kill is retried (MAX_RETRY counts kills), and the
+    retry continues the same run."""
+    config = tune_config(tmp_path, synthetic_data_dir, trainer={"epochs": 5}, trials=1,
+                         heartbeat_interval=1, grace_period=1)
+    path = write(tmp_path, config)
+    pending = []  # what the next start does after its first epoch
+
+    def act(epoch):
+        action = pending.pop() if pending else None
+        if action == "stop":
+            signal_self(signal.SIGTERM)
+        elif action == "kill":
+            raise SystemExit(137)  # the worker dies: its trial stays RUNNING, as after a SIGKILL
+    after_each_epoch(monkeypatch, act)
+    for stopped_after in (1, 2, 3):
+        pending[:] = ["stop"]
+        code, out, _ = run_cli("tune", ["-c", path], monkeypatch, capsys)
+        assert code == 143 and f"Stopped by SIGTERM after epoch {stopped_after}" in out
+    pending[:] = ["kill"]
+    assert run_cli("tune", ["-c", path], monkeypatch, capsys)[0] == 137
+    assert load_study(config).trials[-1].state == TrialState.RUNNING
+    time.sleep(2.5)  # its heartbeat is stale: this worker (alive) is judged by the heartbeat alone
+    code, out, err = run_cli("tune", ["-c", path], monkeypatch, capsys)
+    assert code == 0, err
+    study = load_study(config)
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 4 + [TrialState.COMPLETE]
+    assert set(run_ids(study)) == {"s-trial0"} and study.trials[-1].user_attrs["epochs"] == 5
+    assert sorted(p.name for p in (tmp_path / "saved" / "models" / "Mnist_LeNet").iterdir()) == ["s-trial0"]
+    assert "queued again to continue its run (s-trial0, kill 1 of at most 3)" in out
