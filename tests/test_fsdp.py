@@ -123,3 +123,15 @@ def test_fsdp_units_default_to_children_with_parameters_and_the_model_may_choose
     model = Blocks(num_classes=10)
     assert fsdp_units(model) == [model.features]
     assert fsdp_units(torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(2, 2)))[0].in_features == 2  # no hook
+
+
+def test_ema_with_fsdp_under_torchrun_is_refused_in_one_line(monkeypatch):
+    from utils import distributed
+    from utils.errors import UserError
+    from utils.sharding import check_strategy
+
+    assert check_strategy("fsdp", False, {"decay": 0.99}) is not None  # one process: the plain model, EMA works
+    monkeypatch.setattr(distributed, "is_distributed", lambda: True)
+    with pytest.raises(UserError, match=r"^config: trainer.ema is not supported yet with trainer.strategy \"fsdp\""):
+        check_strategy("fsdp", False, {"decay": 0.99})
+    assert check_strategy("ddp", False, {"decay": 0.99}) is None
