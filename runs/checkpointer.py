@@ -7,7 +7,7 @@ import io
 import torch
 
 from runs.checkpoint_interval import CheckpointInterval
-from runs.files import BEST, LATEST, epoch_file
+from runs.files import BEST, LATEST, RUN_UID, epoch_file
 from runs.folder import epoch_checkpoints
 from utils import distributed as dist
 
@@ -28,7 +28,8 @@ class Checkpointer:
 
     def state(self, **position):
         """Everything needed to continue exactly, as plain data (a collective: every rank calls it)."""
-        state = {**position, "world_size": dist.get_world_size(), "config": self.config}
+        state = {**position, "world_size": dist.get_world_size(), "config": self.config,
+                 RUN_UID: self.run.uid}  # whose checkpoint it is: a stray one in another run's folder is skipped
         state.update({key: part.state_dict() if part is not None else None for key, part in self.parts.items()})
         return state
 

@@ -3,8 +3,9 @@ did the run start from this checkpoint. Each refuses with one line (UserError) n
 import json
 from pathlib import Path
 
-from runs.files import HISTORY, ORIGIN_FILE, RUN_CONFIG
+from runs.files import HISTORY, ORIGIN_FILE, RUN_CONFIG, RUN_UID
 from runs.folder import foreign_history
+from runs.identity import belongs, folder_uid
 from utils import distributed as dist
 from utils.config.dotted import differences, dotted
 from utils.errors import UserError
@@ -41,6 +42,10 @@ def check_own_folder(path, checkpoint):
         raise UserError(f"{path.parent} holds a {RUN_CONFIG} or {HISTORY} that is not this run's, and resuming "
                         f"{path.name} there would overwrite it; copy the checkpoint into a folder of its own and "
                         "resume the copy")
+    if any(dist.all_gather_object(not belongs(checkpoint, folder_uid(path.parent)))):  # a stray file of another run
+        raise UserError(f"{path} belongs to another run than the one in {path.parent} (its {RUN_UID} is not the "
+                        f"one in {ORIGIN_FILE}), and resuming it there would overwrite that run; copy the checkpoint "
+                        "into a folder of its own and resume the copy")
 
 
 def check_origin(folder, resume):

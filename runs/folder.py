@@ -9,7 +9,8 @@ from pathlib import Path
 
 from runs import lock as run_lock
 from runs.checkpoint_file import load_checkpoint
-from runs.files import EPOCH_FILE, EPOCH_GLOB, LATEST
+from runs.files import EPOCH_FILE, EPOCH_GLOB, LATEST, ORIGIN_FILE, RUN_UID
+from runs.identity import belongs, folder_uid
 from runs.journal import as_recovered
 from utils.atomic import SaveFailed
 from utils.errors import UserError
@@ -25,31 +26,44 @@ def holds_checkpoints(folder):
 
 
 def newest_intact(folder, log=None):
-    """(checkpoint, path) of the most advanced checkpoint in `folder` that loads, or (None, None). A save a kill
-    interrupted after its commit point counts as done (the owner's `recover` finishes it). A broken newest
-    file is passed over with a warning, so a requeued job continues from what survived instead of failing forever."""
+    """(checkpoint, path) of the most advanced checkpoint in `folder` that loads and is this run's, or (None, None).
+    A save a kill interrupted after its commit point counts as done (the owner's `recover` finishes it). A broken
+    newest file is passed over with a warning, so a requeued job continues from what survived instead of failing
+    forever; so is another run's checkpoint (its run_uid is not the folder's), never adopted with its config."""
     folder = Path(folder)
     pending = as_recovered(folder)  # name -> the file that will hold it
     epochs = {path.name for _, path in epoch_checkpoints(folder)} | {n for n in pending if EPOCH_FILE.fullmatch(n)}
     # model_latest.pth is part of every save, so it is the newest; then the epochs, newest first
     names = [LATEST] + sorted(epochs, key=lambda n: int(EPOCH_FILE.fullmatch(n).group(1)), reverse=True)
-    broken, checkpoint, path = [], None, None
+    broken, foreign, checkpoint, path, uid = [], [], None, None, folder_uid(folder)
     for name in names:
         source = pending.get(name, folder / name)
         if not source.is_file():
             continue
         try:
-            checkpoint, path = load_checkpoint(source), folder / name
-            break
+            found = load_checkpoint(source)
         except UserError:
-            broken.append(folder / name)
-    if broken and log is not None:
-        where = "no intact checkpoint is left: starting afresh" if checkpoint is None else \
-            f"resuming from {path.name} (epoch {checkpoint['epoch']}, step {checkpoint.get('global_step', 0)}); " \
-            "the steps after it are trained again"
-        log.append((logging.WARNING, f"Warning: {', '.join(p.name for p in broken)} in {folder} is truncated or "
-                                     f"corrupt; {where}"))
+            broken.append(name)
+            continue
+        if belongs(found, uid):
+            checkpoint, path = found, folder / name
+            break
+        foreign.append(name)
+    if log is not None:
+        where = _resumed_from(checkpoint, path)
+        if broken:
+            log.append((logging.WARNING, f"Warning: {', '.join(broken)} in {folder} is truncated or corrupt; {where}"))
+        if foreign:
+            log.append((logging.WARNING, f"Warning: {', '.join(foreign)} in {folder} belongs to another run (its "
+                                         f"{RUN_UID} is not the one in {ORIGIN_FILE}), so it is skipped; {where}"))
     return checkpoint, path
+
+
+def _resumed_from(checkpoint, path):
+    if checkpoint is None:
+        return "no intact checkpoint is left: starting afresh"
+    return f"resuming from {path.name} (epoch {checkpoint['epoch']}, step {checkpoint.get('global_step', 0)}); " \
+        "the steps after it are trained again"
 
 
 def missing_folders(*folders):

@@ -7,8 +7,9 @@ from datetime import datetime
 from pathlib import Path
 
 from runs import lock as run_lock
-from runs.files import LATEST, ORIGIN_FILE, RUN_CONFIG, log_dir_beside, run_folder
+from runs.files import LATEST, ORIGIN_FILE, RUN_CONFIG, RUN_UID, log_dir_beside, run_folder
 from runs.folder import drop_unsaved_run, holds_checkpoints, missing_folders, quote, resume_command
+from runs.identity import folder_uid, new_uid, run_record
 from runs.journal import as_recovered, recover, write_files
 from runs.start import StartPlan
 from utils import distributed as dist
@@ -30,6 +31,7 @@ class Run:
         self.about = {}  # what an entry point adds to provenance.json (tune.py: the trial and its study)
         self.rerun = None  # the command that continues this run when not train.py -r (tune.py: the search's own)
         self.opened = False
+        self.uid = None  # the run's identity (run.json's run_uid), known once `open` has read or made it
         self._made = set()  # the folders `open` created, which `close` removes after a config error
         self._seen = _stamp(self.folder) if plan.folder is not None and dist.is_main_process() else None
 
@@ -87,11 +89,25 @@ class Run:
         self.folder = Path(dist.broadcast_object(str(self.folder)))
         if dist.is_main_process():
             self.write_json(RUN_CONFIG, config)
-            if not (self.folder / ORIGIN_FILE).is_file():
-                self.write_json(ORIGIN_FILE, {"origin": self.plan.origin})
+            self.uid = self._own_identity()
             if not self.plan.named:  # a torchrun restart of this job finds an unnamed run by this record
                 dist.record_job_run({"folder": str(self.folder), "run_id": self.run_id, "seed": config["seed"]})
+        self.uid = dist.broadcast_object(self.uid)
         self.opened = True
+
+    def _own_identity(self):
+        """The run's run_uid (runs/identity.py): run.json's, or one written there now. A run made before run_uid
+        existed gets one; a checkpoint continued in its own folder (-r, also a copy in a folder of its own) brings
+        its run's, so the files it holds stay that run's."""
+        record = run_record(self.folder)
+        if folder_uid(self.folder) is None:
+            plan, brought = self.plan, None
+            if plan.continue_run and plan.resume is not None and Path(plan.resume).parent == self.folder:
+                brought = plan.checkpoint.get(RUN_UID)
+            origin = record.get("origin") if "origin" in record else self.plan.origin
+            record = {"origin": origin, RUN_UID: brought or new_uid()}
+            self.write_json(ORIGIN_FILE, record)
+        return record[RUN_UID]
 
     def close(self, failure=None):
         """Let go of the folder (the process's end would too); a new run that a user error ended before its
