@@ -135,20 +135,21 @@ def test_checkpoints_and_runs_without_an_identity_are_accepted(tmp_path, synthet
 
 # ---- recover touches only plain names inside its folder ----------------------------------------
 def test_a_crafted_journal_moves_nothing_outside_its_folder(tmp_path):
+    """Each rename follows the journal's own pattern (name -> .name.pending), so only the name check stops it:
+    `../x` would move run/.../x.pending to the parent folder, an absolute name a file under run/ to anywhere."""
     run = tmp_path / "saved" / "run"
     run.mkdir(parents=True)
-    victims = [tmp_path / "saved" / ".x.pending", tmp_path / ".y.pending"]
-    for victim in victims:
-        victim.write_text("not the run's")
-    (run / JOURNAL).write_text(json.dumps({"rename": {
-        "../x": "../.x.pending",  # the parent folder, by a relative name
-        str(tmp_path / "y"): str(tmp_path / ".y.pending"),  # anywhere, by an absolute one
-        "model_latest.pth": "../.x.pending",  # a plain name whose source lies outside
-    }}))
+    outside_x, outside_y = tmp_path / "saved" / "x", tmp_path / "y"
+    renames = {"../x": ".../x.pending", str(outside_y): f".{outside_y}.pending",
+               "model_latest.pth": "../.x.pending"}  # a plain name whose source lies outside
+    for pending in renames.values():
+        (run / pending).parent.mkdir(parents=True, exist_ok=True)
+        (run / pending).write_text("not the run's")
+    (run / JOURNAL).write_text(json.dumps({"rename": renames}))
     before = snapshot_bytes_and_mtimes(tmp_path)
     assert as_recovered(run) == {}
     recover(run)
-    del before[run / JOURNAL]  # the journal itself is dropped, as any uncommitted one
-    assert snapshot_bytes_and_mtimes(tmp_path) == before
-    assert all(victim.read_text() == "not the run's" for victim in victims)
-    assert not (tmp_path / "saved" / "x").exists() and not (tmp_path / "y").exists()
+    assert not outside_x.exists() and not outside_y.exists() and not (run / "model_latest.pth").exists()
+    assert (tmp_path / "saved" / ".x.pending").read_text() == "not the run's"
+    after = snapshot_bytes_and_mtimes(tmp_path)
+    assert set(after) <= set(before) and all(after[p] == before[p] for p in after)  # nothing made or changed
