@@ -3,6 +3,7 @@
 until its info.log exists. docs/restarts.md says what a run promises."""
 import itertools
 import json
+import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -30,6 +31,7 @@ class Run:
         self.about = {}  # what an entry point adds to provenance.json (tune.py: the trial and its study)
         self.rerun = None  # the command that continues this run when not train.py -r (tune.py: the search's own)
         self.opened = False
+        self.uid = None  # run.json's run_uid (rank 0, once open): this run, not any earlier one of the same name
         self._made = set()  # the folders `open` created, which `close` removes after a config error
         self._seen = _stamp(self.folder) if plan.folder is not None and dist.is_main_process() else None
 
@@ -87,8 +89,9 @@ class Run:
         self.folder = Path(dist.broadcast_object(str(self.folder)))
         if dist.is_main_process():
             self.write_json(RUN_CONFIG, config)
-            if not (self.folder / ORIGIN_FILE).is_file():
-                self.write_json(ORIGIN_FILE, {"origin": self.plan.origin})
+            if not (self.folder / ORIGIN_FILE).is_file():  # a new run: its identity is made here, once
+                self.write_json(ORIGIN_FILE, {"origin": self.plan.origin, "run_uid": uuid.uuid4().hex})
+            self.uid = _run_uid(self.folder)
             if not self.plan.named:  # a torchrun restart of this job finds an unnamed run by this record
                 dist.record_job_run({"folder": str(self.folder), "run_id": self.run_id, "seed": config["seed"]})
         self.opened = True
@@ -142,6 +145,16 @@ class Run:
     def resume_command(self, *more):
         """What a person runs to continue this run: train.py -r, or the command of the search it is a trial of."""
         return self.rerun or resume_command(self.folder, *more)
+
+
+def _run_uid(folder):
+    """The run_uid run.json was first written with; None for a run made before run.json held one (or a broken
+    run.json). A folder deleted and made again under the same name gets a new one: trackers key runs by it."""
+    try:
+        record = json.loads((Path(folder) / ORIGIN_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record.get("run_uid") if isinstance(record, dict) else None
 
 
 def _stamp(folder):
