@@ -18,10 +18,12 @@ from tests.helpers.tracker_stores import mlflow_runs, newest_points
 pytest.importorskip("mlflow")
 
 
-def test_a_run_folder_deleted_and_made_again_under_its_run_id_gets_a_new_mlflow_run(tmp_path, synthetic_data_dir):
-    cfg = write_config(tmp_path, shrink_config(tmp_path, synthetic_data_dir, epochs=1, trackers=["mlflow"]))
+def test_a_run_folder_deleted_and_made_again_under_its_run_id_gets_new_tracker_runs(tmp_path, synthetic_data_dir):
+    pytest.importorskip("wandb")
+    cfg = write_config(tmp_path, shrink_config(tmp_path, synthetic_data_dir, epochs=1, trackers=["mlflow", "wandb"]))
     first = train_in_process("-c", cfg, "--run_id", "job")
     old_uid = json.loads((first.save_dir / "run.json").read_text())["run_uid"]
+    old_wandb = json.loads((first.save_dir / "trackers.json").read_text())["wandb"]["id"]
     shutil.rmtree(first.save_dir)  # the user throws the run away and starts again under the same name
     again = train_in_process("-c", cfg, "--run_id", "job", "--lr", "0.01")
     assert again.save_dir == first.save_dir
@@ -31,7 +33,8 @@ def test_a_run_folder_deleted_and_made_again_under_its_run_id_gets_a_new_mlflow_
     client, runs = mlflow_runs(tmp_path / "saved")
     assert sorted(r.data.tags["run_uid"] for r in runs) == sorted([old_uid, new_uid])
     (new,) = [r for r in runs if r.data.tags["run_uid"] == new_uid]
-    assert json.loads((again.save_dir / "trackers.json").read_text())["mlflow"]["run_id"] == new.info.run_id
+    ids = json.loads((again.save_dir / "trackers.json").read_text())
+    assert ids["mlflow"]["run_id"] == new.info.run_id and ids["wandb"]["id"] != old_wandb
     assert new.data.params["optimizer.args.lr"] == "0.01"  # this run's config, not the deleted one's
     history = pd.read_csv(again.save_dir / "metrics.csv")
     assert newest_points(client, new.info.run_id, "loss/train") == pytest.approx({1: history["loss"][0]}, rel=1e-6)
