@@ -123,3 +123,14 @@ def test_a_run_of_another_save_dir_waits_for_the_lock_beside_a_shared_store(tmp_
     connecting.join(timeout=60)
     assert not connecting.is_alive() and tracker.experiment_id is not None
     assert not (tmp_path / "save_b" / "mlflow.db.lock").exists()
+
+
+def test_a_continued_run_that_lost_its_trackers_json_finds_its_mlflow_run_by_run_uid(tmp_path, synthetic_data_dir):
+    """Killed between creating its MLflow run and saving the id: run.json's run_uid, kept across starts, finds it."""
+    cfg = write_config(tmp_path, shrink_config(tmp_path, synthetic_data_dir, epochs=1, trackers=["mlflow"]))
+    first = train_in_process("-c", cfg, "--run_id", "job")
+    (first.save_dir / "trackers.json").unlink()
+    train_in_process("-r", first.save_dir / "model_latest.pth", "-o", "trainer.epochs=2")
+    client, (run,) = mlflow_runs(tmp_path / "saved")
+    assert run.data.tags["run_uid"] == json.loads((first.save_dir / "run.json").read_text())["run_uid"]
+    assert sorted(newest_points(client, run.info.run_id, "loss/train")) == [1, 2]
