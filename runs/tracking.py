@@ -16,4 +16,4 @@ def run_info(config, world_size, git=None):
                    ((git if git is not None else git_state()) or {}).get("commit", ""),
                    {f"tune_{key}": str(search[key]) for key in ("study", "trial") if key in search},
                    ids_file=run.folder / TRACKER_IDS, write_ids=lambda ids: run.write_json(TRACKER_IDS, ids),
-                   artifacts=[run.folder / RUN_CONFIG, run.folder / HISTORY])
+                   artifacts=[run.folder / RUN_CONFIG, run.folder / HISTORY], run_uid=run.uid)

@@ -4,6 +4,7 @@ the same instant on a new MLflow store. Read back from MLflow's store and W&B's 
 every process is bounded in time."""
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -165,3 +166,35 @@ def test_four_runs_started_at_once_on_a_new_mlflow_store_all_succeed(tmp_path, d
     assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
     assert {r.data.tags["run_folder"] for r in runs} == {str(p.absolute()) for p in run_dirs(tmp_path / "saved")}
     assert all(steps(client, r.info.run_id, "loss/train") == [1] for r in runs)
+
+
+def alembic_revision(database):
+    with sqlite3.connect(database) as store:
+        assert store.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        return store.execute("SELECT version_num FROM alembic_version").fetchall()
+
+
+def test_four_runs_of_different_save_dirs_started_at_once_on_one_new_sqlite_store_are_all_tracked(tmp_path, data_dir):
+    """The store's creation lock sits beside the database: runs whose save_dirs differ still take the same lock."""
+    from mlflow.tracking import MlflowClient
+    store = tmp_path / "shared" / "mlflow.db"
+    store.parent.mkdir()
+    tracker = {"type": "mlflow", "args": {"tracking_uri": f"sqlite:///{store}"}}
+    processes, logs = [], []
+    for i in range(4):  # each run in its own save_dir (saved<i>/), all on the one store
+        cfg = write_config(tmp_path, shrink_config(tmp_path / f"save{i}", data_dir, epochs=1, trackers=[tracker]),
+                           f"run{i}.json")
+        logs.append(tmp_path / f"run{i}.log")
+        processes.append(subprocess.Popen([sys.executable, "train.py", "-c", str(cfg)], cwd=REPO, env=ENV,
+                                          stdout=logs[-1].open("w"), stderr=subprocess.STDOUT))
+    codes = [p.wait(timeout=3 * LIMIT) for p in processes]
+    assert codes == [0, 0, 0, 0], [log.read_text()[-1500:] for log in logs]
+    for log in logs:
+        assert "Warning: tracker" not in log.read_text(), log.read_text()[-1500:]
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}")
+    runs = client.search_runs([client.get_experiment_by_name("Mnist_LeNet").experiment_id])
+    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
+    assert all(steps(client, r.info.run_id, "loss/train") == [1] for r in runs)
+    MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'alone.db'}").search_experiments()  # a store made by one run
+    assert alembic_revision(store) == alembic_revision(tmp_path / "alone.db")  # fully migrated, once

@@ -1,13 +1,16 @@
-"""MLflow: one MLflow run per run folder, in an embedded SQLite store unless a tracking URI is given.
+"""MLflow: one MLflow run per run (its identity: run.json's run_uid), in an embedded SQLite store unless a tracking
+URI is given.
 
 args: tracking_uri (default sqlite:///<save_dir>/mlflow.db), experiment (default: config name),
 tags (extra tags). Only this module imports mlflow, and only when "mlflow" is listed.
 """
-import fcntl
+import math
 import os
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from logger.trackers.store_lock import store_lock
 from utils.config.dotted import flatten
 from utils.redact import redact
 
@@ -23,7 +26,9 @@ class MlflowTracker:
         if unknown:
             raise ValueError(f"unknown mlflow args {sorted(unknown)}; use tracking_uri, experiment, tags, required")
         self.client = self.run_id = self.experiment_id = None
-        self.buffer, self.high_water = [], {}
+        self.buffer = []
+        self.high_water = {}  # {metric: the last step this start logged}: steps only grow within a start
+        self.stored = {}  # {metric: {step: newest value}} the MLflow run held when this start opened it
         self.artifacts = []  # the run's files (config.json, metrics.csv), copied after each epoch
 
     def connect(self, save_root, experiment):
@@ -35,7 +40,9 @@ class MlflowTracker:
         root = Path(save_root).absolute()
         self.uri = self.args.get("tracking_uri") or f"sqlite:///{root / 'mlflow.db'}"
         name = self.args.get("experiment") or experiment
-        with _store_lock(self.uri, root), _quick_failure():  # a dead server: one warning in seconds
+        if not self.args.get("tracking_uri"):
+            root.mkdir(parents=True, exist_ok=True)  # the default store's folder
+        with store_lock(self.uri), _quick_failure():  # a dead server: one warning in seconds
             self.client = MlflowClient(tracking_uri=self.uri)  # a new SQLite store gets its tables here
             found = self.client.get_experiment_by_name(name)
             self.experiment_id = found.experiment_id if found else self._create_experiment(name, root)
@@ -49,31 +56,38 @@ class MlflowTracker:
             return self.client.get_experiment_by_name(name).experiment_id
 
     def open(self, run, saved):
-        """Continue the MLflow run this run folder already has (trackers.json, else its tag), or start one."""
+        """Continue the MLflow run this run already has (trackers.json, else its identity tag), or start one."""
         self.artifacts = list(run.artifacts)
         tags = {**run.tags, **self.tags}
-        self.run_id = self._existing_run(saved, tags["run_folder"])
+        self.run_id = self._existing_run(saved, run.tags)
         if self.run_id is None:
             self.run_id = self.client.create_run(self.experiment_id, tags=tags, run_name=run.run_id).info.run_id
         else:
             self.client.update_run(self.run_id, status="RUNNING")
-            self.high_water = self._logged_steps()
+            self.stored = self._stored_points()
         self._log_params(flatten(run.config))
         if run.git_commit:  # where MLflow's UI looks for the commit
             self.client.set_tag(self.run_id, "mlflow.source.git.commit", run.git_commit)
         return {"run_id": self.run_id, "tracking_uri": redact(self.uri)}  # trackers.json: no password
 
-    def _existing_run(self, saved, folder):
+    def _existing_run(self, saved, tags):
         if saved and saved.get("tracking_uri") == redact(self.uri):
             return saved["run_id"]
-        # killed between creating the run and saving its id: the run folder tag finds it
-        found = self.client.search_runs([self.experiment_id], f"tags.run_folder = '{folder}'", max_results=1)
+        # killed between creating the MLflow run and saving its id: the run's identity finds it. Not its name or
+        # folder: a folder deleted and made again under the same --run_id is a new run (run.json's run_uid);
+        # only a run made before run_uid existed is found by its folder
+        key = "run_uid" if tags.get("run_uid") else "run_folder"
+        found = self.client.search_runs([self.experiment_id], f"tags.{key} = '{tags[key]}'", max_results=1)
         return found[0].info.run_id if found else None
 
-    def _logged_steps(self):
-        """{metric: last step stored}: steps replayed after a kill are not stored twice."""
-        logged = self.client.get_run(self.run_id).data.metrics
-        return {key: max(m.step for m in self.client.get_metric_history(self.run_id, key)) for key in logged}
+    def _stored_points(self):
+        """{metric: {step: value}}, the newest value at each step: a resume that replays a step with the same value
+        does not store it twice; one that retrains it to another value logs that value again."""
+        points = {}
+        for key in self.client.get_run(self.run_id).data.metrics:
+            history = sorted(self.client.get_metric_history(self.run_id, key), key=lambda m: m.timestamp)
+            points[key] = {m.step: m.value for m in history}
+        return points
 
     def _log_params(self, flat):
         from mlflow.entities import Param
@@ -88,9 +102,12 @@ class MlflowTracker:
         from mlflow.entities import Metric
         now = int(time.time() * 1000)
         for key, value in scalars.items():
-            if step > self.high_water.get(key, -1):
-                self.high_water[key] = step
-                self.buffer.append(Metric(key, float(value), now, step))
+            if step <= self.high_water.get(key, -1):
+                continue
+            self.high_water[key] = step
+            value = float(value)
+            if not _same(self.stored.get(key, {}).get(step), value):
+                self.buffer.append(Metric(key, value, now, step))
         if len(self.buffer) >= FLUSH_EVERY:
             self.flush()
 
@@ -123,20 +140,13 @@ class MlflowTracker:
         return [f"MLflow: run {self.run_id} in {uri}", f"  look: {look}"]
 
 
-@contextmanager
-def _store_lock(uri, root):
-    """Runs starting at the same instant on a new SQLite store would each create its tables and
-    crash; a file lock lets the first create them and the others find them."""
-    if not uri.startswith("sqlite:"):
-        yield
-        return
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / "mlflow.db.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _same(stored, value):
+    """Whether MLflow already holds `value` (it stores +-inf as +-the largest float, NaN as NaN)."""
+    if stored is None:
+        return False
+    if math.isnan(value):
+        return math.isnan(stored)
+    return stored == max(-sys.float_info.max, min(sys.float_info.max, value))
 
 
 @contextmanager

@@ -25,12 +25,14 @@ class RunInfo:
     ids_file: Path | None = None  # where the tracker run ids of this run are kept (None: nowhere)
     write_ids: Callable | None = None  # writes them there, as the run's owner
     artifacts: list = field(default_factory=list)  # the run's files a tracker keeps a copy of
+    run_uid: str | None = None  # made with the run folder (run.json): a folder deleted and made again is a new run
 
     @property
     def tags(self):
         """What identifies the run in any tracker's UI."""
         return {"run_folder": str(Path(self.save_dir).absolute()), "run_id": self.run_id,
-                "git_commit": self.git_commit, "world_size": str(self.world_size), **self.extra_tags}
+                "git_commit": self.git_commit, "world_size": str(self.world_size),
+                **({"run_uid": self.run_uid} if self.run_uid else {}), **self.extra_tags}
 
     def saved_ids(self):
         """{tracker name: what it stored} from an earlier start of this run; {} for a new run."""

@@ -60,3 +60,9 @@ def _records(path):
             record.ParseFromString(pending)
             pending = b""
             yield record
+
+
+def newest_points(client, run_id, key):
+    """{step: value} with the newest value at each step (MLflow keeps every value logged; the newest is the run's)."""
+    history = sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
+    return {m.step: m.value for m in history}
