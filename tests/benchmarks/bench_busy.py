@@ -21,7 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-from tests.benchmarks.bench_train import report, require_real_mnist  # noqa: E402
+from tests.benchmarks.bench_train import add_quiet_wait_arguments, report, require_real_mnist  # noqa: E402
 from utils.cpu_threads import measure_load  # noqa: E402  (no torch: the driver stays light)
 
 CELLS = [("old", "alone"), ("old", "busy"), ("new", "alone"), ("new", "busy")]
@@ -136,9 +136,7 @@ def main(argv=None):
     parser.add_argument("--batches", type=int, default=120, help="training batches in the slice")
     parser.add_argument("--busy", type=int, default=2, help="CPU-bound processes beside the busy runs")
     parser.add_argument("--out", default="saved/bench/bench_busy.json", help="where the JSON results go")
-    parser.add_argument("--max-busy", type=float, default=0.5,
-                        help="before each run, wait until other processes keep at most this many cores busy")
-    parser.add_argument("--quiet-timeout", type=float, default=60, help="longest such wait, in seconds")
+    add_quiet_wait_arguments(parser, timeout=60, what="cores are kept busy by other processes")
     args = parser.parse_args(argv)
     require_real_mnist()
     result = run_benchmark(args.reps, args.batches, args.busy, (args.max_busy, args.quiet_timeout))

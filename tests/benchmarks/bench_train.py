@@ -282,14 +282,20 @@ def format_table(result):
     return "\n".join(lines)
 
 
+def add_quiet_wait_arguments(parser, timeout, what="other tasks are runnable"):
+    """--max-busy and --quiet-timeout: before each measurement, wait (at most `timeout` s) until at most
+    --max-busy of `what` (each benchmark's own measure of a busy machine)."""
+    parser.add_argument("--max-busy", type=float, default=0.5,
+                        help=f"before each measurement, wait until at most this many {what}")
+    parser.add_argument("--quiet-timeout", type=float, default=timeout, help="longest such wait, in seconds")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5, help="repetitions of each measurement (median reported)")
     parser.add_argument("--accuracy-epochs", type=int, default=2, help="epochs for the accuracy check (0: skip)")
     parser.add_argument("--out", default="saved/bench/bench_train.json", help="where the JSON results go")
-    parser.add_argument("--max-busy", type=float, default=0.5,
-                        help="before each measurement, wait until at most this many other tasks are runnable")
-    parser.add_argument("--quiet-timeout", type=float, default=120, help="longest such wait, in seconds")
+    add_quiet_wait_arguments(parser, timeout=120)
     parser.add_argument("--worker", choices="ABC", help=argparse.SUPPRESS)
     parser.add_argument("--epochs", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
