@@ -15,7 +15,7 @@ from runs.files import run_folder
 from runs.folder import newest_intact
 from utils import distributed as dist
 from utils.config.overrides import changed_keys, merged_config, updated_config
-from utils.config.rules import RULES
+from utils.config.trainer_options import read_trainer_options
 from utils.errors import UserError
 
 
@@ -134,10 +134,10 @@ def _named_base(request):
 
 
 def _run_folder(config, run_id):
-    trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
-    if not isinstance(config.get("name"), str):
+    """The folder of the run named `run_id`, with trainer.save_dir read as every other start reads it."""
+    if not isinstance(config.get("name"), str) or not isinstance(config.get("trainer"), dict):
         return None  # the ConfigParser reports it
-    return run_folder(str(trainer.get("save_dir", RULES["trainer.save_dir"].default)), config["name"], run_id)
+    return run_folder(read_trainer_options(config["trainer"]).save_dir, config["name"], run_id)
 
 
 def newest_on_any_rank(folder, log):
