@@ -157,6 +157,8 @@ class ShardedAveragedWeights(AveragedWeights):
     @contextmanager
     def swapped_in(self):
         with super().swapped_in():
+            for buffer in self.live_copied:  # rank 0's averaged buffers, as a checkpoint holds them
+                torch.distributed.broadcast(buffer.detach(), src=0)
             self._reshard()  # the root module keeps its gathered weights after a forward: gather the average
             try:
                 yield
