@@ -1,6 +1,8 @@
 """trainer.ema with trainer.strategy "fsdp": whole runs at 2 torchrun ranks (gloo) against the same run under
 DDP, a stop and resume, validation on the average and test.py on the checkpoint."""
 import json
+import re
+import time
 
 import pandas as pd
 import pytest
@@ -8,8 +10,12 @@ import torch
 
 import test as test_entry
 import train
+from tests.helpers.configs import write_config
 from tests.helpers.exact_resume import assert_identical
+from tests.helpers.paths import REPO
+from tests.helpers.runs import run_dirs
 from tests.helpers.strategy_runs import launch, resume_copy
+from tests.helpers.torchrun import RUN_LIMIT, finish, kill_worker_at, start, torchrun
 from trainer.evaluation import evaluate
 
 pytestmark = pytest.mark.slow
@@ -63,6 +69,25 @@ def test_a_stop_and_resume_under_fsdp_continues_the_average_and_the_weights_bitw
         assert_identical(resumed[key], unstopped[key], key)
     val_columns = pd.read_csv(tmp_path / "resumed" / "metrics.csv").filter(like="val_")
     pd.testing.assert_frame_equal(val_columns, pd.read_csv(runs["fsdp"]["run"] / "metrics.csv").filter(like="val_"))
+
+
+def test_a_worker_killed_mid_epoch_is_restarted_and_the_average_ends_bitwise(runs, tmp_path):
+    """SIGKILL of rank 1 in epoch 2, after the interval checkpoint at its step 10: torchrun restarts the group,
+    which continues the run from that checkpoint (raw weights, average and its counts)."""
+    config = json.loads((runs["fsdp"]["evidence"].parent / "config.json").read_text())  # the unkilled run's
+    config["trainer"].update(save_dir=str(tmp_path / "saved"), checkpoint_interval=5, log_step=1)
+    log, deadline = tmp_path / "torchrun.log", time.monotonic() + 2 * RUN_LIMIT
+    agent = start(torchrun("--standalone", "--nproc_per_node=2", "--max-restarts=1", "train.py", "-c",
+                           write_config(tmp_path, config)), REPO, log)
+    kill_worker_at([agent], [log], "Train Epoch: 2 [13/", rank=1, deadline=deadline)
+    assert finish([agent], deadline) == [0], log.read_text()[-3000:]
+
+    info = next((tmp_path / "saved" / "log").glob("*/*/info.log")).read_text()
+    assert re.search(r"\(torchrun restart 1\)\. Resume training from epoch 2, batch 11", info), info[-2000:]
+    (run,) = run_dirs(tmp_path / "saved")
+    killed, unkilled = torch.load(run / "model_latest.pth", weights_only=True), latest(runs["fsdp"])
+    for key in ("epoch", "global_step", "state_dict", "optimizer", "ema"):
+        assert_identical(killed[key], unkilled[key], key)
 
 
 def test_py_on_the_fsdp_checkpoint_evaluates_the_average(runs, tmp_path):
