@@ -105,5 +105,6 @@ def postgres_server():
     try:
         yield new_database
     finally:
-        stop()
+        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped by a test that failed mid-outage
+            stop()
         shutil.rmtree(root, ignore_errors=True)
