@@ -7,32 +7,35 @@ trial with a traceback and leave no way to tell a stop just after a trial from o
   the worker leaves to that job and moves on);
 - a stop inside a trial queues that trial again (the next start continues its run); a stop at any other
   moment ends the search after the trial it was in is told, and never queues a told trial;
-- a killed worker leaves its trial RUNNING, for the heartbeat or the next start on this machine to revive.
+- a killed worker leaves its trial RUNNING, for the heartbeat or the next start on this machine to revive;
+- a database outage is waited out (search/outage.py); one longer than tune.storage_wait stops the worker in
+  one line and leaves its trial RUNNING, like a kill.
 """
 import contextlib
 import gc
 import math
 import signal
-import threading
 
 import optuna
 from optuna.trial import TrialState
 
 from runs.lock import RunBusy
+from search.heartbeat import Heartbeat, fail_stale_trials
+from search.outage import StorageOutage
 from search.recovery import requeue_if_running
 from search.report import DONE
-from search.storage import quiet_experimental
 from utils.errors import UserError, print_line
 from utils.signals import TrainingInterrupted
 
 STOPS = (TrainingInterrupted, KeyboardInterrupt)
 
 
-def run_trials(study, wanted, objective, stops, after_trial):
+def run_trials(study, wanted, objective, stops, after_trial, runs_dir):
     """Ask and train trials until `wanted` are COMPLETE or PRUNED; `stops` (a StopSignals) ends the loop between
-    trials with TrainingInterrupted. `objective(trial)` returns the trial's value (or raises)."""
+    trials with TrainingInterrupted. `objective(trial)` returns the trial's value (or raises); `runs_dir` holds the
+    trials' runs, whose locks say which stale-looking trials are still alive."""
     with _optimizing(study):
-        _loop(study, wanted, objective, stops, after_trial)
+        _loop(study, wanted, objective, stops, after_trial, runs_dir)
 
 
 @contextlib.contextmanager
@@ -47,12 +50,11 @@ def _optimizing(study):
         study._thread_local.in_optimize_loop = False
 
 
-def _loop(study, wanted, objective, stops, after_trial):
+def _loop(study, wanted, objective, stops, after_trial, runs_dir):
     while _finished(study) < wanted and not study._stop_flag:
         if stops.requested:
             raise _stopped_between(stops.signum)
-        with quiet_experimental():  # dead workers on other machines: their trials are queued again
-            optuna.storages.fail_stale_trials(study)
+        fail_stale_trials(study, runs_dir)  # dead workers on other machines: their trials are queued again
         trial = study.ask()
         try:
             with Heartbeat(study._storage, trial):
@@ -82,6 +84,8 @@ def _outcome(trial, objective):
         value = objective(trial)
     except optuna.TrialPruned:
         return TrialState.PRUNED, None
+    except StorageOutage:
+        raise  # nothing can be told: the trial stays RUNNING, continuable by the next start
     except RunBusy as busy:
         trial.set_user_attr("note", f"left to the job that trains its run: {busy}")
         return TrialState.FAIL, None
@@ -98,36 +102,3 @@ def _outcome(trial, objective):
 
 def _finished(study):
     return len(study.get_trials(deepcopy=False, states=DONE))
-
-
-class Heartbeat:
-    """Records that this worker is alive, every heartbeat_interval seconds while a trial trains (Optuna's
-    heartbeat: a trial whose beats stop for grace_period seconds is failed and queued again by others)."""
-
-    def __init__(self, storage, trial):
-        self.storage, self.trial_id, self.number = storage, trial._trial_id, trial.number
-        self.interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._beat, daemon=True, name=f"heartbeat of trial {trial.number}")
-
-    def __enter__(self):
-        if self.interval is not None:
-            self.storage.record_heartbeat(self.trial_id)
-            self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.done.set()
-        if self.thread.is_alive():
-            self.thread.join()
-
-    def _beat(self):
-        warned = False
-        while not self.done.wait(self.interval):
-            try:
-                self.storage.record_heartbeat(self.trial_id)
-            except Exception as err:  # noqa: BLE001 - a database blink: beat again next time, training goes on
-                if not warned:
-                    print_line(f"warning: the heartbeat of trial {self.number} was not recorded "
-                               f"({type(err).__name__}); trying again every {self.interval} s")
-                warned = True
