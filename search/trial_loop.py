@@ -7,7 +7,8 @@ trial with a traceback and leave no way to tell a stop just after a trial from o
   the worker leaves to that job and moves on);
 - a stop inside a trial queues that trial again (the next start continues its run); a stop at any other
   moment ends the search after the trial it was in is told, and never queues a told trial;
-- a killed worker leaves its trial RUNNING, for the heartbeat or the next start on this machine to revive.
+- a killed worker leaves its trial RUNNING, for the heartbeat or the next start on this machine to revive;
+- of workers reviving one dead trial, or taking one queued retry, at the same moment, one does (search/claim.py).
 """
 import contextlib
 import gc
@@ -19,9 +20,9 @@ import optuna
 from optuna.trial import TrialState
 
 from runs.lock import RunBusy
-from search.recovery import requeue_if_running
+from search.claim import start_if_waiting
+from search.recovery import fail_stale_trials, requeue_if_running
 from search.report import DONE
-from search.storage import quiet_experimental
 from utils.errors import UserError, print_line
 from utils.signals import TrainingInterrupted
 
@@ -38,7 +39,7 @@ def run_trials(study, wanted, objective, stops, after_trial):
 @contextlib.contextmanager
 def _optimizing(study):
     """Tell Optuna its study is in an optimize loop, as study.optimize does: a sampler may then end the study
-    (GridSampler, its grid done: study.stop()), and study.ask() does not warn that the heartbeat wants one."""
+    (GridSampler, its grid done: study.stop())."""
     study._stop_flag = False
     study._thread_local.in_optimize_loop = True
     try:
@@ -51,9 +52,8 @@ def _loop(study, wanted, objective, stops, after_trial):
     while _finished(study) < wanted and not study._stop_flag:
         if stops.requested:
             raise _stopped_between(stops.signum)
-        with quiet_experimental():  # dead workers on other machines: their trials are queued again
-            optuna.storages.fail_stale_trials(study)
-        trial = study.ask()
+        fail_stale_trials(study)  # dead workers on other machines: their trials are queued again, once
+        trial = ask(study)
         try:
             with Heartbeat(study._storage, trial):
                 state, value = _outcome(trial, objective)
@@ -68,6 +68,16 @@ def _loop(study, wanted, objective, stops, after_trial):
         gc.collect()  # a trial's model and loaders are gone before the next trial builds its own
     if stops.requested:
         raise _stopped_between(stops.signum)
+
+
+def ask(study):
+    """study.ask(), a queued trial (a retry) taken by one worker only: Optuna's pop of its queue checks the
+    state, then writes it, and on SQLite several workers asking at once each took the same retry."""
+    study._thread_local.cached_all_trials = None  # read the storage afresh, as study.ask does
+    for queued in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if start_if_waiting(study._storage, queued._trial_id):
+            return optuna.Trial(study, queued._trial_id)
+    return optuna.Trial(study, study._storage.create_new_trial(study._study_id))
 
 
 def _stopped_between(signum):
