@@ -7,6 +7,7 @@ trial with a traceback and leave no way to tell a stop just after a trial from o
   the worker leaves to that job and moves on);
 - a stop inside a trial queues that trial again (the next start continues its run); a stop at any other
   moment ends the search after the trial it was in is told, and never queues a told trial;
+- a full disk (SaveFailed, exit 74) queues the trial again as a stop does: the same command continues it;
 - a killed worker leaves its trial RUNNING, for the heartbeat or the next start on this machine to revive;
 - of workers reviving one dead trial, or taking one queued retry, at the same moment, one does (search/claim.py).
 """
@@ -23,6 +24,7 @@ from runs.lock import RunBusy
 from search.claim import start_if_waiting
 from search.recovery import fail_stale_trials, requeue_if_running
 from search.report import DONE
+from utils.atomic import SaveFailed
 from utils.errors import UserError, print_line
 from utils.signals import TrainingInterrupted
 
@@ -64,6 +66,10 @@ def _loop(study, wanted, objective, stops, after_trial):
                            "to continue it.")
                 raise
             raise _stopped_between(stops.signum or signal.SIGINT) from None  # the trial was told: not queued again
+        except SaveFailed as full:  # a full disk: the run stays as of its last save, continued once space is freed
+            requeue_if_running(study, trial._trial_id)  # queued as after a stop: not a kill, no retry used up
+            full.args = (f"trial {trial.number} ({trial.user_attrs.get('run_id', '?')}): {full}",)
+            raise
         after_trial(study, study._storage.get_trial(trial._trial_id))
         gc.collect()  # a trial's model and loaders are gone before the next trial builds its own
     if stops.requested:
@@ -87,11 +93,14 @@ def _stopped_between(signum):
 
 
 def _outcome(trial, objective):
-    """(state, value) of one trial; a config error is told FAIL and raised, a stop propagates untold."""
+    """(state, value) of one trial; a config error is told FAIL and raised, a stop or a full disk propagates
+    untold."""
     try:
         value = objective(trial)
     except optuna.TrialPruned:
         return TrialState.PRUNED, None
+    except SaveFailed:
+        raise  # not the trial's fault: _loop queues it again
     except RunBusy as busy:
         trial.set_user_attr("note", f"left to the job that trains its run: {busy}")
         return TrialState.FAIL, None
