@@ -3,11 +3,13 @@ with plain `pickle.load` and its non-tensor items with `torch.load(weights_only=
 would run code a crafted file carries. Here `.metadata` goes through an Unpickler that builds only DCP's own
 record classes, and every item loads with `weights_only=True` (tensor items already do, in DCP itself)."""
 import pickle
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint import metadata as dcp_metadata
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner, _EmptyStateDictLoadPlanner
 from torch.distributed.checkpoint.filesystem import FileSystemReader, FileSystemWriter, _StorageInfo
 from torch.distributed.checkpoint.state_dict_loader import _load_state_dict
@@ -73,20 +75,36 @@ def _put_item(planner, read_item, value):
         planner.state_dict[read_item.dest_index.fqn] = value
 
 
+@contextmanager
+def _own_errors():
+    """DCP wraps what failed (on any rank) in a CheckpointException, a BaseException: raise the first rank's
+    own error instead, so an unsafe item or a lost file is reported as such."""
+    try:
+        yield
+    except CheckpointException as err:
+        first = next(iter(err.failures.values()), None)
+        if first is None:
+            raise
+        raise first[0] from None
+
+
 def save(state, folder):
     """Write `state` (its DTensors: each rank its own shards) into the new folder `folder`; a collective."""
-    dcp.save(state, storage_writer=FileSystemWriter(str(folder)))
+    with _own_errors():
+        dcp.save(state, storage_writer=FileSystemWriter(str(folder)))
 
 
 def load(state, folder):
     """Fill `state` in place from `folder`, each rank its own shards at this world size; a collective."""
-    dcp.load(state, storage_reader=SafeReader(str(folder)), planner=_SafeLoadPlanner())
+    with _own_errors():
+        dcp.load(state, storage_reader=SafeReader(str(folder)), planner=_SafeLoadPlanner())
 
 
 def load_full(folder):
     """Everything `folder` holds, at full size, as plain tensors and data, read in this process alone."""
     state = {}
-    _load_state_dict(state, storage_reader=SafeReader(str(folder)), planner=_SafeFullPlanner(), no_dist=True)
+    with _own_errors():
+        _load_state_dict(state, storage_reader=SafeReader(str(folder)), planner=_SafeFullPlanner(), no_dist=True)
     return state
 
 
