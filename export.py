@@ -12,7 +12,7 @@ import model.model as module_arch
 from base.batch_transform import ScaleNormalize
 from parse_config import ConfigParser
 from runs.entry import run_entry
-from runs.files import BEST
+from runs.files import BEST, CONSOLIDATED
 from utils.atomic import atomic_write_all
 from utils.checkpoint import load_weights
 from utils.config.check import check_sections
@@ -21,7 +21,6 @@ from utils.export.formats import FORMATS
 from utils.export.program import ExportRefused, compare, crop, export_program, input_dims, quiet_torch, takes_any_size
 from utils.export.sidecar import file_sha256, sidecar_path
 
-CONSOLIDATED = ".consolidated.pth"  # --consolidate's default name: model_best.pth -> model_best.consolidated.pth
 HELD_OUT_BATCHES = 3  # test batches after the example batch that the reloaded export must reproduce
 
 

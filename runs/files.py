@@ -12,6 +12,7 @@ EPOCH_GLOB = f"{EPOCH_PREFIX}*.pth"
 EPOCH_PATTERN = f"{EPOCH_PREFIX}<N>.pth"  # how messages name them
 SHARDS = "shards"  # under FSDP: the folder of every save's shard folders, and a .pth's key naming its own
 SHARD_FOLDER = re.compile(re.escape(SHARDS) + r"/epoch\d+-step\d+-[0-9a-f]{8}")  # what a .pth may refer to
+CONSOLIDATED = ".consolidated.pth"  # export.py --consolidate: model_best.pth -> model_best.consolidated.pth
 HISTORY = "metrics.csv"  # one row per finished epoch
 RUN_CONFIG = "config.json"  # the run's config as it trains
 ORIGIN_FILE = "run.json"  # {"origin": the checkpoint a run started from, or null, "run_uid": its identity}

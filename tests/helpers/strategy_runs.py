@@ -18,7 +18,7 @@ def launch(root, data_dir, strategy, loader=None, arch=None, **trainer):
     config = shrink_config(root, data_dir, strategy=strategy, **trainer)
     config["arch"]["args"] = {"channels_last": False, **(arch or {})}
     # 17 and 16 validation samples: 2 batches, 1
-    config["data_loader"]["args"].update(batch_size=16, validation_split=33, **(loader or {}))
+    config["data_loader"]["args"].update({"batch_size": 16, "validation_split": 33, **(loader or {})})
     evidence = root / "evidence"
     evidence.mkdir()
     launched = run_torchrun(*STANDALONE, DDP_RUN, write_config(root, config), evidence, timeout=240)
