@@ -68,7 +68,7 @@ class Checkpointer:
         self.loading = checkpoint
         try:
             shards = self._read_shards(checkpoint)
-            if shards_of(checkpoint) and set(shards_of(checkpoint)["parts"]) - set(shards):
+            if any(self.parts.get(key) is not None and key not in shards for key in self._saved_as_shards(checkpoint)):
                 checkpoint = with_full_parts(checkpoint, self.run.plan.resume)  # this run's model is not sharded
             for key, part in self.parts.items():
                 if key in shards:
@@ -79,6 +79,10 @@ class Checkpointer:
                     part.missing_from_checkpoint()
         finally:
             self.loading = None
+
+    @staticmethod
+    def _saved_as_shards(checkpoint):
+        return (shards_of(checkpoint) or {}).get("parts") or ()
 
     def _read_shards(self, checkpoint):
         """{key: the part's sharded state, filled from the checkpoint's shard folder} for each part saved and
