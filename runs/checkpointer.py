@@ -7,6 +7,7 @@ A sharded model (FSDP at more than one rank) saves each part that offers `sharde
 shard folder, every rank its own shards, before rank 0 commits the .pth that names it: the commit is the switch
 (docs/checkpoints.md, Sharded checkpoints). Such a part loads back through `load_sharded_state_dict(state)`."""
 import io
+import shutil
 import uuid
 
 import torch
@@ -17,6 +18,7 @@ from runs.folder import epoch_checkpoints
 from runs.shard_folders import drop_unreferenced, shard_folder, shards_of, with_full_parts
 from utils import distributed as dist
 from utils import safe_dcp
+from utils.atomic import save_failed
 from utils.errors import UserError
 
 
@@ -57,7 +59,15 @@ class Checkpointer:
         """Every rank writes its shards of `parts` into a new folder of the run; its record for the .pth."""
         token = dist.broadcast_object(uuid.uuid4().hex[:8])
         name = shard_folder_name(position.get("epoch", 0), position.get("global_step", 0), token)
-        safe_dcp.save({key: part.sharded_state_dict() for key, part in parts.items()}, self.run.folder / name)
+        try:
+            safe_dcp.save({key: part.sharded_state_dict() for key, part in parts.items()}, self.run.folder / name)
+        except (OSError, RuntimeError) as err:  # a full disk on any rank: every rank gets its error from DCP
+            if not isinstance(err, OSError) and not safe_dcp.is_failed_write(err):
+                raise
+            if dist.is_main_process():
+                shutil.rmtree(self.run.folder / name, ignore_errors=True)  # never committed: nothing names it
+            raise save_failed(safe_dcp.as_os_error(err), [self.run.folder / name], shown=[name],
+                              hint=f"free space, then resume with {self.run.resume_command()}") from None
         return {"folder": name, "parts": list(parts)}
 
     def load(self, checkpoint):

@@ -18,6 +18,7 @@ from tests.helpers.paths import REPO
 from tests.helpers.runs import run_dirs
 from tests.helpers.snapshots import snapshot_bytes_and_mtimes
 from tests.helpers.strategy_runs import launch, resume_copy
+from tests.helpers.tmpfs import tmpfs
 from tests.helpers.torchrun import run_torchrun
 from utils import safe_dcp
 
@@ -126,6 +127,21 @@ def test_a_kill_between_the_shards_and_the_commit_leaves_the_previous_save(shard
     end, unkilled = load_checkpoint(run / "model_latest.pth"), load_checkpoint(sharded["run"] / "model_latest.pth")
     assert end["epoch"] == 2
     same_state(end, unkilled)  # epoch 2 trained again from epoch 1's save: as if never killed
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_the_shards_is_one_line_and_leaves_the_previous_save(sharded, tmp_path):
+    config = json.loads((sharded["run"] / "config.json").read_text())
+    with tmpfs(tmp_path / "small", "800k") as small:  # epoch 1 (0.49 MB of shards, 3 x 32 kB .pth) fits, 2 not
+        config["trainer"]["save_dir"] = str(small / "saved")
+        failed = run_torchrun("--standalone", "--nproc_per_node=2", REPO / "train.py", "-c",
+                              write_config(tmp_path, config), timeout=240)
+        (run,) = run_dirs(small / "saved")
+        lines = [line for line in failed.stderr.splitlines() if "could not save shards/epoch2-" in line]
+        assert failed.returncode != 0 and len(lines) == 2, failed.stderr[-3000:]  # one line a rank
+        assert all("no space left on the device" in line and "resume with torchrun" in line for line in lines)
+        assert load_checkpoint(run / "model_latest.pth")["epoch"] == 1
+        assert folders(run) == set(refs(run).values()) and len(folders(run)) == 1  # the partial one removed
 
 
 @pytest.mark.slow

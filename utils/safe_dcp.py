@@ -2,6 +2,7 @@
 with plain `pickle.load` and its non-tensor items with `torch.load(weights_only=False)` (torch 2.14.1): either
 would run code a crafted file carries. Here `.metadata` goes through an Unpickler that builds only DCP's own
 record classes, and every item loads with `weights_only=True` (tensor items already do, in DCP itself)."""
+import errno
 import pickle
 from contextlib import contextmanager
 from pathlib import Path
@@ -92,6 +93,23 @@ def save(state, folder):
     """Write `state` (its DTensors: each rank its own shards) into the new folder `folder`; a collective."""
     with _own_errors():
         dcp.save(state, storage_writer=FileSystemWriter(str(folder)))
+
+
+def is_failed_write(err):
+    """A RuntimeError of torch's file writer: DCP's non-tensor items are written with torch.save into the shard
+    file, which reports a full disk as "[enforce fail at inline_container.cc] unexpected pos", not ENOSPC."""
+    return isinstance(err, RuntimeError) and "inline_container" in str(err)
+
+
+def as_os_error(err):
+    """`err` as an OSError (a failed write of torch's file writer: most often a full disk)."""
+    if isinstance(err, OSError):
+        return err
+    return OSError(errno.ENOSPC if _no_space_hint(err) else errno.EIO, "a shard file could not be written")
+
+
+def _no_space_hint(err):
+    return "unexpected pos" in str(err)  # the writer stopped short of what it wrote: the disk took no more
 
 
 def load(state, folder):
