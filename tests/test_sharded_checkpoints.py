@@ -130,6 +130,18 @@ def test_a_kill_between_the_shards_and_the_commit_leaves_the_previous_save(shard
 
 
 @pytest.mark.slow
+def test_shards_of_another_architecture_are_refused_in_one_line(sharded, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(sharded["run"], copy)
+    refused = run_torchrun("--standalone", "--nproc_per_node=2", REPO / "train.py", "-r", copy / "model_latest.pth",
+                           "-o", "+arch.args.num_classes=5", "-o", "trainer.epochs=3", timeout=240)
+    lines = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]
+    assert refused.returncode != 0 and len(lines) == 2, refused.stderr[-3000:]
+    assert all("was made for another model or optimizer (its shards: state_dict.fc2.weight (10, 50) vs (5, 50)"
+               in line for line in lines), lines
+
+
+@pytest.mark.slow
 def test_a_full_disk_during_the_shards_is_one_line_and_leaves_the_previous_save(sharded, tmp_path):
     config = json.loads((sharded["run"] / "config.json").read_text())
     with tmpfs(tmp_path / "small", "800k") as small:  # epoch 1 (0.49 MB of shards, 3 x 32 kB .pth) fits, 2 not
