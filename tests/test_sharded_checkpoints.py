@@ -240,3 +240,15 @@ def test_a_missing_or_cut_shard_makes_the_checkpoint_not_intact(one_process_shar
     notes = []
     assert newest_intact(run, notes)[1] == run / "checkpoint-epoch1.pth"  # the single file saved beside it
     assert "model_latest.pth" in notes[0][1] and "truncated or corrupt" in notes[0][1]
+
+
+def test_consolidate_writes_the_single_file_format_once(one_process_sharded, monkeypatch, capsys):
+    run, _, full = one_process_sharded
+    assert run_cli("export", ["-r", run / "model_latest.pth", "--consolidate"], monkeypatch).returncode == 0
+    single = run / "model_latest.consolidated.pth"
+    same_state(torch.load(single, weights_only=True), full)
+    before = snapshot_bytes_and_mtimes(run)
+    again = run_cli("export", ["-r", run / "model_latest.pth", "--consolidate"], monkeypatch, capsys)
+    assert again.returncode == 2 and len(again.stderr.splitlines()) == 1
+    assert f"--out {single} must be a new .pth file" in again.stderr
+    assert snapshot_bytes_and_mtimes(run) == before  # the first one is not overwritten
