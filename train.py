@@ -48,7 +48,7 @@ def build_trainer(config, device=None, search_workers_here=None):
     threads = use_cpu_threads(options.cpu_threads, options.deterministic, search_workers_here or 1,
                               fresh=search_workers_here is not None)
     config.run.note(logging.INFO, threads)  # into info.log once the run folder exists
-    sharding = check_strategy(options.strategy, options.amp, options.ema)
+    sharding = check_strategy(options.strategy, options.amp)
     if sharding:
         config.run.note(logging.INFO, sharding)
 

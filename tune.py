@@ -91,7 +91,8 @@ class Search:
 def lead(search):
     """Rank 0: run the study against the storage, sending each trial to the other ranks."""
     tune = search.tune
-    storage = open_storage(search.url, tune.heartbeat_interval, tune.grace_period, retry_after_kill())
+    storage = open_storage(search.url, tune.heartbeat_interval, tune.grace_period, retry_after_kill(),
+                           tune.storage_wait)
     study = open_study(storage, tune.study, search.direction, search.sampler, search.pruner, search.metric)
     check_same_base(study, search.shown_url, search.base, f"{search.direction[:3]} {search.metric}", tune.space)
     revive_dead_trials(study, search.runs_dir, retry_after_kill())  # each prints what it did
@@ -124,7 +125,7 @@ def lead(search):
     done = len(study.get_trials(deepcopy=False, states=DONE))
     print(f"Study {tune.study} in {search.shown_url}: {done} of {tune.trials} trials done", flush=True)
     try:
-        run_trials(study, tune.trials, objective, stops, after_trial)
+        run_trials(study, tune.trials, objective, stops, after_trial, search.runs_dir)
     finally:
         stops.restore()
     for line in summary_lines(study, search.metric, search.runs_dir, search.shown_url,

@@ -4,6 +4,7 @@ the search space of dotted config keys. Every mistake is one UserError, before a
 import copy
 from types import SimpleNamespace
 
+from search.outage import STORAGE_WAIT
 from utils.config.check import refuse_near_misses
 from utils.config.dotted import deepest, dotted, key_path, put
 from utils.config.rules import RULES, is_int, is_number
@@ -11,7 +12,8 @@ from utils.errors import UserError
 from utils.lookup import did_you_mean
 from utils.run_names import check_study_name
 
-TUNE_KEYS = ("study", "storage", "trials", "sampler", "pruner", "space", "heartbeat_interval", "grace_period")
+TUNE_KEYS = ("study", "storage", "trials", "sampler", "pruner", "space", "heartbeat_interval", "grace_period",
+             "storage_wait")
 DIMENSION_KEYS = {"float": ("type", "low", "high", "log", "step"), "int": ("type", "low", "high", "log", "step"),
                   "categorical": ("type", "choices")}
 # a killed worker's trial is retried once its heartbeat is older than grace_period (seconds)
@@ -34,6 +36,7 @@ def read_tune_section(config, study=None, storage=None, trials=None):
         pruner=_typed(section.get("pruner"), "pruner"),
         heartbeat_interval=_positive_int(section, "heartbeat_interval", HEARTBEAT_INTERVAL),
         grace_period=_positive_int(section, "grace_period", GRACE_PERIOD),
+        storage_wait=_positive_int(section, "storage_wait", STORAGE_WAIT),  # a database outage waited out
         space=section["space"])
     check_study_name(tune.study, "--study" if study else "tune.study" if section.get("study") else "the config's name")
     if not is_int(tune.trials) or tune.trials <= 0:

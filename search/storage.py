@@ -15,6 +15,7 @@ import optuna
 import sqlalchemy
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
+from search.outage import STORAGE_WAIT, PatientStorage
 from utils.errors import UserError
 from utils.redact import redact
 
@@ -45,15 +46,16 @@ def _refuse_in_memory(url):
                         "give a file, e.g. sqlite:///saved/tune/study.db, or leave --storage out for the default")
 
 
-def open_storage(url, heartbeat_interval, grace_period, on_stale):
-    """An Optuna RDBStorage on `url`; a UserError when the database cannot be reached."""
+def open_storage(url, heartbeat_interval, grace_period, on_stale, outage_wait=STORAGE_WAIT):
+    """An Optuna RDBStorage on `url` whose calls wait out an outage of up to `outage_wait` seconds
+    (search/outage.py); a UserError when the database cannot be reached now."""
     _check_reachable(url)
     sqlite = url.startswith("sqlite")
     # SQLite: wait for a busy database instead of failing; a server: fail fast when it is gone
     connect = {"timeout": 60} if sqlite else {"connect_timeout": 10}
     with quiet_experimental():  # the heartbeat
-        return retry_races(lambda: optuna.storages.RDBStorage(
-            url, engine_kwargs={"connect_args": connect, **({} if sqlite else {"pool_pre_ping": True})},
+        return retry_races(lambda: PatientStorage(
+            url, outage_wait, engine_kwargs={"connect_args": connect, **({} if sqlite else {"pool_pre_ping": True})},
             heartbeat_interval=heartbeat_interval, grace_period=grace_period,
             heartbeat_stale_trial_callback=on_stale), f"open the study storage {redact(url)}")
 

@@ -7,38 +7,45 @@ trial with a traceback and leave no way to tell a stop just after a trial from o
   the worker leaves to that job and moves on);
 - a stop inside a trial queues that trial again (the next start continues its run); a stop at any other
   moment ends the search after the trial it was in is told, and never queues a told trial;
-- a killed worker leaves its trial RUNNING, for the heartbeat or the next start on this machine to revive.
+- a full disk (SaveFailed, exit 74) queues the trial again as a stop does: the same command continues it;
+- a killed worker leaves its trial RUNNING, for the heartbeat or the next start on this machine to revive;
+- of workers reviving one dead trial, or taking one queued retry, at the same moment, one does (search/claim.py);
+- a database outage is waited out (search/outage.py); one longer than tune.storage_wait stops the worker in
+  one line and leaves its trial RUNNING, like a kill.
 """
 import contextlib
 import gc
 import math
 import signal
-import threading
 
 import optuna
 from optuna.trial import TrialState
 
 from runs.lock import RunBusy
-from search.recovery import requeue_if_running
+from search.claim import start_if_waiting
+from search.heartbeat import Heartbeat
+from search.outage import StorageOutage
+from search.recovery import fail_stale_trials, requeue_if_running
 from search.report import DONE
-from search.storage import quiet_experimental
+from utils.atomic import SaveFailed
 from utils.errors import UserError, print_line
 from utils.signals import TrainingInterrupted
 
 STOPS = (TrainingInterrupted, KeyboardInterrupt)
 
 
-def run_trials(study, wanted, objective, stops, after_trial):
+def run_trials(study, wanted, objective, stops, after_trial, runs_dir):
     """Ask and train trials until `wanted` are COMPLETE or PRUNED; `stops` (a StopSignals) ends the loop between
-    trials with TrainingInterrupted. `objective(trial)` returns the trial's value (or raises)."""
+    trials with TrainingInterrupted. `objective(trial)` returns the trial's value (or raises); `runs_dir` holds the
+    trials' runs, whose locks say which stale-looking trials are still alive."""
     with _optimizing(study):
-        _loop(study, wanted, objective, stops, after_trial)
+        _loop(study, wanted, objective, stops, after_trial, runs_dir)
 
 
 @contextlib.contextmanager
 def _optimizing(study):
     """Tell Optuna its study is in an optimize loop, as study.optimize does: a sampler may then end the study
-    (GridSampler, its grid done: study.stop()), and study.ask() does not warn that the heartbeat wants one."""
+    (GridSampler, its grid done: study.stop())."""
     study._stop_flag = False
     study._thread_local.in_optimize_loop = True
     try:
@@ -47,13 +54,12 @@ def _optimizing(study):
         study._thread_local.in_optimize_loop = False
 
 
-def _loop(study, wanted, objective, stops, after_trial):
+def _loop(study, wanted, objective, stops, after_trial, runs_dir):
     while _finished(study) < wanted and not study._stop_flag:
         if stops.requested:
             raise _stopped_between(stops.signum)
-        with quiet_experimental():  # dead workers on other machines: their trials are queued again
-            optuna.storages.fail_stale_trials(study)
-        trial = study.ask()
+        fail_stale_trials(study, runs_dir)  # dead workers on other machines: their trials are queued again, once
+        trial = ask(study)
         try:
             with Heartbeat(study._storage, trial):
                 state, value = _outcome(trial, objective)
@@ -64,10 +70,24 @@ def _loop(study, wanted, objective, stops, after_trial):
                            "to continue it.")
                 raise
             raise _stopped_between(stops.signum or signal.SIGINT) from None  # the trial was told: not queued again
+        except SaveFailed as full:  # a full disk: the run stays as of its last save, continued once space is freed
+            requeue_if_running(study, trial._trial_id)  # queued as after a stop: not a kill, no retry used up
+            full.args = (f"trial {trial.number} ({trial.user_attrs.get('run_id', '?')}): {full}",)
+            raise
         after_trial(study, study._storage.get_trial(trial._trial_id))
         gc.collect()  # a trial's model and loaders are gone before the next trial builds its own
     if stops.requested:
         raise _stopped_between(stops.signum)
+
+
+def ask(study):
+    """study.ask(), a queued trial (a retry) taken by one worker only: Optuna's pop of its queue checks the
+    state, then writes it, and on SQLite several workers asking at once each took the same retry."""
+    study._thread_local.cached_all_trials = None  # read the storage afresh, as study.ask does
+    for queued in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if start_if_waiting(study._storage, queued._trial_id):
+            return optuna.Trial(study, queued._trial_id)
+    return optuna.Trial(study, study._storage.create_new_trial(study._study_id))
 
 
 def _stopped_between(signum):
@@ -77,11 +97,16 @@ def _stopped_between(signum):
 
 
 def _outcome(trial, objective):
-    """(state, value) of one trial; a config error is told FAIL and raised, a stop propagates untold."""
+    """(state, value) of one trial; a config error is told FAIL and raised, a stop or a full disk propagates
+    untold."""
     try:
         value = objective(trial)
     except optuna.TrialPruned:
         return TrialState.PRUNED, None
+    except StorageOutage:
+        raise  # nothing can be told: the trial stays RUNNING, continuable by the next start
+    except SaveFailed:
+        raise  # not the trial's fault: _loop queues it again
     except RunBusy as busy:
         trial.set_user_attr("note", f"left to the job that trains its run: {busy}")
         return TrialState.FAIL, None
@@ -98,36 +123,3 @@ def _outcome(trial, objective):
 
 def _finished(study):
     return len(study.get_trials(deepcopy=False, states=DONE))
-
-
-class Heartbeat:
-    """Records that this worker is alive, every heartbeat_interval seconds while a trial trains (Optuna's
-    heartbeat: a trial whose beats stop for grace_period seconds is failed and queued again by others)."""
-
-    def __init__(self, storage, trial):
-        self.storage, self.trial_id, self.number = storage, trial._trial_id, trial.number
-        self.interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._beat, daemon=True, name=f"heartbeat of trial {trial.number}")
-
-    def __enter__(self):
-        if self.interval is not None:
-            self.storage.record_heartbeat(self.trial_id)
-            self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.done.set()
-        if self.thread.is_alive():
-            self.thread.join()
-
-    def _beat(self):
-        warned = False
-        while not self.done.wait(self.interval):
-            try:
-                self.storage.record_heartbeat(self.trial_id)
-            except Exception as err:  # noqa: BLE001 - a database blink: beat again next time, training goes on
-                if not warned:
-                    print_line(f"warning: the heartbeat of trial {self.number} was not recorded "
-                               f"({type(err).__name__}); trying again every {self.interval} s")
-                warned = True

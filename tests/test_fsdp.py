@@ -125,13 +125,11 @@ def test_fsdp_units_default_to_children_with_parameters_and_the_model_may_choose
     assert fsdp_units(torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(2, 2)))[0].in_features == 2  # no hook
 
 
-def test_ema_with_fsdp_under_torchrun_is_refused_in_one_line(monkeypatch):
+def test_ema_with_fsdp_under_torchrun_is_accepted(monkeypatch):
+    """The average is kept sharded like the model (tests/test_ema_fsdp.py): nothing to refuse or note."""
     from utils import distributed
-    from utils.errors import UserError
     from utils.sharding import check_strategy
 
-    assert check_strategy("fsdp", False, {"decay": 0.99}) is not None  # one process: the plain model, EMA works
     monkeypatch.setattr(distributed, "is_distributed", lambda: True)
-    with pytest.raises(UserError, match=r"^config: trainer.ema is not supported yet with trainer.strategy \"fsdp\""):
-        check_strategy("fsdp", False, {"decay": 0.99})
-    assert check_strategy("ddp", False, {"decay": 0.99}) is None
+    assert check_strategy("fsdp", False) is None
+    assert check_strategy("ddp", False) is None

@@ -122,6 +122,8 @@ BAD_INPUTS = {
     "monitor off": (lambda c: c["trainer"].update(monitor="off"), "tune.py optimizes trainer.monitor"),
     "no space": (lambda c: c["tune"].pop("space"), "config has no 'tune' section with a 'space'"),
     "misspelt tune key": (lambda c: c["tune"].update(trails=3), "unknown key tune.trails; did you mean tune.trials?"),
+    "no wait for an outage": (lambda c: c["tune"].update(storage_wait=0),
+                              "tune.storage_wait must be a positive number of seconds, got 0"),
     # the study names its trials' runs <study>-trial<k>: refused by the run-name rule before a study exists
     "study with a space": (lambda c: c["tune"].update(study="lr sweep"),
                            "study name from tune.study: 'lr sweep' is not a run name"),

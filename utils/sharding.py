@@ -51,13 +51,10 @@ def is_sharded(model):
     return isinstance(model, FSDPModule)
 
 
-def check_strategy(strategy, amp, ema=None):
+def check_strategy(strategy, amp):
     """A note for the run's log (None: nothing to say), or a UserError for what FSDP here does not do."""
     if strategy != "fsdp":
         return None
-    if ema and dist.is_distributed():  # its average would be kept per shard and saved whole: not built yet
-        raise UserError("config: trainer.ema is not supported yet with trainer.strategy \"fsdp\" under torchrun; "
-                        "set trainer.ema to null, or use trainer.strategy \"ddp\"")
     if amp == "fp16":  # fp16 needs a GradScaler that agrees on inf/NaN over the shards: bf16 needs no scaler
         raise UserError("config: trainer.amp \"fp16\" is not supported with trainer.strategy \"fsdp\"; "
                         "use trainer.amp \"bf16\" (no loss scaling needed) or trainer.strategy \"ddp\"")

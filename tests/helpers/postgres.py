@@ -1,7 +1,8 @@
 """A throwaway PostgreSQL server for the tune.py tests: Debian's `postgresql` binaries, a cluster
 in a temporary folder, a unix socket only (no TCP port), run as a non-root user, stopped after.
 The superuser logs in without a password; every other role must give its password (scram-sha-256),
-so a test can connect as a user would, with the password in the URL.
+so a test can connect as a user would, with the password in the URL. A test may make the database
+blink: restart it (pg_ctl restart -m fast) or stop it for some seconds, as an operator would.
 
 Skips with the reason when the binaries are missing (CI installs them: apt-get install -y postgresql).
 """
@@ -12,6 +13,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -50,7 +52,8 @@ def _as_server_user(root):
 @contextlib.contextmanager
 def postgres_server():
     """A server for the time of the `with`: yields a function that creates a fresh database and returns its
-    postgresql:// URL (the fixture postgres, tests/conftest.py)."""
+    postgresql:// URL (the fixture postgres, tests/conftest.py); its .restart() and .stop_for(seconds) make
+    the server blink."""
     bin_dir = postgresql_bin_dir()
     if bin_dir is None:
         pytest.skip(NO_POSTGRESQL)
@@ -62,11 +65,14 @@ def postgres_server():
     def server(*args):
         subprocess.run([*run_as, str(bin_dir / args[0]), *args[1:]], check=True, capture_output=True, timeout=60)
 
+    def start():
+        server("pg_ctl", "-D", str(root / "data"), "-l", str(root / "log"), "-w", "-t", "30", "start",
+               "-o", f"-k {root} -c listen_addresses='' -F")
+
     try:
         server("initdb", "-D", str(root / "data"), "-U", USER, "--auth=trust", "--no-sync")
         (root / "data" / "pg_hba.conf").write_text(ACCESS_RULES)
-        server("pg_ctl", "-D", str(root / "data"), "-l", str(root / "log"), "-w", "-t", "30", "start",
-               "-o", f"-k {root} -c listen_addresses='' -F")
+        start()
     except subprocess.CalledProcessError as err:
         shutil.rmtree(root, ignore_errors=True)
         pytest.fail(f"PostgreSQL did not start: {err.stderr.decode()[-2000:]}")
@@ -84,8 +90,21 @@ def postgres_server():
             connection.execute(f"CREATE DATABASE {name} OWNER {user}")
         return f"postgresql://{user}{'' if password is None else ':' + password}@/{name}?host={root}"
 
+    def stop():  # fast: every open connection is cut, as in a failover or an operator's restart
+        server("pg_ctl", "-D", str(root / "data"), "-m", "fast", "-w", "stop")
+
+    def stop_for(seconds):
+        """The database gone for `seconds`: connections cut, new ones refused, then back."""
+        stop()
+        time.sleep(seconds)
+        start()
+
+    new_database.restart = lambda: server("pg_ctl", "-D", str(root / "data"), "-l", str(root / "log"), "-m",
+                                          "fast", "-w", "-t", "30", "restart")
+    new_database.stop_for = stop_for
     try:
         yield new_database
     finally:
-        server("pg_ctl", "-D", str(root / "data"), "-m", "fast", "-w", "stop")
+        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped by a test that failed mid-outage
+            stop()
         shutil.rmtree(root, ignore_errors=True)
