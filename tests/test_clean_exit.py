@@ -63,7 +63,8 @@ def test_the_entry_point_ends_the_process_groups_threads(tiny_config, tmp_path, 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", ["ddp"])  # FSDP's threads are checked by the quick test above (fsdp: 0 aborts
+# in 30 launches before and after its fix, 6 min under load: too rare to count here, docs/distributed.md)
 def test_thirty_torchrun_launches_exit_0_on_every_rank(tiny_config, tmp_path, strategy):
     """Each launch leaves a collective in flight as training returns (tests/helpers/exit_run.py), which made some
     launches abort before the fix (docs/distributed.md); a clean teardown survives it on all 60 ranks."""
