@@ -19,7 +19,7 @@ from tests.helpers.runs import run_dirs
 from tests.helpers.snapshots import snapshot_bytes_and_mtimes
 from tests.helpers.strategy_runs import launch, resume_copy
 from tests.helpers.tmpfs import tmpfs
-from tests.helpers.torchrun import run_torchrun
+from tests.helpers.torchrun import STANDALONE, run_torchrun
 from utils import safe_dcp
 
 LOAD_RUN = REPO / "tests" / "helpers" / "load_run.py"
@@ -103,6 +103,22 @@ def test_continued_at_one_and_three_ranks_ends_within_1e6_of_the_run_that_kept_t
         for key, value in ends[2]["state_dict"].items():
             assert torch.allclose(value, ends[ranks]["state_dict"][key], rtol=0, atol=1e-6), (ranks, key)
     assert max((before[k] - v).abs().max() for k, v in ends[2]["state_dict"].items()) > 1e-4  # epoch 3 trained
+
+
+@pytest.mark.slow
+def test_a_changed_lr_on_resume_is_applied_to_the_loaded_shards_and_said(sharded, tmp_path):
+    """-r ... --lr X under FSDP: the optimizer's param groups come back from the shards (Adam's step counts,
+    the scheduler's initial_lr) and then take the new lr, in one logged line, as a plain resume does."""
+    copy = tmp_path / "run"
+    shutil.copytree(sharded["run"], copy)
+    launched = run_torchrun(*STANDALONE, REPO / "train.py", "-r", copy / "model_latest.pth", "--lr", "0.0123",
+                            "-o", "trainer.epochs=3", timeout=240)
+    assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
+    saved_lr = load_checkpoint(sharded["run"] / "model_latest.pth")["config"]["optimizer"]["args"]["lr"]
+    assert f"optimizer.args.lr changed from {saved_lr} to 0.0123" in launched.stdout + launched.stderr
+    ended = load_checkpoint(copy / "model_latest.pth")
+    assert [group["lr"] for group in ended["optimizer"]["param_groups"]] == [0.0123]
+    assert ended["config"]["optimizer"]["args"]["lr"] == 0.0123
 
 
 @pytest.mark.slow
