@@ -1,0 +1,33 @@
+"""Trackers when something is wrong (docs/trackers.md): a misspelt arg is refused before training, a store that
+cannot be opened is one warning line and no more, and a pruned trial's tracker run says it was pruned."""
+import pytest
+
+from tests.helpers.cli import run_cli
+from tests.helpers.configs import write_config
+from tests.helpers.runs import run_dirs
+from tests.helpers.tune_setup import tune_config
+
+MISSPELT = [({"type": "mlflow", "args": {"trackinguri": "sqlite:///x.db"}},
+             "unknown mlflow arg 'trackinguri'; did you mean 'tracking_uri'?"),
+            ({"type": "wandb", "args": {"projct": "mnist"}}, "unknown wandb arg 'projct'; did you mean 'project'?")]
+
+
+@pytest.mark.parametrize("tracker, expected", MISSPELT, ids=["mlflow", "wandb"])
+@pytest.mark.parametrize("script", ["train", "tune"])
+def test_a_misspelt_tracker_arg_is_one_line_before_training(script, tracker, expected, tmp_path, synthetic_data_dir,
+                                                            monkeypatch, capsys):
+    """Not a warning and an untracked run that exits 0: exit 2, naming the arg it means, before any folder."""
+    config = tune_config(tmp_path, synthetic_data_dir, trainer={"epochs": 1, "trackers": [tracker]})
+    if script == "train":
+        config.pop("tune")
+    code, _, err = run_cli(script, ["-c", write_config(tmp_path, config)], monkeypatch, capsys)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and expected in err, err
+    assert run_dirs(tmp_path / "saved") == [] and not (tmp_path / "saved" / "tune").exists()
+
+
+def test_another_wandb_init_keyword_is_passed_on():
+    from utils.tracker_specs import parse_trackers
+
+    (spec,) = parse_trackers([{"type": "wandb", "args": {"group": "sweep", "my_own_keyword": 1}}])
+    assert spec.args == {"group": "sweep", "my_own_keyword": 1}
+
