@@ -1,9 +1,11 @@
 """Trackers when something is wrong (docs/trackers.md): a misspelt arg is refused before training, a store that
 cannot be opened is one warning line and no more, and a pruned trial's tracker run says it was pruned."""
+import time
+
 import pytest
 
 from tests.helpers.cli import run_cli
-from tests.helpers.configs import write_config
+from tests.helpers.configs import shrink_config, write_config
 from tests.helpers.runs import run_dirs
 from tests.helpers.tune_setup import tune_config
 
@@ -31,3 +33,20 @@ def test_another_wandb_init_keyword_is_passed_on():
     (spec,) = parse_trackers([{"type": "wandb", "args": {"group": "sweep", "my_own_keyword": 1}}])
     assert spec.args == {"group": "sweep", "my_own_keyword": 1}
 
+
+
+def test_a_store_that_cannot_be_opened_is_one_warning_line_at_once(tmp_path, synthetic_data_dir, monkeypatch, capfd):
+    """A SQLite store on a read-only disk: MLflow itself would log each of ten retries (about 100 s, 60 lines)."""
+    from tests.helpers.tmpfs import tmpfs
+
+    with tmpfs(tmp_path / "readonly", "1m", read_only=True) as readonly:
+        store = {"type": "mlflow", "args": {"tracking_uri": f"sqlite:///{readonly / 'mlflow.db'}"}}
+        config = shrink_config(tmp_path, synthetic_data_dir, epochs=1, verbosity=1, trackers=[store])
+        started = time.monotonic()
+        code, out, err = run_cli("train", ["-c", write_config(tmp_path, config)], monkeypatch, capfd)
+    assert code == 0, err
+    assert time.monotonic() - started < 40
+    said = [line for line in (out + err).splitlines() if "mlflow" in line.lower() or "sqlalchemy" in line.lower()]
+    assert len(said) == 1 and said[0].startswith("Warning: tracker mlflow cannot be reached"), said
+    (run,) = run_dirs(tmp_path / "saved")
+    assert (run / "metrics.csv").read_text().count("\n") == 2  # the run folder keeps every metric

@@ -4,13 +4,15 @@ URI is given.
 args: tracking_uri (default sqlite:///<save_dir>/mlflow.db), experiment (default: config name),
 tags (extra tags). Only this module imports mlflow, and only when "mlflow" is listed.
 """
+import logging
 import math
 import os
+import sqlite3
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from logger.trackers.store_lock import store_lock
+from logger.trackers.store_lock import store_lock, store_lock_path
 from utils.config.dotted import flatten
 from utils.redact import redact
 
@@ -42,6 +44,8 @@ class MlflowTracker:
         name = self.args.get("experiment") or experiment
         if not self.args.get("tracking_uri"):
             root.mkdir(parents=True, exist_ok=True)  # the default store's folder
+        _quiet_mlflow()
+        _open_sqlite_store(self.uri)
         with store_lock(self.uri), _quick_failure():  # a dead server: one warning in seconds
             self.client = MlflowClient(tracking_uri=self.uri)  # a new SQLite store gets its tables here
             found = self.client.get_experiment_by_name(name)
@@ -147,6 +151,28 @@ def _same(stored, value):
     if math.isnan(value):
         return math.isnan(stored)
     return stored == max(-sys.float_info.max, min(sys.float_info.max, value))
+
+
+def _quiet_mlflow():
+    """MLflow's own log lines (its tables created, each of ten retries of a store it cannot open, with the
+    error) would come before, and repeat, the tracker's one warning: this tracker says what went wrong."""
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _open_sqlite_store(uri):
+    """Open a SQLite store once, now: one that cannot be opened (a read-only or missing folder, a file that is
+    not a database) fails here at once, where MLflow would retry it for about 100 s."""
+    lock = store_lock_path(uri) if uri.startswith("sqlite:") else None
+    if lock is None:
+        return  # a server, a file store, an in-memory database: MLflow reaches them itself
+    database = lock.with_name(lock.name.removesuffix(".lock"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(database, timeout=30)
+    try:
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    finally:
+        connection.close()
 
 
 @contextmanager
