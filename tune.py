@@ -30,6 +30,7 @@ from search.sampler import build_pruner, build_sampler
 from search.space import first_point, read_tune_section, suggest, with_values
 from search.storage import open_storage, open_study, storage_url
 from search.study_base import check_same_base
+from search.study_file import check_study_file
 from search.trial_loop import run_trials
 from utils import distributed as dist
 from utils.config.overrides import updated_config, with_known_keys
@@ -91,6 +92,7 @@ class Search:
 def lead(search):
     """Rank 0: run the study against the storage, sending each trial to the other ranks."""
     tune = search.tune
+    check_study_file(search.url, search.shown_url)  # a file that is not a database, or read-only: one line now
     storage = open_storage(search.url, tune.heartbeat_interval, tune.grace_period, retry_after_kill())
     study = open_study(storage, tune.study, search.direction, search.sampler, search.pruner, search.metric)
     check_same_base(study, search.shown_url, search.base, f"{search.direction[:3]} {search.metric}", tune.space)
