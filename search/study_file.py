@@ -18,6 +18,10 @@ def check_study_file(url, shown_url):
         return
     path = Path(parsed.database)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return  # open_storage says why the folder cannot be made
+    try:
         _write_nothing(path)
     except sqlite3.DatabaseError as err:
         problem = str(err)
