@@ -11,6 +11,7 @@ from logger.hparams import HParamsWriter
 from logger.metrics_sink import MetricsSink
 from logger.trackers.tracker_set import TrackerSet
 from runs.checkpointer import Checkpointer
+from runs.checks import check_history
 from runs.files import HISTORY, PROVENANCE
 from runs.folder import resume_command
 from runs.history import history_with_row
@@ -135,6 +136,7 @@ class BaseTrainer(ABC):
         if checkpoint is not None:
             self._restore(checkpoint)
             self._log_resumed()
+            check_history(self.run.folder, self.start_epoch - 1)  # damaged: one line now, not after an epoch
         if self.start_epoch > self.epochs:
             more = f"-o trainer.epochs={self.last_epoch + self.epochs}"
             self.logger.warning(f"Nothing to train: the checkpoint has trained {self.last_epoch} epochs and "
