@@ -50,3 +50,20 @@ def test_a_store_that_cannot_be_opened_is_one_warning_line_at_once(tmp_path, syn
     assert len(said) == 1 and said[0].startswith("Warning: tracker mlflow cannot be reached"), said
     (run,) = run_dirs(tmp_path / "saved")
     assert (run / "metrics.csv").read_text().count("\n") == 2  # the run folder keeps every metric
+
+
+@pytest.mark.slow
+def test_a_pruned_trial_is_a_finished_mlflow_run_tagged_pruned(tmp_path, synthetic_data_dir, monkeypatch, capsys):
+    """Not FAILED: the pruner stopping a trial after whole, saved epochs is no failure (docs/trackers.md)."""
+    from optuna.trial import TrialState
+
+    from tests.helpers.tracker_stores import mlflow_runs
+    from tests.helpers.tune_setup import load_study
+
+    config = tune_config(tmp_path, synthetic_data_dir, trainer={"epochs": 2, "trackers": ["mlflow"]}, trials=1,
+                         pruner={"type": "ThresholdPruner", "args": {"upper": 0.0}})  # every val_loss is above
+    code, _, err = run_cli("tune", ["-c", write_config(tmp_path, config)], monkeypatch, capsys)
+    assert code == 0, err
+    assert [t.state for t in load_study(config).trials] == [TrialState.PRUNED]
+    _, (run,) = mlflow_runs(tmp_path / "saved")
+    assert (run.info.status, run.data.tags.get("pruned")) == ("FINISHED", "true")

@@ -133,8 +133,10 @@ class MlflowTracker:
     def finish(self, status):
         try:
             self.flush()
+            if status == "PRUNED":  # MLflow has no such status: a run of whole epochs, stopped by the search
+                self.client.set_tag(self.run_id, "pruned", "true")
         finally:
-            self.client.set_terminated(self.run_id, status)
+            self.client.set_terminated(self.run_id, "FINISHED" if status == "PRUNED" else status)
 
     def where(self):
         """Where the run is, and the command that shows it (a server's URI is its own UI)."""
