@@ -71,7 +71,7 @@ def _parse_entry(entry, where):
 
 def _check_args(name, args, where):
     """A misspelt arg (trackinguri, projct) would leave the run untracked: refused, naming the right one."""
-    known, closed = ARGS[name]
+    known, closed = ARGS.get(name, (set(), False))  # a tracker added to KNOWN alone: its args pass as given
     for key in sorted(set(args) - known):
         close = did_you_mean(key, [*known, "required"], cutoff=HINT if closed else TYPO)
         if not (close or closed):
