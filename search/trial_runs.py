@@ -18,15 +18,15 @@ FIX = "name another study with --study, or move that folder away"
 
 def check_trial_folders(study, runs_dir, shown_url):
     """Refuse (UserError) a run folder <study>-trial<k> under `runs_dir` that no trial of `study` made."""
-    claims = {}
+    name = re.compile(re.escape(study.study_name) + r"-trial\d+")
+    folders = [folder for folder in sorted(runs_dir.glob(f"{study.study_name}-trial*"))
+               if name.fullmatch(folder.name) and _holds_a_run(folder)]
+    claims = {}  # read after the folders: a trial claims its folder before making it, so a worker's new one counts
     for trial in study.get_trials(deepcopy=False):
         run_id = trial.user_attrs.get("run_id")
         if run_id is not None:
             claims.setdefault(run_id, set()).update({trial.user_attrs.get(RUN_UID)} - {None})
-    name = re.compile(re.escape(study.study_name) + r"-trial\d+")
-    for folder in sorted(runs_dir.glob(f"{study.study_name}-trial*")):
-        if not name.fullmatch(folder.name) or not _holds_a_run(folder):
-            continue
+    for folder in folders:
         where = f"run folder {folder} is not a trial of study {study.study_name} in {shown_url}"
         if folder.name not in claims:
             raise UserError(f"{where}: none of its trials made it (a study of that name in another storage, or "
