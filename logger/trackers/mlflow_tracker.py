@@ -45,8 +45,8 @@ class MlflowTracker:
         if not self.args.get("tracking_uri"):
             root.mkdir(parents=True, exist_ok=True)  # the default store's folder
         _quiet_mlflow()
-        _open_sqlite_store(self.uri)
         with store_lock(self.uri), _quick_failure():  # a dead server: one warning in seconds
+            _open_sqlite_store(self.uri)  # under the lock: another run may be creating the store
             self.client = MlflowClient(tracking_uri=self.uri)  # a new SQLite store gets its tables here
             found = self.client.get_experiment_by_name(name)
             self.experiment_id = found.experiment_id if found else self._create_experiment(name, root)
