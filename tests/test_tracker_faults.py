@@ -67,3 +67,31 @@ def test_a_pruned_trial_is_a_finished_mlflow_run_tagged_pruned(tmp_path, synthet
     assert [t.state for t in load_study(config).trials] == [TrialState.PRUNED]
     _, (run,) = mlflow_runs(tmp_path / "saved")
     assert (run.info.status, run.data.tags.get("pruned")) == ("FINISHED", "true")
+
+
+def test_a_server_gone_mid_run_is_one_warning_line(monkeypatch, caplog):
+    """MLflow's HTTP retries (2 mid-run) would each be a urllib3 warning line before the tracker's own one."""
+    import logging
+
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    from logger.metrics_sink import MetricsSink
+    from logger.trackers.mlflow_tracker import MlflowTracker
+    from logger.trackers.tracker_set import TrackerPeer, TrackerSet
+    from tests.helpers.network import free_port
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    gone = f"http://127.0.0.1:{free_port()}"  # the server the run connected to, now gone
+    trackers = TrackerSet([{"type": "mlflow", "args": {"tracking_uri": gone}}])
+    tracker = MlflowTracker({"tracking_uri": gone})
+    tracker.client, tracker.run_id = MlflowClient(tracking_uri=gone), "0123456789abcdef0123456789abcdef"
+    trackers.active.append(TrackerPeer(trackers, trackers.specs[0], tracker))
+    sink = MetricsSink(trackers=trackers)
+    with caplog.at_level(logging.WARNING):
+        tracker.buffer.append(Metric("loss", 1.0, 0, 1))
+        sink.flush()
+    said = [record.getMessage() for record in caplog.records]
+    assert len(said) == 1 and said[0].startswith("Warning: tracker mlflow failed (MlflowException"), said
+    assert trackers.active == []

@@ -4,6 +4,7 @@ URI is given.
 args: tracking_uri (default sqlite:///<save_dir>/mlflow.db), experiment (default: config name),
 tags (extra tags). Only this module imports mlflow, and only when "mlflow" is listed.
 """
+import functools
 import logging
 import math
 import os
@@ -18,6 +19,21 @@ from utils.redact import redact
 
 PARAM_CHUNK, MAX_PARAM = 100, 6000  # MLflow's limits: params per batch, characters per value
 FLUSH_EVERY = 200  # buffered metric points; also flushed at every epoch end
+
+
+def _quiet_retries(method):
+    """A server gone mid-run: urllib3 logs each of MLflow's HTTP retries as a warning line before the request
+    fails; the failure is the tracker's one warning (tracker_set.py), so those lines are left out."""
+    @functools.wraps(method)
+    def quiet(*args, **kwargs):
+        pool = logging.getLogger("urllib3.connectionpool")
+        level = pool.level
+        pool.setLevel(logging.ERROR)
+        try:
+            return method(*args, **kwargs)
+        finally:
+            pool.setLevel(level)
+    return quiet
 
 
 class MlflowTracker:
@@ -59,6 +75,7 @@ class MlflowTracker:
         except MlflowException:  # created by another run a moment ago (server stores have no file lock)
             return self.client.get_experiment_by_name(name).experiment_id
 
+    @_quiet_retries
     def open(self, run, saved):
         """Continue the MLflow run this run already has (trackers.json, else its identity tag), or start one."""
         self.artifacts = list(run.artifacts)
@@ -115,11 +132,13 @@ class MlflowTracker:
         if len(self.buffer) >= FLUSH_EVERY:
             self.flush()
 
+    @_quiet_retries
     def flush(self):
         while self.buffer:
             batch, self.buffer = self.buffer[:1000], self.buffer[1000:]
             self.client.log_batch(self.run_id, metrics=batch)
 
+    @_quiet_retries
     def end_epoch(self, epoch, log, best):
         """Artifacts that follow the run: its config, its metrics.csv, where its best checkpoint is."""
         self.flush()
@@ -130,6 +149,7 @@ class MlflowTracker:
             self.client.log_text(self.run_id, best["checkpoint"] + "\n", "best_checkpoint.txt")
             self.client.set_tag(self.run_id, "best_checkpoint", best["checkpoint"])
 
+    @_quiet_retries
     def finish(self, status):
         try:
             self.flush()
