@@ -30,7 +30,9 @@ from search.sampler import build_pruner, build_sampler
 from search.space import first_point, read_tune_section, suggest, with_values
 from search.storage import open_storage, open_study, storage_url
 from search.study_base import check_same_base
+from search.study_file import check_study_file
 from search.trial_loop import run_trials
+from search.trial_runs import RecordRun, check_trial_folders, check_trial_run
 from utils import distributed as dist
 from utils.config.overrides import updated_config, with_known_keys
 from utils.errors import UserError
@@ -82,6 +84,7 @@ class Search:
         parsed.run.about["tune"] = {**config["tune"], "optuna_trial": plan["number"], "storage": self.shown_url}
         parsed.run.rerun = self.rerun
         trainer = train.build_trainer(parsed, self.device, plan.get("workers_here", 1))
+        trainer.epoch_listeners.append(RecordRun(trial, parsed.run))  # the trial's run, by its identity
         trainer.epoch_listeners.append(PruneCheck(trial, self.metric, trainer.epochs))
         trainer.writer.hparams.searched = list(plan["values"])  # HParams: the searched keys, not the constants
         trainer.train()  # the run's lock is held from its start to its end
@@ -91,10 +94,12 @@ class Search:
 def lead(search):
     """Rank 0: run the study against the storage, sending each trial to the other ranks."""
     tune = search.tune
+    check_study_file(search.url, search.shown_url)  # a file that is not a database, or read-only: one line now
     storage = open_storage(search.url, tune.heartbeat_interval, tune.grace_period, retry_after_kill(),
                            tune.storage_wait)
     study = open_study(storage, tune.study, search.direction, search.sampler, search.pruner, search.metric)
     check_same_base(study, search.shown_url, search.base, f"{search.direction[:3]} {search.metric}", tune.space)
+    check_trial_folders(study, search.runs_dir, search.shown_url)  # S-trial<k> of a same-named study elsewhere
     revive_dead_trials(study, search.runs_dir, retry_after_kill())  # each prints what it did
     stops = StopSignals().install()  # a stop between trials is kept, and acted on once no trial is left half-told
 
@@ -104,6 +109,8 @@ def lead(search):
         values = suggest(trial, tune.space)
         plan = {"values": values, "trial": run_number(trial), "number": trial.number,
                 "run_id": f"{tune.study}-trial{run_number(trial)}"}
+        # first: a trial refused here claims no folder (check_trial_folders reads the claims)
+        check_trial_run(trial, search.runs_dir / plan["run_id"], retry=plan["trial"] != trial.number)
         trial.set_user_attr("run_id", plan["run_id"])
         trial.set_user_attr("worker", {**this_worker(), "trial": trial.number})
         plan["workers_here"] = workers_here(study)  # they share this machine's cores

@@ -11,6 +11,7 @@ from logger.hparams import HParamsWriter
 from logger.metrics_sink import MetricsSink
 from logger.trackers.tracker_set import TrackerSet
 from runs.checkpointer import Checkpointer
+from runs.checks import check_history
 from runs.files import HISTORY, PROVENANCE
 from runs.folder import resume_command
 from runs.history import history_with_row
@@ -137,11 +138,13 @@ class BaseTrainer(ABC):
         if checkpoint is not None:
             self._restore(checkpoint)
             self._log_resumed()
+            check_history(self.run.folder, self.start_epoch - 1)  # damaged: one line now, not after an epoch
         if self.start_epoch > self.epochs:
             more = f"-o trainer.epochs={self.last_epoch + self.epochs}"
+            further = f"To train further: {resume_command(self.config.resume.parent, more)}" \
+                if self.run.rerun is None else "Its result stands."  # a trial: train.py -r trains outside the study
             self.logger.warning(f"Nothing to train: the checkpoint has trained {self.last_epoch} epochs and "
-                                f"trainer.epochs is {self.epochs}. To train further: "
-                                f"{resume_command(self.config.resume.parent, more)}")
+                                f"trainer.epochs is {self.epochs}. {further}")
             return False
         self.check_before_training()
         self.writer.trackers.connect(self.options.save_dir, self.config["name"])  # before any run folder
@@ -178,7 +181,8 @@ class BaseTrainer(ABC):
         self.writer.end_epoch(epoch, log, best_so_far(self.monitor, self.checkpoint_dir))
 
     def _report_end(self):
-        for line in summary_lines(self.monitor, self.checkpoint_dir, self.config.log_dir, self.last_epoch, self.epochs):
+        for line in summary_lines(self.monitor, self.checkpoint_dir, self.config.log_dir, self.last_epoch, self.epochs,
+                                  self.run.rerun):
             self.logger.info(line)
         for line in self.writer.trackers.where:  # each tracker's run, and the command to look at it
             self.logger.info(line)

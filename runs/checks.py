@@ -5,6 +5,7 @@ from pathlib import Path
 
 from runs.files import HISTORY, ORIGIN_FILE, RUN_CONFIG, RUN_UID
 from runs.folder import foreign_history
+from runs.history import DamagedHistory, read_history
 from runs.identity import belongs, folder_uid
 from utils import distributed as dist
 from utils.config.dotted import differences, dotted
@@ -69,3 +70,22 @@ def check_same_run(given, saved, folder):
     if differing:
         raise UserError(f"run folder {folder} holds a run with another config ({', '.join(differing[:4])} "
                         "differ); give its own config, choose another --run_id, or fine-tune with -c and -r")
+
+
+def check_history(folder, epochs_done):
+    """Before a continued run trains (every rank calls it; rank 0 reads): its metrics.csv, if it has one, reads
+    back and holds a row for each epoch 1..epochs_done (a later row is replaced when its epoch trains again)."""
+    problem = None
+    if dist.is_main_process():
+        path = Path(folder) / HISTORY
+        try:
+            epochs = [row["epoch"] for row in read_history(path)]
+            if path.is_file() and epochs[:epochs_done] != list(range(1, epochs_done + 1)):
+                raise DamagedHistory(f"holds {len(epochs)} rows, but the checkpoint has trained {epochs_done} "
+                                     "epochs: rows were lost")
+        except DamagedHistory as err:
+            problem = UserError(f"{path} {err}; restore it, or move it away to go on without the earlier rows (a "
+                                f"new one starts at epoch {epochs_done + 1})")
+    problem = dist.broadcast_object(problem)
+    if problem is not None:
+        raise problem

@@ -5,6 +5,7 @@ import logging
 
 import torch
 
+from runs.optimizer_slots import add_missing_slots
 from utils import distributed as dist
 from utils.checkpoint import load_weights
 from utils.seed import get_rng_state, set_rng_state
@@ -56,12 +57,16 @@ class OptimizerState:
         if not self.config.run.plan.continue_run:
             for group, settings in zip(self.optimizer.param_groups, chosen, strict=True):
                 group.update(settings)
-            return
-        saved = self.checkpointer.loading["config"]
-        for key, old, new in changed_args(saved, self.config):
-            self.note(logging.INFO, f"optimizer.args.{key} changed from {old} to {new}")
-            for group, fresh in zip(self.optimizer.param_groups, chosen, strict=True):
-                apply_arg(group, key, (saved["optimizer"].get("args") or {}).get(key), fresh)
+        else:
+            saved = self.checkpointer.loading["config"]
+            for key, old, new in changed_args(saved, self.config):
+                self.note(logging.INFO, f"optimizer.args.{key} changed from {old} to {new}")
+                for group, fresh in zip(self.optimizer.param_groups, chosen, strict=True):
+                    apply_arg(group, key, (saved["optimizer"].get("args") or {}).get(key), fresh)
+        added = add_missing_slots(self.optimizer)  # amsgrad turned on: a slot the saved state lacks
+        if added:
+            self.note(logging.INFO, f"optimizer state {', '.join(added)} starts afresh (zeros): the optimizer's "
+                      "args now need it and the checkpoint has none")
 
 
 def changed_args(saved, given):

@@ -23,19 +23,19 @@ def _epoch_tag(key):
     return f"{key[4:]}/valid" if key.startswith("val_") else f"{key}/train"
 
 
-def summary_lines(monitor, checkpoint_dir, log_dir, last_epoch, epochs):
-    """End-of-training summary: best epoch, where things are, what to run next."""
+def summary_lines(monitor, checkpoint_dir, log_dir, last_epoch, epochs, rerun=None):
+    """End-of-training summary: best epoch, where things are, what to run next. A run that has a command of its
+    own (`rerun`: a tune.py trial) is not trained further by train.py -r, which would train it outside its study."""
     lines = [f"Training finished after epoch {last_epoch}."]
     if monitor.enabled and monitor.best_epoch is not None:
         lines.append(f"Best {monitor.metric}: {monitor.best:.6g} at epoch {monitor.best_epoch}")
     best = checkpoint_dir / BEST
     chosen = best if best.is_file() else checkpoint_dir / LATEST
-    lines += [f"Checkpoints: {checkpoint_dir}", f"Logs and TensorBoard: {log_dir}",
-              # a run that trained all its epochs goes on only with more of them
-              f"Train further: {resume_command(checkpoint_dir, f'-o trainer.epochs={2 * epochs}')}"
-              if last_epoch >= epochs else f"Resume: {resume_command(checkpoint_dir)}",
-              f"Test:   python test.py -r {quote(chosen)}"]
-    return lines
+    lines += [f"Checkpoints: {checkpoint_dir}", f"Logs and TensorBoard: {log_dir}"]
+    if rerun is None:  # a run that trained all its epochs goes on only with more of them
+        lines.append(f"Train further: {resume_command(checkpoint_dir, f'-o trainer.epochs={2 * epochs}')}"
+                     if last_epoch >= epochs else f"Resume: {resume_command(checkpoint_dir)}")
+    return [*lines, f"Test:   python test.py -r {quote(chosen)}"]
 
 
 def best_so_far(monitor, checkpoint_dir):

@@ -149,8 +149,9 @@ class Run:
             raise UserError(f"run folder {self.folder} was just started by another job; run the same "
                             "command again to continue that run, or choose another --run_id")
         if self.plan.folder is None and holds_checkpoints(self.folder):  # a run whose config.json is gone
-            raise UserError(f"run folder {self.folder} holds checkpoints but no {RUN_CONFIG}; continue it with "
-                            f"-r {quote(self.folder / LATEST)}, or choose another --run_id")
+            fix = f"continue it with -r {quote(self.folder / LATEST)}, or choose another --run_id" if not self.rerun \
+                else f"put it back, or move the folder away, then run {self.rerun}"  # a trial: never train.py -r
+            raise UserError(f"run folder {self.folder} holds checkpoints but no {RUN_CONFIG}; {fix}")
         if self._seen is not None and _stamp(self.folder) != self._seen:
             raise run_lock.RunBusy(f"run folder {self.folder} was saved into by another job while this one "
                                    "started; run the same command again to continue from its newest checkpoint")

@@ -4,6 +4,12 @@ import optuna
 from utils import distributed as dist
 
 
+class Pruned(optuna.TrialPruned):
+    """The pruner ended the trial: its run's trackers end it as pruned (run_end), not as failed."""
+
+    run_end = "PRUNED"
+
+
 class PruneCheck:
     """Epoch listener: report the monitored value, and end a trial the pruner gives up on.
 
@@ -20,4 +26,4 @@ class PruneCheck:
             self.trial.set_user_attr("epochs", epoch)
             prune = epoch < self.last_epoch and self.trial.should_prune()
         if dist.broadcast_object(prune):
-            raise optuna.TrialPruned(f"{self.metric} {log[self.metric]:.6g} after epoch {epoch}")
+            raise Pruned(f"{self.metric} {log[self.metric]:.6g} after epoch {epoch}")

@@ -87,3 +87,43 @@ def test_append_replaces_rows_from_the_given_epoch_on(tmp_path):
     assert history["epoch"].tolist() == [1, 2]
     assert history["loss"].tolist() == [1.0, 20.0]
     assert math.isnan(history.loc[0, "extra"]) and history.loc[1, "extra"] == 1.0
+
+
+def semicolons(text):
+    return text.replace(",", ";")
+
+
+def open_quote(text):
+    first, second, rest = text.split("\n", 2)
+    return f'{first}\n"{second}\n{rest}'
+
+
+def cut_mid_line(text):
+    return text[:-12]
+
+
+def lost_last_row(text):
+    return "".join(text.splitlines(keepends=True)[:2])
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (semicolons, "has no epoch column (another separator than ',', or not a run's history)"),
+    (open_quote, "line 2 has 1 of 10 fields: the file is cut short or damaged"),
+    (cut_mid_line, "line 3 has no line break: the file is cut short"),
+    (lost_last_row, "holds 1 rows, but the checkpoint has trained 2 epochs: rows were lost")])
+def test_a_damaged_history_is_one_line_before_anything_trains(damage, expected, two_epoch_run, tmp_path,
+                                                              monkeypatch, capsys):
+    """Not a KeyError or ParserError after an epoch was trained, nor (cut at a row's end) rows silently lost."""
+    from tests.helpers.cli import run_cli
+
+    original, _ = two_epoch_run
+    run = Path(shutil.copytree(original, tmp_path / "saved" / "models" / "Mnist_LeNet" / original.name))
+    csv = run / "metrics.csv"
+    csv.write_text(damage(csv.read_text()))
+    damaged = csv.read_bytes()
+    # the named run resubmitted (a requeued job): its folder's csv is not looked at before the epoch on main
+    code, _, err = run_cli("train", ["-c", run / "config.json", "--run_id", run.name, "-o", "trainer.epochs=3",
+                                     "-o", f"trainer.save_dir={tmp_path / 'saved'}"], monkeypatch, capsys)
+    assert code == 2 and err.count("\n") == 1 and err.startswith(f"error: {csv} {expected}"), err
+    assert "move it away to go on without the earlier rows (a new one starts at epoch 3)" in err
+    assert csv.read_bytes() == damaged and not (run / "checkpoint-epoch3.pth").exists()

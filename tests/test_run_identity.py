@@ -65,6 +65,27 @@ def test_a_new_lr_goes_on_along_the_schedule(tmp_path, synthetic_data_dir, monke
     assert checkpoint["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.01 * 0.5 ** 3)
 
 
+def test_a_resume_that_turns_on_amsgrad_gives_its_new_state_a_fresh_start(tmp_path, synthetic_data_dir, monkeypatch):
+    """amsgrad reads a slot (max_exp_avg_sq) that a state saved without it lacks: a KeyError at the first step."""
+    cfg = shrink_config(tmp_path, synthetic_data_dir, epochs=2)
+    cfg["optimizer"]["args"]["amsgrad"] = False
+    assert run_cli("train", ["-c", write_config(tmp_path, cfg)], monkeypatch).returncode == 0
+    (run,) = run_dirs(tmp_path / "saved")
+    before = saved(run / "model_latest.pth")["optimizer"]
+    assert not any("max_exp_avg_sq" in state for state in before["state"].values())
+    resumed = run_cli("train", ["-r", run / "model_latest.pth", "-o", "optimizer.args.amsgrad=true",
+                                "-o", "trainer.epochs=3"], monkeypatch)
+    assert resumed.returncode == 0
+    after = saved(run / "model_latest.pth")["optimizer"]
+    assert after["param_groups"][0]["amsgrad"] is True and after["state"].keys() == before["state"].keys()
+    for key, state in after["state"].items():  # one more epoch's steps, from the saved state on
+        assert state["step"] > before["state"][key]["step"] and state["max_exp_avg_sq"].shape == state["exp_avg"].shape
+    assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [1, 2, 3]
+    log = info_log(tmp_path, run)
+    assert "optimizer.args.amsgrad changed from false to true" in log
+    assert "optimizer state max_exp_avg_sq starts afresh (zeros)" in log
+
+
 # ---- 15. a stray checkpoint of another run ---------------------------------------------------
 def two_runs(tmp_path, data, monkeypatch):
     """Run `a` (2 epochs, lr 0.001) and run `b` (3 epochs, lr 0.01) of one experiment, every epoch saved;

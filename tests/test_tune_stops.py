@@ -2,6 +2,7 @@
 trial again, a stop just after a trial or during its last epoch's save ends the search without queueing a
 finished trial, and only kills count toward the retry limit."""
 import signal
+import sys
 import time
 
 from optuna.trial import TrialState
@@ -102,3 +103,36 @@ def test_three_stops_then_a_kill_still_retry_the_trial(tmp_path, synthetic_data_
     assert set(run_ids(study)) == {"s-trial0"} and study.trials[-1].user_attrs["epochs"] == 5
     assert sorted(p.name for p in (tmp_path / "saved" / "models" / "Mnist_LeNet").iterdir()) == ["s-trial0"]
     assert "queued again to continue its run (s-trial0, kill 1 of at most 3)" in out
+
+
+def test_no_trial_line_advises_train_py(tmp_path, synthetic_data_dir, monkeypatch, capsys):
+    """train.py -r would train a trial's run outside its study: neither the end of a trial's run nor the retry of
+    one killed after its last save ("Nothing to train") names it; the same tune.py command is what continues."""
+    config = tune_config(tmp_path, synthetic_data_dir, trainer={"epochs": 1}, trials=2, heartbeat_interval=1,
+                         grace_period=1)
+    path = write(tmp_path, config)
+    kill = [True]
+    after_each_epoch(monkeypatch, lambda epoch: kill and kill.pop() and sys.exit(137))  # killed before it is told
+    code, out, err = run_cli("tune", ["-c", path], monkeypatch, capsys)
+    assert code == 137 and load_study(config).trials[0].state == TrialState.RUNNING
+    time.sleep(2.5)  # its heartbeat is stale
+    code, out, err = run_cli("tune", ["-c", path], monkeypatch, capsys)
+    assert code == 0, err
+    assert "Nothing to train: the checkpoint has trained 1 epochs and trainer.epochs is 1. Its result stands." in out
+    assert "Checkpoints: " in out and "train.py" not in out + err
+    assert [t.state for t in load_study(config).trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+
+
+def test_a_retried_trial_whose_run_lost_its_config_names_the_tune_command(tmp_path, synthetic_data_dir, monkeypatch,
+                                                                         capsys):
+    config = tune_config(tmp_path, synthetic_data_dir, trainer={"epochs": 2}, trials=1, heartbeat_interval=1,
+                         grace_period=1)
+    path = write(tmp_path, config)
+    kill = [True]
+    after_each_epoch(monkeypatch, lambda epoch: kill and kill.pop() and sys.exit(137))
+    assert run_cli("tune", ["-c", path], monkeypatch, capsys)[0] == 137
+    (tmp_path / "saved" / "models" / "Mnist_LeNet" / "s-trial0" / "config.json").unlink()
+    time.sleep(2.5)  # its heartbeat is stale
+    code, _, err = run_cli("tune", ["-c", path], monkeypatch, capsys)
+    assert code == 2 and err.count("\n") == 1 and "holds checkpoints but no config.json; put it back" in err, err
+    assert f"then run python tune.py -c {path} (the same command)" in err and "train.py" not in err

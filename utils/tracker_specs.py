@@ -8,13 +8,23 @@ listed, so a user without MLflow or W&B installed never pays for them.
 from types import SimpleNamespace
 
 from utils.errors import UserError
-from utils.lookup import did_you_mean
+from utils.lookup import HINT, TYPO, did_you_mean
 
 # name -> "module:class"; "tensorboard" is the writer's own SummaryWriter (trainer.tensorboard)
 KNOWN = {
     "mlflow": "logger.trackers.mlflow_tracker:MlflowTracker",
     "wandb": "logger.trackers.wandb_tracker:WandbTracker",
     "tensorboard": None,
+}
+# each tracker's args, besides "required": MLflow's are all ours, so any other is refused; W&B passes any other
+# to wandb.init, so only one close to a keyword wandb.init takes (wandb 0.31.0) is refused as a misspelling
+ARGS = {
+    "mlflow": ({"tracking_uri", "experiment", "tags"}, True),
+    "wandb": ({"mode", "entity", "project", "dir", "id", "name", "notes", "tags", "config", "config_exclude_keys",
+               "config_include_keys", "allow_val_change", "group", "job_type", "force", "reinit", "resume",
+               "resume_from", "fork_from", "save_code", "tensorboard", "sync_tensorboard", "monitor_gym",
+               "settings", "anonymous"}, False),
+    "tensorboard": (set(), True),
 }
 EXAMPLE = '["mlflow"] or [{"type": "mlflow", "args": {"tracking_uri": "http://host:5000"}}]'
 
@@ -55,4 +65,18 @@ def _parse_entry(entry, where):
     required = args.pop("required", False)
     if not isinstance(required, bool):
         raise UserError(f"{where}: {name}.args.required must be true or false, got {required!r}")
+    _check_args(name, args, where)
     return SimpleNamespace(name=name, args=args, required=required)
+
+
+def _check_args(name, args, where):
+    """A misspelt arg (trackinguri, projct) would leave the run untracked: refused, naming the right one."""
+    known, closed = ARGS.get(name, (set(), False))  # a tracker added to KNOWN alone: its args pass as given
+    for key in sorted(set(args) - known):
+        close = did_you_mean(key, [*known, "required"], cutoff=HINT if closed else TYPO)
+        if not (close or closed):
+            continue  # another wandb.init keyword: wandb itself says whether it takes it
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        takes = f"{name} takes {', '.join(sorted(known | {'required'}))}" if closed else \
+            f"{name}'s args are required and {name}.init's keywords"
+        raise UserError(f"{where}: unknown {name} arg '{key}'; {hint}{takes}")

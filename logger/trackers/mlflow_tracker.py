@@ -4,18 +4,36 @@ URI is given.
 args: tracking_uri (default sqlite:///<save_dir>/mlflow.db), experiment (default: config name),
 tags (extra tags). Only this module imports mlflow, and only when "mlflow" is listed.
 """
+import functools
+import logging
 import math
 import os
+import sqlite3
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from logger.trackers.store_lock import store_lock
+from logger.trackers.store_lock import store_lock, store_lock_path
 from utils.config.dotted import flatten
 from utils.redact import redact
 
 PARAM_CHUNK, MAX_PARAM = 100, 6000  # MLflow's limits: params per batch, characters per value
 FLUSH_EVERY = 200  # buffered metric points; also flushed at every epoch end
+
+
+def _quiet_retries(method):
+    """A server gone mid-run: urllib3 logs each of MLflow's HTTP retries as a warning line before the request
+    fails; the failure is the tracker's one warning (tracker_set.py), so those lines are left out."""
+    @functools.wraps(method)
+    def quiet(*args, **kwargs):
+        pool = logging.getLogger("urllib3.connectionpool")
+        level = pool.level
+        pool.setLevel(logging.ERROR)
+        try:
+            return method(*args, **kwargs)
+        finally:
+            pool.setLevel(level)
+    return quiet
 
 
 class MlflowTracker:
@@ -42,7 +60,9 @@ class MlflowTracker:
         name = self.args.get("experiment") or experiment
         if not self.args.get("tracking_uri"):
             root.mkdir(parents=True, exist_ok=True)  # the default store's folder
+        _quiet_mlflow()
         with store_lock(self.uri), _quick_failure():  # a dead server: one warning in seconds
+            _open_sqlite_store(self.uri)  # under the lock: another run may be creating the store
             self.client = MlflowClient(tracking_uri=self.uri)  # a new SQLite store gets its tables here
             found = self.client.get_experiment_by_name(name)
             self.experiment_id = found.experiment_id if found else self._create_experiment(name, root)
@@ -55,6 +75,7 @@ class MlflowTracker:
         except MlflowException:  # created by another run a moment ago (server stores have no file lock)
             return self.client.get_experiment_by_name(name).experiment_id
 
+    @_quiet_retries
     def open(self, run, saved):
         """Continue the MLflow run this run already has (trackers.json, else its identity tag), or start one."""
         self.artifacts = list(run.artifacts)
@@ -111,11 +132,13 @@ class MlflowTracker:
         if len(self.buffer) >= FLUSH_EVERY:
             self.flush()
 
+    @_quiet_retries
     def flush(self):
         while self.buffer:
             batch, self.buffer = self.buffer[:1000], self.buffer[1000:]
             self.client.log_batch(self.run_id, metrics=batch)
 
+    @_quiet_retries
     def end_epoch(self, epoch, log, best):
         """Artifacts that follow the run: its config, its metrics.csv, where its best checkpoint is."""
         self.flush()
@@ -126,11 +149,14 @@ class MlflowTracker:
             self.client.log_text(self.run_id, best["checkpoint"] + "\n", "best_checkpoint.txt")
             self.client.set_tag(self.run_id, "best_checkpoint", best["checkpoint"])
 
+    @_quiet_retries
     def finish(self, status):
         try:
             self.flush()
+            if status == "PRUNED":  # MLflow has no such status: a run of whole epochs, stopped by the search
+                self.client.set_tag(self.run_id, "pruned", "true")
         finally:
-            self.client.set_terminated(self.run_id, status)
+            self.client.set_terminated(self.run_id, "FINISHED" if status == "PRUNED" else status)
 
     def where(self):
         """Where the run is, and the command that shows it (a server's URI is its own UI)."""
@@ -147,6 +173,28 @@ def _same(stored, value):
     if math.isnan(value):
         return math.isnan(stored)
     return stored == max(-sys.float_info.max, min(sys.float_info.max, value))
+
+
+def _quiet_mlflow():
+    """MLflow's own log lines (its tables created, each of ten retries of a store it cannot open, with the
+    error) would come before, and repeat, the tracker's one warning: this tracker says what went wrong."""
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _open_sqlite_store(uri):
+    """Open a SQLite store once, now: one that cannot be opened (a read-only or missing folder, a file that is
+    not a database) fails here at once, where MLflow would retry it for about 100 s."""
+    lock = store_lock_path(uri) if uri.startswith("sqlite:") else None
+    if lock is None:
+        return  # a server, a file store, an in-memory database: MLflow reaches them itself
+    database = lock.with_name(lock.name.removesuffix(".lock"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(database, timeout=30)
+    try:
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    finally:
+        connection.close()
 
 
 @contextmanager

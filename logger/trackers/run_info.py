@@ -47,9 +47,12 @@ class RunInfo:
 
 
 def run_status(error):
-    """How the run ended, given the exception on its way out (None: it finished)."""
+    """How the run ended, given the exception on its way out (None: it finished): FINISHED, KILLED, FAILED, or
+    what the exception says of itself (`run_end`: tune.py's pruned trial says PRUNED)."""
     if error is None:
         return "FINISHED"
+    if getattr(error, "run_end", None):
+        return error.run_end
     if isinstance(error, (TrainingInterrupted, KeyboardInterrupt)):
         return "KILLED"
     return "FAILED"

@@ -62,7 +62,9 @@ class WandbTracker:
     def finish(self, status):
         self.folder = Path(self.run.dir).parent  # offline-run-<time>-<id>: this start's files
         self.url = None if self.mode == "offline" else self.run.url
-        self.run.finish(exit_code={"FINISHED": 0, "KILLED": 143}.get(status, 1))
+        if status == "PRUNED":  # as in MLflow: finished, and said to be pruned
+            self.run.summary["pruned"] = True
+        self.run.finish(exit_code={"FINISHED": 0, "PRUNED": 0, "KILLED": 143}.get(status, 1))
 
     def where(self):
         if self.url:

@@ -1,12 +1,12 @@
 """One run folder read for compare.py from its own files (config.json, metrics.csv, the lock, *.test.json),
 without torch: what the run is set to, how far it got, its best and last values and its test results."""
-import csv
 import json
 import math
 from pathlib import Path
 
 from runs import lock as run_lock
 from runs.files import BEST, EPOCH_GLOB, HISTORY, LATEST, ORIGIN_FILE, RUN_CONFIG, test_results_file
+from runs.history import DamagedHistory, read_history
 from utils.config.dotted import flatten
 
 TEST_RESULTS = tuple(test_results_file(name).name for name in (BEST, LATEST))
@@ -53,24 +53,10 @@ def _read_config(folder):
 
 def _read_history(path):
     """metrics.csv as a list of {column: float}, one per epoch; [] before the first epoch ends."""
-    if not path.is_file():
-        return []
     try:
-        with path.open(encoding="utf-8", newline="") as handle:
-            lines = list(csv.reader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise BadRun(f"{HISTORY} cannot be read ({type(err).__name__})") from None
-    if not lines or "epoch" not in lines[0]:
-        raise BadRun(f"{HISTORY} has no epoch column: not a run's history")
-    header, rows = lines[0], []
-    for number, line in enumerate(lines[1:], start=2):
-        if len(line) != len(header):
-            raise BadRun(f"{HISTORY} line {number} has {len(line)} of {len(header)} fields: the file is truncated")
-        try:
-            rows.append({key: float(value) if value else math.nan for key, value in zip(header, line, strict=True)})
-        except ValueError:
-            raise BadRun(f"{HISTORY} line {number} holds a value that is not a number: the file is corrupt") from None
-    return rows
+        return read_history(path)
+    except DamagedHistory as err:
+        raise BadRun(f"{HISTORY} {err}") from None
 
 
 def _read_test(folder):

@@ -17,3 +17,8 @@ def tmpfs(path, size, read_only=False):
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def remount_read_only(path):
+    """Make the tmpfs at `path` read-only from now on, with what was written there before."""
+    subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True)
