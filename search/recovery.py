@@ -15,6 +15,7 @@ import optuna
 from optuna.trial import TrialState
 
 from runs import lock as run_lock
+from search.claim import fail_if_running
 
 MAX_RETRY = 3  # a trial that kills its worker every time (out of memory) is given up after this many kills
 KILLS = "kills"  # system attr: how often the workers of this trial's run died (stops are not counted)
@@ -40,10 +41,7 @@ def requeue_if_running(study, trial_id):
     """A stopped trial (SIGTERM, Ctrl-C): failed and queued again, no limit; True when it was still RUNNING.
     A trial already told (COMPLETE, PRUNED, FAIL) is left as it is."""
     storage = study._storage
-    try:
-        if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
-            return False
-    except optuna.exceptions.UpdateFinishedTrialError:
+    if not fail_if_running(storage, trial_id):
         return False
     trial = storage.get_trial(trial_id)
     _queue_again(study, trial, trial.system_attrs.get(KILLS, 0))
@@ -71,18 +69,38 @@ def this_worker():
 
 
 def revive_dead_trials(study, runs_dir, on_dead):
-    """Fail the RUNNING trials of dead workers on this machine and hand each to `on_dead`; return them."""
-    storage, revived = study._storage, []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not _is_dead(trial, runs_dir):
-            continue
-        try:
-            if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-                continue
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # another worker got there first
-        on_dead(study, storage.get_trial(trial._trial_id))
-        revived.append(trial.number)
+    """Fail the RUNNING trials of dead workers on this machine and hand each to `on_dead`; return their numbers."""
+    dead = [t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if _is_dead(t, runs_dir)]
+    return _revive(study, dead, on_dead)
+
+
+def fail_stale_trials(study, runs_dir):
+    """Optuna's heartbeat check, each stale trial revived once over all workers: fail the RUNNING trials whose
+    beats stopped `grace_period` ago and hand each to the storage's stale-trial callback; return their numbers.
+    A trial whose run a live job still holds is not stale: its worker trains on, it only lost its beats to a
+    database outage (two workers failed each other's live trials after a 3-second outage)."""
+    storage = study._storage
+    if storage.get_heartbeat_interval() is None:
+        return []
+    stale = [trial_id for trial_id in storage._get_stale_trial_ids(study._study_id)
+             if not _held(runs_dir, storage.get_trial(trial_id).user_attrs.get("run_id"))]
+    return _revive(study, stale, storage.get_heartbeat_stale_trial_callback())
+
+
+def _held(runs_dir, run_id):
+    return bool(run_id) and run_lock.holder_seen(runs_dir / run_id) is not None
+
+
+def _revive(study, trial_ids, on_dead):
+    """Of workers reviving the same trial at once, only the one whose claim fails it hands it to `on_dead`."""
+    revived = []
+    for trial_id in trial_ids:
+        if fail_if_running(study._storage, trial_id):
+            trial = study._storage.get_trial(trial_id)
+            if on_dead is not None:
+                on_dead(study, trial)
+            revived.append(trial.number)
     return revived
 
 

@@ -7,8 +7,10 @@ trial with a traceback and leave no way to tell a stop just after a trial from o
   the worker leaves to that job and moves on);
 - a stop inside a trial queues that trial again (the next start continues its run); a stop at any other
   moment ends the search after the trial it was in is told, and never queues a told trial;
+- a full disk (SaveFailed, exit 74) queues the trial again as a stop does: the same command continues it;
 - a worker ends once the last trials wanted all run in other workers: the study finishes exactly `wanted`;
 - a killed worker leaves its trial RUNNING, for the heartbeat or the next start on this machine to revive;
+- of workers reviving one dead trial, or taking one queued retry, at the same moment, one does (search/claim.py);
 - a database outage is waited out (search/outage.py); one longer than tune.storage_wait stops the worker in
   one line and leaves its trial RUNNING, like a kill.
 """
@@ -21,10 +23,12 @@ import optuna
 from optuna.trial import TrialState
 
 from runs.lock import RunBusy
-from search.heartbeat import Heartbeat, fail_stale_trials
+from search.claim import start_if_waiting
+from search.heartbeat import Heartbeat
 from search.outage import StorageOutage
-from search.recovery import requeue_if_running
+from search.recovery import fail_stale_trials, requeue_if_running
 from search.report import DONE
+from utils.atomic import SaveFailed
 from utils.errors import UserError, print_line
 from utils.signals import TrainingInterrupted
 
@@ -42,7 +46,7 @@ def run_trials(study, wanted, objective, stops, after_trial, runs_dir):
 @contextlib.contextmanager
 def _optimizing(study):
     """Tell Optuna its study is in an optimize loop, as study.optimize does: a sampler may then end the study
-    (GridSampler, its grid done: study.stop()), and study.ask() does not warn that the heartbeat wants one."""
+    (GridSampler, its grid done: study.stop())."""
     study._stop_flag = False
     study._thread_local.in_optimize_loop = True
     try:
@@ -55,10 +59,10 @@ def _loop(study, wanted, objective, stops, after_trial, runs_dir):
     while _finished(study) < wanted and not study._stop_flag:
         if stops.requested:
             raise _stopped_between(stops.signum)
-        fail_stale_trials(study, runs_dir)  # dead workers on other machines: their trials are queued again
+        fail_stale_trials(study, runs_dir)  # dead workers on other machines: their trials are queued again, once
         if _left_to_others(study, wanted):
             break
-        trial = study.ask()
+        trial = ask(study)
         try:
             with Heartbeat(study._storage, trial):
                 state, value = _outcome(trial, objective)
@@ -69,6 +73,10 @@ def _loop(study, wanted, objective, stops, after_trial, runs_dir):
                            "to continue it.")
                 raise
             raise _stopped_between(stops.signum or signal.SIGINT) from None  # the trial was told: not queued again
+        except SaveFailed as full:  # a full disk: the run stays as of its last save, continued once space is freed
+            requeue_if_running(study, trial._trial_id)  # queued as after a stop: not a kill, no retry used up
+            full.args = (f"trial {trial.number} ({trial.user_attrs.get('run_id', '?')}): {full}",)
+            raise
         after_trial(study, study._storage.get_trial(trial._trial_id))
         gc.collect()  # a trial's model and loaders are gone before the next trial builds its own
     if stops.requested:
@@ -86,6 +94,16 @@ def _left_to_others(study, wanted):
     return True
 
 
+def ask(study):
+    """study.ask(), a queued trial (a retry) taken by one worker only: Optuna's pop of its queue checks the
+    state, then writes it, and on SQLite several workers asking at once each took the same retry."""
+    study._thread_local.cached_all_trials = None  # read the storage afresh, as study.ask does
+    for queued in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if start_if_waiting(study._storage, queued._trial_id):
+            return optuna.Trial(study, queued._trial_id)
+    return optuna.Trial(study, study._storage.create_new_trial(study._study_id))
+
+
 def _stopped_between(signum):
     print_line("The search stopped between trials, each of them recorded; run the same command again to continue "
                "the study.")
@@ -93,13 +111,16 @@ def _stopped_between(signum):
 
 
 def _outcome(trial, objective):
-    """(state, value) of one trial; a config error is told FAIL and raised, a stop propagates untold."""
+    """(state, value) of one trial; a config error is told FAIL and raised, a stop or a full disk propagates
+    untold."""
     try:
         value = objective(trial)
     except optuna.TrialPruned:
         return TrialState.PRUNED, None
     except StorageOutage:
         raise  # nothing can be told: the trial stays RUNNING, continuable by the next start
+    except SaveFailed:
+        raise  # not the trial's fault: _loop queues it again
     except RunBusy as busy:
         trial.set_user_attr("note", f"left to the job that trains its run: {busy}")
         return TrialState.FAIL, None

@@ -8,9 +8,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.heartbeat import fail_stale_trials
 from search.outage import PatientStorage, StorageOutage
-from search.recovery import retry_after_kill
+from search.recovery import fail_stale_trials, retry_after_kill
 from search.storage import open_storage, storage_url
 from tests.helpers.locks import lock_held_elsewhere, sqlite_locked_for
 from tests.helpers.skips import needs_postgresql

@@ -54,14 +54,23 @@ def workers_of(agent):
 
 def kill_worker_at(agents, logs, line, rank, deadline):
     """SIGKILL the worker with RANK `rank` (of any of `agents`) once `line` shows in one of `logs`."""
+    _kill_worker_once(agents, lambda: any(line in log.read_text() for log in logs), rank, deadline, repr(line))
+
+
+def kill_worker_after(agents, path, rank, deadline):
+    """SIGKILL the worker with RANK `rank` (of any of `agents`) once the file `path` exists (a checkpoint saved)."""
+    _kill_worker_once(agents, Path(path).exists, rank, deadline, str(path))
+
+
+def _kill_worker_once(agents, ready, rank, deadline, awaited):
     while time.monotonic() < deadline:
-        if any(line in log.read_text() for log in logs):
+        if ready():
             victims = [pid for agent in agents for pid, r in workers_of(agent) if r == rank]
             if victims:
                 os.kill(victims[0], signal.SIGKILL)
                 return
         time.sleep(0.1)
-    pytest.fail(f"{line!r} never appeared")
+    pytest.fail(f"{awaited} never appeared")
 
 
 def finish(processes, deadline):

@@ -1,0 +1,66 @@
+"""A DDP trial whose rank dies (issue 25, case 1): torchrun tune.py with 2 ranks, one rank SIGKILLed once the
+trial's first checkpoint is saved. Either rank's death leaves the trial continuable: the group torchrun restarts
+(--max-restarts=1), or the same command run again, continues that trial's run to the end, with one run folder,
+and the study's value and the weights of an uninterrupted trial."""
+import time
+
+import pytest
+from optuna.trial import TrialState
+
+from tests.helpers.paths import REPO
+from tests.helpers.runs import same_weights, weights
+from tests.helpers.torchrun import RUN_LIMIT, finish, kill_worker_after, start, torchrun
+from tests.helpers.tune_setup import load_study, tune_config, write
+from tests.synthetic_mnist import write_synthetic_mnist
+
+ONE_POINT = {"optimizer.args.lr": {"type": "categorical", "choices": [0.002]}}
+
+
+def a_config(folder, study):
+    data = write_synthetic_mnist(folder / "data", n_train=1200, n_test=10)
+    config = tune_config(folder, data, space=ONE_POINT, trainer={"epochs": 3}, trials=1, study=study)
+    config["data_loader"]["args"]["batch_size"] = 4  # ~130 batches a rank an epoch: time to kill inside one
+    return config
+
+
+def two_rank_tune(folder, config, *flags, log_name="tune.log"):
+    argv = torchrun("--standalone", "--nproc_per_node=2", *flags, "tune.py", "-c", write(folder, config))
+    return start(argv, REPO, folder / log_name)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The trial trained by 2 ranks without a fault: (its study value, its run folder)."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    config = a_config(folder, "ref")
+    assert finish([two_rank_tune(folder, config)], time.monotonic() + RUN_LIMIT) == [0], \
+        (folder / "tune.log").read_text()[-3000:]
+    return load_study(config).best_value, folder / "saved" / "models" / config["name"] / "ref-trial0"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rank, restarts", [(1, 1), (0, 0)], ids=["rank1-torchrun-restarts", "rank0-run-again"])
+def test_a_dead_rank_leaves_its_trial_continuable(tmp_path, uninterrupted, rank, restarts):
+    config = a_config(tmp_path, "s")
+    runs = tmp_path / "saved" / "models" / config["name"]
+    log = tmp_path / "tune.log"
+    deadline = time.monotonic() + 2 * RUN_LIMIT
+    agent = two_rank_tune(tmp_path, config, f"--max-restarts={restarts}")
+    kill_worker_after([agent], runs / "s-trial0" / "checkpoint-epoch1.pth", rank=rank, deadline=deadline)
+    if not restarts:  # the job ends; the same command continues the trial
+        assert finish([agent], deadline) != [0]
+        agent = two_rank_tune(tmp_path, config, f"--max-restarts={restarts}", log_name="again.log")
+        log = tmp_path / "again.log"
+    assert finish([agent], deadline) == [0], log.read_text()[-4000:]
+
+    trials = load_study(config).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE], log.read_text()[-4000:]
+    assert {t.user_attrs["run_id"] for t in trials} == {"s-trial0"}
+    assert [p.name for p in runs.iterdir()] == ["s-trial0"]
+    text = log.read_text()  # the agent's SIGTERM to the live rank may come before its collective breaks off
+    assert "trial 0: its worker is gone; queued again" in text or "trial 0 stopped; its run's state is saved" in text
+    assert "Resume training from epoch 2" in text
+    value, reference = uninterrupted
+    assert trials[-1].value == value
+    for name in ("model_latest.pth", "model_best.pth"):
+        assert same_weights(weights(runs / "s-trial0" / name), weights(reference / name)), name
