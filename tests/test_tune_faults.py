@@ -52,6 +52,7 @@ def search_through_faults(tmp_path, config, path, blinks, blink):
     seed = int(os.environ.get("FAULT_SEED", random.randrange(2 ** 32)))
     plan = fault_plan(random.Random(seed), blinks)
     story = [f"FAULT_SEED={seed}: {plan}"]
+    print(story[0], flush=True)  # shown with any failure, a helper's own (a hang) included
     runs_dir = run_folder(config["trainer"]["save_dir"], config["name"], "")
     deadline, began = time.monotonic() + LIMIT, time.monotonic()
     for number in range(ROUNDS):
