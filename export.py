@@ -1,5 +1,6 @@
 """Export a checkpoint's model for use without this code, verified: python export.py -r .../model_best.pth"""
 import argparse
+import io
 import json
 from itertools import islice
 from pathlib import Path
@@ -11,7 +12,7 @@ import model.model as module_arch
 from base.batch_transform import ScaleNormalize
 from parse_config import ConfigParser
 from runs.entry import run_entry
-from runs.files import BEST
+from runs.files import BEST, CONSOLIDATED
 from utils.atomic import atomic_write_all
 from utils.checkpoint import load_weights
 from utils.config.check import check_sections
@@ -25,6 +26,8 @@ HELD_OUT_BATCHES = 3  # test batches after the example batch that the reloaded e
 
 def main(config, fmt, out, tolerance):
     logger = config.get_logger("export")
+    if fmt is None:  # --consolidate
+        return consolidate(config, out, logger)
     check_sections(config.config, ("arch", "data_loader"))
     weights, which = weights_to_ship(config.run.checkpoint)
     model = config.init_obj("arch", module_arch)
@@ -52,6 +55,15 @@ def main(config, fmt, out, tolerance):
                 f"{description['input']['name']} {shape_text(description['input'])}; on "
                 f"{check['batches_checked']} test batches the largest difference from the checkpoint's model "
                 f"is {check['max_abs_diff']:.3g} (allowed: {allowed(check)})")
+
+
+def consolidate(config, out, logger):
+    """The checkpoint as one file in the single-file format (a sharded one read whole), for sharing: it loads
+    with torch.load(weights_only=True) anywhere, with test.py, -r and export.py alike."""
+    buffer = io.BytesIO()
+    torch.save(config.run.checkpoint, buffer)
+    atomic_write_all([(out, lambda handle: handle.write(buffer.getbuffer()))])
+    logger.info(f"Wrote {config.resume} as one file: {out} ({len(buffer.getbuffer()) / 1e6:.2f} MB)")
 
 
 def allowed(check):
@@ -117,6 +129,15 @@ def shape_text(model_input):
     return "(" + ", ".join(names.get(axis, str(size)) for axis, size in enumerate(model_input["shape"])) + ")"
 
 
+def consolidated_path(checkpoint, out):
+    """--out, or <checkpoint's stem>.consolidated.pth beside it; an existing file is not overwritten."""
+    out = Path(out) if out is not None else Path(checkpoint).with_name(f"{Path(checkpoint).stem}{CONSOLIDATED}")
+    if out.suffix != ".pth" or out.exists() or not out.parent.is_dir():
+        raise UserError(f"--out {out} must be a new .pth file in an existing folder for --consolidate; "
+                        "choose another --out")
+    return out
+
+
 def artifact_path(checkpoint, fmt, out):
     """--out, or the checkpoint's name with the format's suffix beside it; a suffix test.py would not know, or a
     folder that does not exist, is refused before any work."""
@@ -138,12 +159,17 @@ def parse_args(argv=None):
     args.add_argument("--format", default="pt2", choices=sorted(FORMATS),
                       help="pt2: torch.export (needs torch only); onnx: ONNX (pip install -r requirements-export.txt)")
     args.add_argument("--out", default=None, help="the file to write (default: the checkpoint's name, .pt2/.onnx)")
+    args.add_argument("--consolidate", action="store_true",
+                      help="write the checkpoint as one .pth instead (a sharded FSDP checkpoint read whole), for "
+                           f"sharing (default --out: <name>{CONSOLIDATED})")
     args.add_argument("--atol", default=None, type=float,
                       help="difference allowed from the checkpoint's model's outputs (default: 0 for pt2, 1e-5 onnx)")
     args.add_argument("--rtol", default=None, type=float,
                       help="plus this fraction of each output's size (default: 0 for pt2, 1e-5 onnx)")
     config = ConfigParser.from_args(args, argv=argv)  # checks every flag, loads the checkpoint
     parsed = args.parse_args(argv)  # the same flags again, for ours (from_args keeps only the config's)
+    if parsed.consolidate:
+        return config, None, consolidated_path(config.resume, parsed.out), None
     fmt = FORMATS[parsed.format]
     fmt.check_installed(f"--format {fmt.name}")
     given = (parsed.atol, parsed.rtol)

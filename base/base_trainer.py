@@ -24,6 +24,7 @@ from utils.checkpoint import unwrap_model
 from utils.cpu_threads import RunThreads
 from utils.errors import UserError
 from utils.provenance import collect_provenance
+from utils.sharding import is_sharded
 from utils.signals import StopSignals, TrainingInterrupted
 
 
@@ -56,7 +57,8 @@ class BaseTrainer(ABC):
         self.stop_signals = StopSignals()
         self.is_main = dist.is_main_process()
         self.run = config.run  # the run folder this trainer fills
-        self.checkpointer = Checkpointer(self.run, config.config, self.options, self.logger)
+        self.checkpointer = Checkpointer(self.run, config.config, self.options, self.logger,
+                                         sharded=is_sharded(self.raw_model))
         self._register_parts()
         # callables `listener(epoch, log)`, called on every rank after each epoch is saved (trackers, search
         # pruning); one may raise to end training, after that epoch's checkpoint is safe
@@ -131,7 +133,7 @@ class BaseTrainer(ABC):
 
     def _start_run(self):
         """Restore the checkpoint and check the run, then make the folders; False: nothing left to train."""
-        checkpoint = self.run.checkpoint
+        checkpoint = self.run.saved_checkpoint
         if checkpoint is not None:
             self._restore(checkpoint)
             self._log_resumed()

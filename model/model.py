@@ -9,11 +9,12 @@ from base import BaseModel
 class MnistModel(BaseModel):
     """LeNet for 28x28 MNIST digits: two conv layers, dropout, two fully connected layers."""
 
-    def __init__(self, num_classes=10, channels_last=True):
+    def __init__(self, num_classes=10, channels_last=True, dropout=0.5):
         super().__init__()
+        self.dropout = dropout  # 0: no random masks, so a run's steps depend on its data alone, at any world size
         self.conv1 = nn.Conv2d(1, 10, kernel_size=5)
         self.conv2 = nn.Conv2d(10, 20, kernel_size=5)
-        self.conv2_drop = nn.Dropout2d()
+        self.conv2_drop = nn.Dropout2d(dropout)
         self.fc1 = nn.Linear(320, 50)
         self.fc2 = nn.Linear(50, num_classes)
         # channels_last (NHWC) weights and activations: the CPU's pooling and convolution
@@ -28,7 +29,7 @@ class MnistModel(BaseModel):
         x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))
         x = x.flatten(1)  # (N, 320) in (C, H, W) order, whatever the memory layout
         x = F.relu(self.fc1(x))
-        x = F.dropout(x, training=self.training)
+        x = F.dropout(x, self.dropout, training=self.training)
         x = self.fc2(x)
         return F.log_softmax(x, dim=1)
 

@@ -8,12 +8,15 @@ from pathlib import Path
 import torch
 
 from runs.files import EPOCH_PATTERN, LATEST
+from runs.shard_folders import check_shards, shards_of, with_full_parts
 from utils.errors import UserError
 from utils.export.formats import format_of
 
 
-def load_checkpoint(path, map_location="cpu"):
-    """Load a checkpoint safely (weights_only=True); a bad file is a UserError."""
+def load_checkpoint(path, map_location="cpu", full=True):
+    """Load a checkpoint safely (weights_only=True); a bad file is a UserError. A sharded checkpoint's folder is
+    checked, and with `full` read whole into the single-file format; without it the .pth comes as saved, its
+    `shards` record naming the folder (what a sharded run loads its own slices from)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; pass the path of a .pth file under saved/models/ with -r")
@@ -32,10 +35,15 @@ def load_checkpoint(path, map_location="cpu"):
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         raise UserError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}); "
                         f"resume from another checkpoint, e.g. {LATEST} or an earlier {EPOCH_PATTERN}") from None
-    if not isinstance(checkpoint, dict) or not {"state_dict", "config", "epoch"} <= set(checkpoint):
+    sharded = shards_of(checkpoint)
+    parts = set(checkpoint) | set((sharded or {}).get("parts") or ()) if isinstance(checkpoint, dict) else set()
+    if not {"state_dict", "config", "epoch"} <= parts:
         raise UserError(f"{path} is not a checkpoint of this template (it lacks state_dict, config "
                         "or epoch); pass a file written by train.py")
-    return checkpoint
+    if sharded is None:
+        return checkpoint
+    check_shards(checkpoint, path)
+    return with_full_parts(checkpoint, path) if full else checkpoint
 
 
 def _looks_like_torch_save(path):

@@ -10,6 +10,9 @@ EPOCH_PREFIX = "checkpoint-epoch"  # checkpoint-epoch<N>.pth, every trainer.save
 EPOCH_FILE = re.compile(re.escape(EPOCH_PREFIX) + r"([1-9]\d*)\.pth")  # anything else is not ours to read or prune
 EPOCH_GLOB = f"{EPOCH_PREFIX}*.pth"
 EPOCH_PATTERN = f"{EPOCH_PREFIX}<N>.pth"  # how messages name them
+SHARDS = "shards"  # under FSDP: the folder of every save's shard folders, and a .pth's key naming its own
+SHARD_FOLDER = re.compile(re.escape(SHARDS) + r"/epoch\d+-step\d+-[0-9a-f]{8}")  # what a .pth may refer to
+CONSOLIDATED = ".consolidated.pth"  # export.py --consolidate: model_best.pth -> model_best.consolidated.pth
 HISTORY = "metrics.csv"  # one row per finished epoch
 RUN_CONFIG = "config.json"  # the run's config as it trains
 ORIGIN_FILE = "run.json"  # {"origin": the checkpoint a run started from, or null, "run_uid": its identity}
@@ -21,6 +24,12 @@ TEST_SUFFIX = ".test.json"  # test.py's results beside a checkpoint: model_best.
 
 def epoch_file(epoch):
     return f"{EPOCH_PREFIX}{epoch}.pth"
+
+
+def shard_folder_name(epoch, step, token):
+    """shards/epoch<N>-step<S>-<token>: a fresh folder for each sharded save (`token`: 8 hex digits, so two saves
+    at one position, e.g. a restart's, never share one), named relative to the run folder."""
+    return f"{SHARDS}/epoch{epoch}-step{step}-{token}"
 
 
 def test_results_file(checkpoint, exported=False):

@@ -43,12 +43,16 @@ class OptimizerState:
         self.optimizer.load_state_dict(state)
 
     def load_state_dict(self, state):
+        self.load_with(self.put, state)
+
+    def load_with(self, put, state):
+        """Load `state` through `put` (the full state, or this rank's shards), keeping what the config chose."""
         if not self.same_type():
             self.note(logging.WARNING, "Warning: Optimizer type given in config file is different from that of "
                       "checkpoint. Optimizer parameters not being resumed.")
             return
         chosen = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
-        self.put(state)
+        put(state)
         if not self.config.run.plan.continue_run:
             for group, settings in zip(self.optimizer.param_groups, chosen, strict=True):
                 group.update(settings)

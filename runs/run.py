@@ -11,6 +11,7 @@ from runs.files import LATEST, ORIGIN_FILE, RUN_CONFIG, RUN_UID, log_dir_beside,
 from runs.folder import drop_unsaved_run, holds_checkpoints, missing_folders, quote, resume_command
 from runs.identity import folder_uid, new_uid, run_record
 from runs.journal import as_recovered, recover, write_files
+from runs.shard_folders import drop_unreferenced, shards_of, with_full_parts
 from runs.start import StartPlan
 from utils import distributed as dist
 from utils.errors import UserError
@@ -31,6 +32,7 @@ class Run:
         self.about = {}  # what an entry point adds to provenance.json (tune.py: the trial and its study)
         self.rerun = None  # the command that continues this run when not train.py -r (tune.py: the search's own)
         self.opened = False
+        self._full = None  # the checkpoint in the single-file format, once read
         self.uid = None  # the run's identity (run.json's run_uid), known once `open` has read or made it
         self._made = set()  # the folders `open` created, which `close` removes after a config error
         self._seen = _stamp(self.folder) if plan.folder is not None and dist.is_main_process() else None
@@ -42,7 +44,17 @@ class Run:
 
     @property
     def checkpoint(self):
-        """The checkpoint this start continues or fine-tunes from (a dict), or None."""
+        """The checkpoint this start continues or fine-tunes from (a dict) in the single-file format, or None:
+        a sharded checkpoint is read whole here, in this process, once (test.py, export.py, a plain model)."""
+        if self._full is None and self.plan.checkpoint is not None:
+            sharded = shards_of(self.plan.checkpoint) is not None
+            self._full = with_full_parts(self.plan.checkpoint, self.plan.resume) if sharded else self.plan.checkpoint
+        return self._full
+
+    @property
+    def saved_checkpoint(self):
+        """The checkpoint as its .pth holds it (a sharded one names its shard folder): what the trainer's
+        checkpointer loads, each rank its own slices under a sharded model."""
         return self.plan.checkpoint
 
     @property
@@ -132,6 +144,7 @@ class Run:
         self.folder.mkdir(parents=True, exist_ok=True)
         run_lock.acquire(self.folder, wait=RESTART_WAIT if self.plan.restart is not None else 0)
         recover(self.folder)  # a save that a kill interrupted is finished before this run writes
+        drop_unreferenced(self.folder)  # shard folders of a save cut before its commit, or of removed checkpoints
         if self.plan.folder is None and (self.folder / RUN_CONFIG).is_file():  # it was new when we looked
             raise UserError(f"run folder {self.folder} was just started by another job; run the same "
                             "command again to continue that run, or choose another --run_id")

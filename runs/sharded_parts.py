@@ -1,8 +1,11 @@
-"""The weights and optimizer of an FSDP2-sharded model as checkpoint parts, in the same file format as the plain
-ones: full (unsharded) tensors on the CPU, keyed like a plain model's `state_dict()` and a plain optimizer's
-(parameter indices), so a checkpoint moves freely between DDP, FSDP, one process and any world size.
-Saving and loading are collectives: every rank calls them; rank 0 alone gets the full state, and on load
-broadcasts it to the others, each keeping its own shard."""
+"""The weights and optimizer of an FSDP2-sharded model as checkpoint parts. Each offers two forms:
+- sharded (`sharded_state_dict()` / `load_sharded_state_dict(state)`): this rank's shards as DTensors, what the
+  checkpointer saves into a sharded (DCP) folder and loads back at any world size, each rank its own slices;
+- full (`state_dict()` / `load_state_dict(state)`): full tensors on the CPU, keyed like a plain model's
+  `state_dict()` and a plain optimizer's (parameter indices): the single-file format, gathered to rank 0 and
+  broadcast from it on load (a single-file checkpoint, e.g. a DDP run's, continued under FSDP).
+The sharded form is laid out as the full one (the optimizer keyed by index too), so a sharded folder read whole
+in one process is exactly the single-file format. All four are collectives: every rank calls them."""
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -17,6 +20,7 @@ from utils.sharding import is_sharded
 
 GATHER_TO_CPU = StateDictOptions(full_state_dict=True, cpu_offload=True)  # rank 0 gets it all, others {}
 FROM_RANK0 = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+OWN_SHARDS = StateDictOptions(full_state_dict=False)  # DTensors: this rank's slices
 
 
 class ShardedModelWeights(ModelWeights):
@@ -26,6 +30,12 @@ class ShardedModelWeights(ModelWeights):
     def load_state_dict(self, state):
         state = checked_weights(self.model, state, self.source())  # another architecture: one line, every rank
         set_model_state_dict(self.model, state, options=FROM_RANK0)
+
+    def sharded_state_dict(self):
+        return get_model_state_dict(self.model, options=OWN_SHARDS)
+
+    def load_sharded_state_dict(self, state):
+        set_model_state_dict(self.model, state, options=OWN_SHARDS)
 
 
 class ShardedOptimizerState(OptimizerState):
@@ -41,6 +51,18 @@ class ShardedOptimizerState(OptimizerState):
         state = _keyed_by_name(state, self._param_names())
         set_optimizer_state_dict(self.model, self.optimizer, state, options=FROM_RANK0)
 
+    def sharded_state_dict(self):
+        if self.checkpointer.loading is not None and not self.same_type():
+            return {}  # another optimizer type: nothing of the checkpoint's is taken (load_with says so)
+        return _keyed_by_index(get_optimizer_state_dict(self.model, self.optimizer, options=OWN_SHARDS))
+
+    def load_sharded_state_dict(self, state):
+        self.load_with(self._put_shards, state)
+
+    def _put_shards(self, state):
+        state = _keyed_by_name(state, self._param_names())
+        set_optimizer_state_dict(self.model, self.optimizer, state, options=OWN_SHARDS)
+
     def _param_names(self):
         """The model's parameter names in the optimizer's order: the order plain state_dict() numbers them."""
         names = {id(param): name for name, param in self.model.named_parameters()}
@@ -48,7 +70,7 @@ class ShardedOptimizerState(OptimizerState):
 
 
 def _keyed_by_index(state):
-    """torch's full optimizer state is keyed by parameter name; a plain optimizer's by its index, counted over
+    """torch's optimizer state is keyed by parameter name; a plain optimizer's by its index, counted over
     the groups in order."""
     index = {name: i for i, name in enumerate(n for group in state["param_groups"] for n in group["params"])}
     return {"state": {index[name]: value for name, value in state["state"].items()},

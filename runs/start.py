@@ -156,7 +156,7 @@ def load_on_any_rank(path):
     path, found, problem = Path(path), None, None
     if path.is_file():
         try:
-            found = load_checkpoint(path)
+            found = load_checkpoint(path, full=False)  # as saved: small, sent to every rank
         except UserError as err:  # name the newest checkpoint beside it that loads, if another one does
             _, intact = newest_intact(path.parent)
             problem = f"{err}; the newest intact one there is {intact}" if intact not in (None, path) else str(err)

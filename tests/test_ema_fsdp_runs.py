@@ -10,6 +10,8 @@ import torch
 
 import test as test_entry
 import train
+from runs.checkpoint_file import load_checkpoint
+from runs.files import SHARDS
 from tests.helpers.configs import write_config
 from tests.helpers.exact_resume import assert_identical
 from tests.helpers.paths import REPO
@@ -33,7 +35,8 @@ def runs(tmp_path_factory, synthetic_data_dir):
 
 
 def latest(run):
-    return torch.load(run["run"] / "model_latest.pth", weights_only=True)
+    """model_latest.pth in the single-file format (an FSDP run's is sharded: read whole in this process)."""
+    return load_checkpoint(run["run"] / "model_latest.pth")
 
 
 def test_the_fsdp_average_equals_the_ddp_average_bitwise(runs):
@@ -85,7 +88,7 @@ def test_a_worker_killed_mid_epoch_is_restarted_and_the_average_ends_bitwise(run
     info = next((tmp_path / "saved" / "log").glob("*/*/info.log")).read_text()
     assert re.search(r"\(torchrun restart 1\)\. Resume training from epoch 2, batch 11", info), info[-2000:]
     (run,) = run_dirs(tmp_path / "saved")
-    killed, unkilled = torch.load(run / "model_latest.pth", weights_only=True), latest(runs["fsdp"])
+    killed, unkilled = load_checkpoint(run / "model_latest.pth"), latest(runs["fsdp"])
     for key in ("epoch", "global_step", "state_dict", "optimizer", "ema"):
         assert_identical(killed[key], unkilled[key], key)
 
@@ -97,7 +100,7 @@ def test_py_on_the_fsdp_checkpoint_evaluates_the_average(runs, tmp_path):
     test_entry.main(test_entry.parse_args(["-r", str(run / "model_best.pth")]))
     one_process = json.loads((run / "model_best.test.json").read_text())
     # the single-process path on the average alone, as a plain checkpoint
-    best = torch.load(run / "model_best.pth", weights_only=True)
+    best = {k: v for k, v in load_checkpoint(run / "model_best.pth").items() if k != SHARDS}
     torch.save({**best, "state_dict": best["ema"]["weights"], "ema": None}, tmp_path / "average_alone.pth")
     test_entry.main(test_entry.parse_args(["-r", str(tmp_path / "average_alone.pth")]))
     alone = json.loads((tmp_path / "average_alone.test.json").read_text())

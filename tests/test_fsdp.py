@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import test as test_entry
+from runs.checkpoint_file import load_checkpoint
 from tests.helpers.cli import run_cli, train_in_process
 from tests.helpers.configs import shrink_config, write_config
 from tests.helpers.errors import check_refused
@@ -26,7 +27,8 @@ def runs(tmp_path_factory, synthetic_data_dir):
 
 
 def latest(run):
-    return torch.load(run["run"] / "model_latest.pth", weights_only=True)
+    """model_latest.pth in the single-file format (an FSDP run's is sharded: read whole in this process)."""
+    return load_checkpoint(run["run"] / "model_latest.pth")
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from tests.helpers.paths import REPO
 from tests.helpers.runs import run_dirs, same_weights
 from tests.helpers.snapshots import snapshot_bytes
 from tests.helpers.tmpfs import tmpfs
-from tests.helpers.torchrun import RUN_LIMIT, finish, kill_worker_at, start, torchrun
+from tests.helpers.torchrun import RUN_LIMIT, alive, finish, kill_worker_at, start, torchrun
 
 pytestmark = pytest.mark.slow
 
@@ -126,24 +126,14 @@ def test_workers_stop_when_their_agent_is_killed_and_free_the_run(elastic_setup,
         assert len(workers) == 2
         agent.send_signal(signal.SIGKILL)
         agent.wait()
-        # gone, and the run free: a worker's main thread shows as a zombie while its other threads still
-        # exit, and its lock goes only with the last of them
+        # gone (not even a zombie whose other threads still hold the lock), and the run free
         gone_by = time.monotonic() + 10
-        while any(_alive(pid) for pid in workers) or run_lock.holder(run_dirs(tmp_path / "saved")[0]):
+        while any(alive(pid) for pid in workers) or run_lock.holder(run_dirs(tmp_path / "saved")[0]):
             assert time.monotonic() < gone_by, "workers outlived their agent, or the run stayed held"
             time.sleep(0.1)
     finally:
         for pid in live_workers(marker):
             os.kill(pid, signal.SIGKILL)
-
-
-def _alive(pid):
-    """Running: not gone, not a zombie waiting to be reaped by whoever adopted it."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_a_truncated_newest_checkpoint_on_two_ranks_falls_back(elastic_setup, tmp_path):

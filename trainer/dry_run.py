@@ -9,8 +9,8 @@ from trainer.fixed_batches import FixedBatches
 def dry_run(trainer):
     """Forward, backward and an optimizer step on one training batch, then one validation batch: the line
     --dry_run prints. A misfit model or labels fail with training's own first-batch line (a UserError)."""
-    if trainer.run.checkpoint is not None:  # -r: its weights must load into this model too
-        trainer._restore(trainer.run.checkpoint)
+    if trainer.run.saved_checkpoint is not None:  # -r: its weights must load into this model too
+        trainer._restore(trainer.run.saved_checkpoint)
     trainer.check_before_training()
     trainer.global_step = 0  # the first-batch checks apply, as on a run's first batch
     trainer.model.train()

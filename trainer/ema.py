@@ -157,13 +157,18 @@ class ShardedAveragedWeights(AveragedWeights):
     @contextmanager
     def swapped_in(self):
         with super().swapped_in():
-            for buffer in self.live_copied:  # rank 0's averaged buffers, as a checkpoint holds them
-                torch.distributed.broadcast(buffer.detach(), src=0)
+            self._buffers_of_rank0(self.live_copied)  # rank 0's averaged buffers, as a checkpoint holds them
             self._reshard()  # the root module keeps its gathered weights after a forward: gather the average
             try:
                 yield
             finally:
                 self._reshard()  # and the raw weights again after the block
+
+    @staticmethod
+    def _buffers_of_rank0(buffers):
+        """Each rank's buffers (BatchNorm statistics) drift apart: every rank takes rank 0's (a collective)."""
+        for buffer in buffers:
+            torch.distributed.broadcast(buffer.detach(), src=0)
 
     def _reshard(self):
         from torch.distributed.fsdp import FSDPModule
@@ -200,6 +205,7 @@ class ShardedAveragedWeights(AveragedWeights):
     def sharded_state_dict(self):
         """{"weights": this rank's averaged shards as DTensors (buffers as plain tensors), counts, settings}."""
         self._follow_until_started()
+        self._buffers_of_rank0(self.avg_copied)  # DCP keeps one rank's copy of a plain tensor: make them agree
         tensors = dict(zip(self.averaged_names, self._as_dtensors(), strict=True))
         tensors.update(zip(self.copied_names, self.avg_copied, strict=True))
         return {"weights": {name: tensors[name] for name in self.names}, **self._counts()}

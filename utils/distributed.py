@@ -14,6 +14,7 @@ JOIN_PREFIX = "template_join"  # the keys the process group is joined through, i
 JOB_KEY = "template_job_run"  # the run this torchrun job trains, recorded by its first worker group
 _store = None  # torchrun's store: it lives exactly as long as the agent, across the groups it restarts
 _group = None  # this worker group's own id: a record it wrote itself is no restart (a second run of one job)
+_mesh = None  # the device mesh over every rank (FSDP's), built once per process group; cleanup lets it go
 # torch modules whose function defaults are `group.WORLD`, read when the module is first imported: imported
 # after the group exists (DDP imports the first), they hold it for good, and destroy_process_group then leaves
 # its gloo threads running into interpreter exit (docs/distributed.md: Why a finished rank could abort)
@@ -140,6 +141,16 @@ def barrier():
         dist.barrier()
 
 
+def world_mesh(device_type):
+    """The 1-D device mesh over every rank of the job (FSDP shards over it), one per process group: each trial of a
+    search reuses it, and cleanup frees the group it holds."""
+    global _mesh
+    if _mesh is None:
+        from torch.distributed.device_mesh import init_device_mesh
+        _mesh = init_device_mesh(device_type, (get_world_size(),))
+    return _mesh
+
+
 def cleanup():
     """Leave the process group, and free it: its gloo worker threads are joined here, while Python is alive. One
     left running into interpreter exit may drop a finished collective's tensors there; that needs the GIL, which
@@ -152,3 +163,14 @@ def cleanup():
         dist.barrier()
     gc.collect()  # a finished trainer is garbage in a reference cycle: its DDP wrapper holds the group too
     dist.destroy_process_group()
+    _let_the_mesh_go()
+
+
+def _let_the_mesh_go():
+    """Drop the device mesh's hold on the destroyed group. DTensor's sharding caches keep every mesh FSDP used
+    until interpreter exit, and a mesh keeps its groups: the group's gloo threads would outlive Python as above.
+    torch has no public call that frees a mesh's groups, hence its registry, emptied."""
+    global _mesh
+    if _mesh is not None:
+        _mesh._pg_registry.clear()
+        _mesh = None

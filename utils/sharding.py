@@ -23,10 +23,9 @@ def fsdp_units(model):
 def shard_model(model, device, amp=False):
     """Shard `model` in place over every rank of the job: its units first, then the root (which takes the
     parameters no unit holds). bf16 computes in bfloat16 and reduces gradients in float32."""
-    from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    mesh = init_device_mesh(device.type, (dist.get_world_size(),))
+    mesh = dist.world_mesh(device.type)
     policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) \
         if amp == "bf16" else MixedPrecisionPolicy()
     for param in model.parameters():  # FSDP2 shards row-major storage only (LeNet's weights are channels_last)

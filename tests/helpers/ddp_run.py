@@ -1,11 +1,13 @@
 """Run under torchrun by tests/test_distributed.py: train.py's main, then test.py's main, in one launch.
 
     torchrun --standalone --nproc_per_node=2 tests/helpers/ddp_run.py CONFIG OUT_DIR
+    torchrun ... tests/helpers/ddp_run.py --train OUT_DIR TRAIN_PY_ARGS...   (train.py's entry point alone)
 
 Each rank leaves evidence in OUT_DIR that the entry points do not write:
-its final weights (weights_rank<r>.pt), the files it saved (saves_rank<r>.txt) and the
-validation samples its loader gave it (valid_indices_rank<r>.json).
-One launch serves both entry points because starting torchrun costs seconds.
+its final weights and optimizer state, whole (weights_rank<r>.pt, optimizer_rank<r>.pt), the files it saved
+(saves_rank<r>.txt) and the validation samples its loader gave it (valid_indices_rank<r>.json).
+One launch serves both entry points because starting torchrun costs seconds. The final state comes from the
+trainer, not from a checkpoint file, so tests comparing it hold whatever format checkpoints take.
 """
 import json
 import sys
@@ -19,6 +21,7 @@ import torch  # noqa: E402
 import test as test_entry  # noqa: E402
 import train  # noqa: E402
 from runs.checkpointer import Checkpointer  # noqa: E402
+from runs.entry import run_entry  # noqa: E402
 from utils import distributed as dist  # noqa: E402
 
 
@@ -34,12 +37,19 @@ def record_saves(out_dir):
     Checkpointer.write = recording_save
 
 
+def whole(value):
+    """FSDP's state holds DTensors (a shard each): the full tensor, gathered on every rank (a collective)."""
+    return value.full_tensor() if hasattr(value, "full_tensor") else value
+
+
 def dump_weights(trainer, out_dir):
-    """This rank's final weights and its validation indices, for the test to compare across ranks."""
+    """This rank's final weights, optimizer state and validation indices, for the test to compare across ranks
+    and runs."""
     rank = dist.get_rank()
-    # FSDP's state_dict holds DTensors (a shard each): full tensors, gathered on every rank
-    weights = {k: getattr(v, "full_tensor", lambda v=v: v)() for k, v in trainer.raw_model.state_dict().items()}
-    torch.save(weights, out_dir / f"weights_rank{rank}.pt")
+    torch.save({k: whole(v) for k, v in trainer.raw_model.state_dict().items()}, out_dir / f"weights_rank{rank}.pt")
+    optimizer = {index: {name: whole(v) for name, v in state.items()}
+                 for index, state in trainer.optimizer.state_dict()["state"].items()}
+    torch.save(optimizer, out_dir / f"optimizer_rank{rank}.pt")
     indices = [i for batch in trainer.valid_data_loader.batch_sampler for i in batch]
     (out_dir / f"valid_indices_rank{rank}.json").write_text(json.dumps(indices))
 
@@ -60,5 +70,20 @@ def main(config_path, out_dir):
         dist.cleanup()
 
 
+def train_only(out_dir, argv):
+    """train.py's entry point on `argv` (run_entry: exit codes, the group left), then the evidence."""
+    device = dist.init_distributed()
+
+    def train_and_dump():
+        trainer = train.build_trainer(train.parse_args(argv), device)
+        trainer.train()
+        dump_weights(trainer, Path(out_dir))
+
+    run_entry(train_and_dump)
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    if sys.argv[1] == "--train":
+        train_only(sys.argv[2], sys.argv[3:])
+    else:
+        main(*sys.argv[1:3])

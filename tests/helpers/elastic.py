@@ -4,20 +4,23 @@ elastic_setup and reference in tests/conftest.py, made once per module)."""
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from tests.helpers.configs import shrink_config, write_config
 from tests.helpers.paths import REPO
-from tests.helpers.torchrun import RUN_LIMIT, STANDALONE, finish, start, torchrun
+from tests.helpers.runs import run_dirs
+from tests.helpers.torchrun import DDP_RUN, RUN_LIMIT, STANDALONE, finish, start, torchrun
 from tests.synthetic_mnist import write_synthetic_mnist
 
 KILL_AT = "Train Epoch: 2 [17/"  # mid epoch 2, after the interval checkpoint at its step 15
 
 
-def elastic_config(tmp):
-    """(tmp, the config): 3 epochs of 57 steps per rank on 2 ranks, an interval checkpoint every 5 steps."""
+def elastic_config(tmp, **trainer):
+    """(tmp, the config): 3 epochs of 57 steps per rank on 2 ranks, an interval checkpoint every 5 steps;
+    `trainer` keys override (strategy="fsdp")."""
     data = write_synthetic_mnist(tmp / "data", n_train=1000, n_test=20)
-    config = shrink_config(tmp, data, epochs=3, log_step=1, checkpoint_interval=5, verbosity=2)
+    config = shrink_config(tmp, data, epochs=3, log_step=1, checkpoint_interval=5, verbosity=2, **trainer)
     config["data_loader"]["args"]["batch_size"] = 8  # 57 steps per epoch on each of 2 ranks
     return tmp, config
 
@@ -37,3 +40,26 @@ def reference_weights(tmp, config):
     agent = start(torchrun(*STANDALONE, "train.py", "-c", write_config(tmp, cfg, "ref.json")), REPO, log)
     assert finish([agent], time.monotonic() + RUN_LIMIT) == [0], log.read_text()[-3000:]
     return final_weights(tmp / "reference")
+
+
+def start_evidence_job(root, config, log_name, *train_args, torchrun_args=()):
+    """Start a 2-rank torchrun job (with `torchrun_args`) training `config` (saving under root/saved) with
+    train.py's `train_args`, each rank leaving its final weights and optimizer state in root/evidence
+    (tests/helpers/ddp_run.py --train), so a test compares what training ended with, whatever the checkpoint
+    format. Returns (the agent, its log)."""
+    (root / "evidence").mkdir(parents=True, exist_ok=True)
+    cfg = write_config(root, {**config, "trainer": {**config["trainer"], "save_dir": str(root / "saved")}}, "run.json")
+    log = root / log_name
+    return start(torchrun(*STANDALONE, *torchrun_args, DDP_RUN, "--train", root / "evidence", "-c", cfg, *train_args),
+                 REPO, log), log
+
+
+def final_state(root):
+    """What a finished evidence job (start_evidence_job) ended with: rank 0's whole weights and optimizer state
+    (the ranks agree, checked here) and its metrics.csv without the timing columns."""
+    ranks = [{part: torch.load(root / "evidence" / f"{part}_rank{rank}.pt", weights_only=True)
+              for part in ("weights", "optimizer")} for rank in (0, 1)]
+    assert all(torch.equal(ranks[0]["weights"][k], ranks[1]["weights"][k]) for k in ranks[0]["weights"])
+    (run,) = run_dirs(root / "saved")
+    metrics = pd.read_csv(run / "metrics.csv").drop(columns=["epoch_time", "samples_per_sec"])
+    return {**ranks[0], "metrics": metrics}

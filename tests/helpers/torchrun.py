@@ -73,6 +73,31 @@ def _kill_worker_once(agents, ready, rank, deadline, awaited):
     pytest.fail(f"{awaited} never appeared")
 
 
+def kill_job_at(agent, log, line, deadline):
+    """SIGKILL a whole job at once, its agent and every worker, once `line` shows in `log` (a node lost, a job
+    cancelled by the scheduler); return when all are gone, so the system has released the run's lock."""
+    while line not in log.read_text():
+        assert agent.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.05)
+    workers = [pid for pid, _ in workers_of(agent)]
+    for pid in [*workers, agent.pid]:
+        os.kill(pid, signal.SIGKILL)
+    agent.wait()
+    while any(alive(pid) for pid in workers):
+        assert time.monotonic() < deadline, "killed workers never went away"
+        time.sleep(0.05)
+
+
+def alive(pid):
+    """Running: not gone, not a zombie waiting to be reaped by whoever adopted it (a worker's main thread shows
+    as a zombie while its other threads still exit, and its run lock goes only with the last of them)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def finish(processes, deadline):
     """Exit codes, or kill everything and fail when a process runs past the deadline (a hang)."""
     codes = []
