@@ -8,6 +8,7 @@ trial with a traceback and leave no way to tell a stop just after a trial from o
 - a stop inside a trial queues that trial again (the next start continues its run); a stop at any other
   moment ends the search after the trial it was in is told, and never queues a told trial;
 - a full disk (SaveFailed, exit 74) queues the trial again as a stop does: the same command continues it;
+- a worker ends once the last trials wanted all run in other workers: the study finishes exactly `wanted`;
 - a killed worker leaves its trial RUNNING, for the heartbeat or the next start on this machine to revive;
 - of workers reviving one dead trial, or taking one queued retry, at the same moment, one does (search/claim.py);
 - a database outage is waited out (search/outage.py); one longer than tune.storage_wait stops the worker in
@@ -59,6 +60,8 @@ def _loop(study, wanted, objective, stops, after_trial, runs_dir):
         if stops.requested:
             raise _stopped_between(stops.signum)
         fail_stale_trials(study, runs_dir)  # dead workers on other machines: their trials are queued again, once
+        if _left_to_others(study, wanted):
+            break
         trial = ask(study)
         try:
             with Heartbeat(study._storage, trial):
@@ -78,6 +81,17 @@ def _loop(study, wanted, objective, stops, after_trial, runs_dir):
         gc.collect()  # a trial's model and loaders are gone before the next trial builds its own
     if stops.requested:
         raise _stopped_between(stops.signum)
+
+
+def _left_to_others(study, wanted):
+    """Whether every trial still wanted is already RUNNING in another worker (and none is queued): a new one would
+    make the study finish more trials than `wanted`. This worker then ends, with a line that says so."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if _finished(study) + len(running) < wanted or study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        return False
+    print(f"the study's last trials ({', '.join(str(t.number) for t in running)}) run in other workers: this worker "
+          "ends (one of them stopped or killed is continued by the same command)", flush=True)
+    return True
 
 
 def ask(study):

@@ -1,8 +1,6 @@
 """The study database may blink (docs/search.md, "Faults"): a PostgreSQL restart or a 3-second outage while
 two workers train. Both workers wait it out, finish, and record every trial they trained; neither fails the
 other's live trial; no traceback. An outage longer than tune.storage_wait stops a worker in one line."""
-import subprocess
-import sys
 import threading
 import time
 
@@ -13,7 +11,7 @@ from optuna.trial import TrialState
 from search.outage import PatientStorage, StorageOutage
 from search.recovery import fail_stale_trials, retry_after_kill
 from search.storage import open_storage, storage_url
-from tests.helpers.locks import lock_held_elsewhere
+from tests.helpers.locks import lock_held_elsewhere, sqlite_locked_for
 from tests.helpers.skips import needs_postgresql
 from tests.helpers.tune_setup import load_study, start_tune, tune_config, write
 from tests.synthetic_mnist import write_synthetic_mnist
@@ -147,18 +145,13 @@ def test_an_outage_longer_than_storage_wait_stops_the_worker_and_its_trial_conti
     assert [t.user_attrs["run_id"] for t in trials] == ["s-trial0", "s-trial0", "s-trial2"]
 
 
-LOCK_FOR_3_S = ("import sqlite3, sys, time; db = sqlite3.connect(sys.argv[1], isolation_level=None); "
-                "db.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(3); db.execute('COMMIT')")
-
-
 def test_a_sqlite_file_locked_past_its_busy_timeout_is_waited_out(tmp_path, capsys):
     """tune.py's SQLite busy timeout is 60 s; here 0.5 s, so that a 3 s lock held by another process (a backup,
     a dashboard's long read) goes past it: the call is retried, not failed."""
     path = tmp_path / "s.db"
     storage = PatientStorage(f"sqlite:///{path}", 30, engine_kwargs={"connect_args": {"timeout": 0.5}})
     study = optuna.create_study(storage=storage, study_name="s")
-    holder = subprocess.Popen([sys.executable, "-c", LOCK_FOR_3_S, str(path)], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "locked"
+    holder = sqlite_locked_for(path, 3)
     study.set_user_attr("note", "written through the lock")
     assert holder.wait(timeout=30) == 0
     assert optuna.load_study(study_name="s", storage=f"sqlite:///{path}").user_attrs == {

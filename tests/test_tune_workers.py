@@ -1,17 +1,21 @@
 """Many tune.py workers on one study: creation races at the same instant on SQLite and PostgreSQL,
-four workers sharing the trials, and a killed, then stopped, trial that resumes to the exact
-metrics of an uninterrupted one."""
+four workers sharing the trials (none starts a trial past those wanted), and a killed, then stopped,
+trial that resumes to the exact metrics of an uninterrupted one."""
 import csv
 import multiprocessing
 import signal
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 
+from search.recovery import retry_after_kill
 from search.storage import open_storage, open_study, storage_url
+from search.trial_loop import run_trials
 from tests.helpers.skips import needs_postgresql
 from tests.helpers.tune_setup import KILL, load_study, signal_when, start_tune, tune_config, write
 from tests.synthetic_mnist import write_synthetic_mnist
+from utils.signals import StopSignals
 
 WORKERS = 8
 
@@ -58,7 +62,7 @@ def four_workers(tmp_path, data_dir, storage=None):
         assert worker.returncode == 0 and "Traceback" not in err, out[-1500:] + err[-3000:]
     trials = load_study(config).trials
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert len(complete) >= 4 and len(complete) == len(trials)
+    assert len(complete) == 4 and len(complete) == len(trials)
     runs = {t.user_attrs["run_id"] for t in complete}
     assert runs == {f"s-trial{t.number}" for t in complete}
     assert all((tmp_path / "saved" / "models" / "Mnist_LeNet" / run / "model_best.pth").is_file() for run in runs)
@@ -73,6 +77,27 @@ def test_four_workers_share_a_fresh_sqlite_study(tmp_path, synthetic_data_dir):
 @needs_postgresql
 def test_four_workers_share_a_fresh_postgresql_study(tmp_path, synthetic_data_dir, postgres):
     four_workers(tmp_path, synthetic_data_dir, storage=postgres())
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # a study asked outside Study.optimize, as tune.py does
+def test_a_worker_leaves_the_last_trials_to_the_workers_running_them(tmp_path, capsys):
+    """2 trials wanted, one COMPLETE and one RUNNING in another live worker: this worker starts none (a third
+    would finish past the 2 wanted) and ends in one line. With 3 wanted it trains one, then ends the same way."""
+    study = optuna.create_study(storage=open_storage(storage_url(None, tmp_path, "s"), 30, 120, retry_after_kill()),
+                                study_name="s")
+    study.add_trial(optuna.trial.create_trial(value=1.0))
+    elsewhere = study.ask()  # trial 1, beating: its worker is alive
+    study._storage.record_heartbeat(elsewhere._trial_id)
+    trained = []
+
+    def objective(trial):
+        trained.append(trial.number)
+        return 0.5
+    run_trials(study, 2, objective, StopSignals(), lambda *_: None, tmp_path / "runs")
+    assert trained == [] and [t.state for t in study.get_trials()] == [TrialState.COMPLETE, TrialState.RUNNING]
+    assert "the study's last trials (1) run in other workers: this worker ends" in capsys.readouterr().out
+    run_trials(study, 3, objective, StopSignals(), lambda *_: None, tmp_path / "runs")
+    assert trained == [2] and [t.state for t in study.get_trials()][1:] == [TrialState.RUNNING, TrialState.COMPLETE]
 
 
 def metrics_without_timing(run):

@@ -19,3 +19,17 @@ def lock_held_elsewhere(folder):
     finally:
         holder.kill()
         holder.wait()
+
+
+SQLITE_LOCK = ("import sqlite3, sys, time; db = sqlite3.connect(sys.argv[1], isolation_level=None); "
+               "db.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(float(sys.argv[2])); "
+               "db.execute('COMMIT')")
+
+
+def sqlite_locked_for(path, seconds):
+    """Another process (a backup, a dashboard's long read) holding the SQLite file `path` exclusively for
+    `seconds`: returned once it holds the lock; wait() on it for the lock's end."""
+    holder = subprocess.Popen([sys.executable, "-c", SQLITE_LOCK, str(path), str(seconds)], stdout=subprocess.PIPE,
+                              text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
