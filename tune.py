@@ -26,6 +26,7 @@ from runs.start import StartRequest, decide_start
 from search.pruning import PruneCheck
 from search.recovery import retry_after_kill, revive_dead_trials, run_number, this_worker
 from search.report import DONE, progress_line, summary_lines
+from search.revived import RevivedElsewhere, unless_revived
 from search.sampler import build_pruner, build_sampler
 from search.space import first_point, read_tune_section, suggest, with_values
 from search.storage import open_storage, open_study, storage_url
@@ -101,22 +102,24 @@ def lead(search):
     def objective(trial):
         if stops.requested:  # before its run starts: the trial is queued again for the next start
             raise TrainingInterrupted(stops.signum)
-        values = suggest(trial, tune.space)
-        plan = {"values": values, "trial": run_number(trial), "number": trial.number,
-                "run_id": f"{tune.study}-trial{run_number(trial)}"}
-        trial.set_user_attr("run_id", plan["run_id"])
-        trial.set_user_attr("worker", {**this_worker(), "trial": trial.number})
+        with unless_revived(trial):  # revived before its run started: no rank has heard of it yet
+            values = suggest(trial, tune.space)
+            plan = {"values": values, "trial": run_number(trial), "number": trial.number,
+                    "run_id": f"{tune.study}-trial{run_number(trial)}"}
+            trial.set_user_attr("run_id", plan["run_id"])
+            trial.set_user_attr("worker", {**this_worker(), "trial": trial.number})
         plan["workers_here"] = workers_here(study)  # they share this machine's cores
         dist.broadcast_object(("trial", plan))
         search.in_trial = True
         try:
             best, epochs, stopped = search.train_trial(plan, trial)
-        except (optuna.TrialPruned, RunBusy):
+        except (optuna.TrialPruned, RunBusy, RevivedElsewhere):
             search.in_trial = False  # every rank ended it alike and waits for the next trial
             raise
         search.in_trial = False
         stops.signum = stops.signum or stopped  # a stop in the last epoch's validation or save ends the search
-        trial.set_user_attr("epochs", epochs)
+        with unless_revived(trial):
+            trial.set_user_attr("epochs", epochs)
         return best
 
     def after_trial(study, trial):
@@ -148,7 +151,7 @@ def follow(search):
             return plan
         try:
             search.train_trial(plan)
-        except (optuna.TrialPruned, RunBusy):
+        except (optuna.TrialPruned, RunBusy, RevivedElsewhere):
             pass  # rank 0 ended the trial alike and sends the next one
 
 

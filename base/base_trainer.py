@@ -129,6 +129,15 @@ class BaseTrainer(ABC):
         dist.barrier()  # rank 0 may still be writing checkpoints that code after train() reads
         self._report_end()
 
+    def _log_nothing_to_train(self):
+        if self.run.rerun is not None:  # a search's retry of a trained run: it only records the run's result
+            self.logger.info(f"The run has trained its {self.epochs} epochs already; its result is recorded as it is")
+            return
+        more = f"-o trainer.epochs={self.last_epoch + self.epochs}"
+        self.logger.warning(f"Nothing to train: the checkpoint has trained {self.last_epoch} epochs and "
+                            f"trainer.epochs is {self.epochs}. To train further: "
+                            f"{resume_command(self.config.resume.parent, more)}")
+
     def _start_run(self):
         """Restore the checkpoint and check the run, then make the folders; False: nothing left to train."""
         checkpoint = self.run.checkpoint
@@ -136,10 +145,7 @@ class BaseTrainer(ABC):
             self._restore(checkpoint)
             self._log_resumed()
         if self.start_epoch > self.epochs:
-            more = f"-o trainer.epochs={self.last_epoch + self.epochs}"
-            self.logger.warning(f"Nothing to train: the checkpoint has trained {self.last_epoch} epochs and "
-                                f"trainer.epochs is {self.epochs}. To train further: "
-                                f"{resume_command(self.config.resume.parent, more)}")
+            self._log_nothing_to_train()
             return False
         self.check_before_training()
         self.writer.trackers.connect(self.options.save_dir, self.config["name"])  # before any run folder

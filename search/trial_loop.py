@@ -8,6 +8,7 @@ trial with a traceback and leave no way to tell a stop just after a trial from o
 - a stop inside a trial queues that trial again (the next start continues its run); a stop at any other
   moment ends the search after the trial it was in is told, and never queues a told trial;
 - a full disk (SaveFailed, exit 74) queues the trial again as a stop does: the same command continues it;
+- a trial another worker revived meanwhile (search/revived.py) is left to its retry in one line, untold;
 - a killed worker leaves its trial RUNNING, for the heartbeat or the next start on this machine to revive;
 - of workers reviving one dead trial, or taking one queued retry, at the same moment, one does (search/claim.py);
 - a database outage is waited out (search/outage.py); one longer than tune.storage_wait stops the worker in
@@ -27,6 +28,7 @@ from search.heartbeat import Heartbeat
 from search.outage import StorageOutage
 from search.recovery import fail_stale_trials, requeue_if_running
 from search.report import DONE
+from search.revived import RevivedElsewhere, revived_line, unless_revived
 from utils.atomic import SaveFailed
 from utils.errors import UserError, print_line
 from utils.signals import TrainingInterrupted
@@ -63,7 +65,12 @@ def _loop(study, wanted, objective, stops, after_trial, runs_dir):
         try:
             with Heartbeat(study._storage, trial):
                 state, value = _outcome(trial, objective)
-            study.tell(trial, value, state=state)
+            with unless_revived(trial):
+                study.tell(trial, value, state=state)
+        except RevivedElsewhere:  # its retry continues the run, finds it trained (or not yet) and records it
+            print_line(revived_line(trial))
+            gc.collect()
+            continue
         except STOPS:
             if requeue_if_running(study, trial._trial_id):
                 print_line(f"trial {trial.number} stopped; its run's state is saved: run the same command again "
@@ -103,8 +110,8 @@ def _outcome(trial, objective):
         value = objective(trial)
     except optuna.TrialPruned:
         return TrialState.PRUNED, None
-    except StorageOutage:
-        raise  # nothing can be told: the trial stays RUNNING, continuable by the next start
+    except (StorageOutage, RevivedElsewhere):
+        raise  # nothing can be told: the trial stays RUNNING, or another worker queued its retry
     except SaveFailed:
         raise  # not the trial's fault: _loop queues it again
     except RunBusy as busy:
