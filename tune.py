@@ -33,6 +33,7 @@ from search.storage import open_storage, open_study, storage_url
 from search.study_base import check_same_base
 from search.trial_loop import run_trials
 from utils import distributed as dist
+from utils.atomic import SaveFailed
 from utils.config.overrides import updated_config, with_known_keys
 from utils.errors import UserError
 from utils.redact import redact
@@ -92,11 +93,12 @@ class Search:
 def lead(search):
     """Rank 0: run the study against the storage, sending each trial to the other ranks."""
     tune = search.tune
-    storage = open_storage(search.url, tune.heartbeat_interval, tune.grace_period, retry_after_kill(),
+    on_dead = retry_after_kill(search.runs_dir)  # a worker stopped by a storage outage left a note there
+    storage = open_storage(search.url, tune.heartbeat_interval, tune.grace_period, on_dead,
                            tune.storage_wait)
     study = open_study(storage, tune.study, search.direction, search.sampler, search.pruner, search.metric)
     check_same_base(study, search.shown_url, search.base, f"{search.direction[:3]} {search.metric}", tune.space)
-    revive_dead_trials(study, search.runs_dir, retry_after_kill())  # each prints what it did
+    revive_dead_trials(study, search.runs_dir, on_dead)  # each prints what it did
     stops = StopSignals().install()  # a stop between trials is kept, and acted on once no trial is left half-told
 
     def objective(trial):
@@ -161,6 +163,7 @@ def main(argv=None, device=None):
 
 
 def run_study(args, device):
+    end_if_restarted_after_full_disk()
     search = Search(args, device)
     search.check_before_trials()
     if not dist.is_main_process():
@@ -174,10 +177,23 @@ def run_study(args, device):
         code = 0
     except (UserError, TrainingInterrupted) as err:
         code = err.exit_code
+        if isinstance(err, SaveFailed):  # a restart by torchrun would fail the same way: the next group ends at once
+            dist.record_job_stop(str(err))
         raise
     finally:
         if dist.is_distributed() and not search.in_trial:  # the others wait for a word: the study is over
             dist.broadcast_object(("end", code))
+
+
+def end_if_restarted_after_full_disk():
+    """A group torchrun restarted after a full disk ended the last one: it ends at once (exit 74), rank 0 in
+    one line, instead of taking the trial's retry to fail it again at its next save."""
+    why = dist.job_stop()
+    if why is None:
+        return
+    if not dist.is_main_process():
+        sys.exit(SaveFailed.exit_code)  # rank 0's line says why
+    raise SaveFailed(f"{why} (this is torchrun's restart of that job: it ends at once, a restart frees no space)")
 
 
 def parse_args(argv=None):
