@@ -12,7 +12,7 @@ trial with a traceback and leave no way to tell a stop just after a trial from o
 - a killed worker leaves its trial RUNNING, for the heartbeat or the next start on this machine to revive;
 - of workers reviving one dead trial, or taking one queued retry, at the same moment, one does (search/claim.py);
 - a database outage is waited out (search/outage.py); one longer than tune.storage_wait stops the worker in
-  one line and leaves its trial RUNNING, like a kill.
+  one line and leaves its trial RUNNING, like a kill, but noted in its run folder: its revival counts no kill.
 """
 import contextlib
 import gc
@@ -29,6 +29,7 @@ from search.outage import StorageOutage
 from search.recovery import fail_stale_trials, requeue_if_running
 from search.report import DONE
 from search.revived import RevivedElsewhere, revived_line, unless_revived
+from search.worker_exit import record_outage_exit
 from utils.atomic import SaveFailed
 from utils.errors import UserError, print_line
 from utils.signals import TrainingInterrupted
@@ -77,6 +78,9 @@ def _loop(study, wanted, objective, stops, after_trial, runs_dir):
                            "to continue it.")
                 raise
             raise _stopped_between(stops.signum or signal.SIGINT) from None  # the trial was told: not queued again
+        except StorageOutage:  # nothing can be told; the next start must not count it as a kill of the trial
+            record_outage_exit(runs_dir, trial)
+            raise
         except SaveFailed as full:  # a full disk: the run stays as of its last save, continued once space is freed
             requeue_if_running(study, trial._trial_id)  # queued as after a stop: not a kill, no retry used up
             full.args = (f"trial {trial.number} ({trial.user_attrs.get('run_id', '?')}): {full}",)
