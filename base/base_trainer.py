@@ -66,7 +66,7 @@ class BaseTrainer(ABC):
         trackers = TrackerSet(self.options.trackers if self.is_main else [], self.logger)
         tensorboard = (self.options.tensorboard or trackers.wants("tensorboard")) and self.is_main
         self.writer = MetricsSink(TensorboardWriter(config.log_dir, self.logger, tensorboard,
-                                                    HParamsWriter(config.config)), trackers)
+                                                    HParamsWriter(config.config), self._full_disk_hint), trackers)
 
     @property
     def checkpoint_dir(self):
@@ -128,6 +128,10 @@ class BaseTrainer(ABC):
             self.writer.close(sys.exc_info()[1])  # the trackers' runs end FINISHED, KILLED or FAILED
         dist.barrier()  # rank 0 may still be writing checkpoints that code after train() reads
         self._report_end()
+
+    def _full_disk_hint(self):
+        """What a full disk's line advises: the command that continues this run (asked when it happens)."""
+        return f"free space, then resume with {self.run.resume_command()}"
 
     def _log_nothing_to_train(self):
         if self.run.rerun is not None:  # a search's retry of a trained run: it only records the run's result

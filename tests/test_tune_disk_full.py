@@ -76,31 +76,38 @@ def fill_up(disk):
 
 
 def to_page_end(path, page=4096):
-    """Pad `path` (info.log: the handler appends) to a whole page, so that its next line needs a page of its own
+    """Pad `path` (a log its writer appends to) to a whole page, so that its next write needs a page of its own
     (tmpfs fills a file's last page before it asks for space)."""
     with path.open("a", encoding="utf-8") as handle:
         handle.write("\n" * (-path.stat().st_size % page))
 
 
 @pytest.mark.slow
-def test_a_full_disk_on_info_log_names_the_tune_command_and_the_trial_continues(tmp_path):
+@pytest.mark.parametrize("full", ["info.log", "TensorBoard's event file"])
+def test_a_full_disk_on_a_log_file_names_the_tune_command_and_the_trial_continues(tmp_path, full):
     data = write_synthetic_mnist(tmp_path / "data", n_train=1200, n_test=10)
     config = tune_config(tmp_path, data, space=ONE_POINT, trainer={"epochs": 2}, trials=1,
                          storage=f"sqlite:///{tmp_path / 'study.db'}")  # the study can be told: not on the full disk
     config["data_loader"]["args"]["batch_size"] = 4  # ~270 batches an epoch: time to fill the disk inside one
+    config["trainer"]["tensorboard"] = full != "info.log"
     with tmpfs(tmp_path / "small", "8m") as disk:
         config["trainer"]["save_dir"] = str(disk / "saved")
         path = write(tmp_path, config)
         run = disk / "saved" / "models" / config["name"] / "s-trial0"
-        info_log = disk / "saved" / "log" / config["name"] / "s-trial0" / "info.log"
-        full = start_tune(path)
-        assert signal_when(full, run / "checkpoint-epoch1.pth", 0), "the trial ended before its first checkpoint"
-        to_page_end(info_log)  # epoch 2's lines reach info.log before its checkpoints are saved
+        logs = disk / "saved" / "log" / config["name"] / "s-trial0"
+        process = start_tune(path)
+        assert signal_when(process, run / "checkpoint-epoch1.pth", 0), "the trial ended before its first checkpoint"
+        to_page_end(logs / "info.log")  # epoch 2's lines reach info.log before its checkpoints are saved
+        if full != "info.log":  # TensorBoard's writes in epoch 2 come first, and info.log has room for its lines
+            with (logs / "info.log").open("a", encoding="utf-8") as handle:
+                handle.write("\n")
+            (events,) = logs.glob("events.out.tfevents.*")
+            to_page_end(events)
         ballast = fill_up(disk)
-        out, err = full.communicate(timeout=300)
-        assert full.returncode == 74 and "Traceback" not in err, out[-2000:] + err[-3000:]
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 74 and "Traceback" not in err, out[-2000:] + err[-3000:]
         (line,) = err.splitlines()
-        assert line.startswith(f"error: trial 0 (s-trial0): could not save info.log in {info_log.parent}: no space")
+        assert line.startswith(f"error: trial 0 (s-trial0): could not save {full} in {logs}: no space"), line
         assert line.endswith(f"free space, then resume with python tune.py -c {path} (the same command)"), line
         trials = load_study(config).trials
         assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
