@@ -99,6 +99,7 @@ def test_a_full_disk_under_torchrun_ends_the_job_and_the_same_command_finishes_t
         errors = [line for line in ours.splitlines() if line.startswith("error: ")]
         full = [line for line in errors if "could not save" in line and "no space left on the device" in line]
         assert full and all(rerun in line for line in full), errors
+        assert "this is torchrun's restart of that job: it ends at once" in full[-1], errors  # no second try
         assert "gloo" not in ours.lower() and "Resume training from epoch" not in text, text[-4000:]
         trials = load_study(config).trials
         assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING], text[-4000:]
