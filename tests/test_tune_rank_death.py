@@ -2,14 +2,16 @@
 trial's first checkpoint is saved. Either rank's death leaves the trial continuable: the group torchrun restarts
 (--max-restarts=1), or the same command run again, continues that trial's run to the end, with one run folder,
 and the study's value and the weights of an uninterrupted trial. A full disk under torchrun ends the job instead
-(a restart would fail the same way): the same command, once space is freed, finishes the trial alike."""
+(a restart would fail the same way): the same command, once space is freed, finishes the trial alike. A trial
+another worker revives while the group trains it is left by both ranks alike, and its retry finishes the run."""
 import shutil
 import time
 
 import pytest
 from optuna.trial import TrialState
 
-from search.recovery import KILLS
+from search.claim import fail_if_running
+from search.recovery import KILLS, retry_after_kill
 from tests.helpers.paths import REPO
 from tests.helpers.runs import same_weights, weights
 from tests.helpers.tmpfs import tmpfs
@@ -115,3 +117,33 @@ def test_a_full_disk_under_torchrun_ends_the_job_and_the_same_command_finishes_t
         assert trials[-1].value == value
         for name in ("model_latest.pth", "model_best.pth"):
             assert same_weights(weights(runs / "s-trial0" / name), weights(reference / name)), name
+
+
+@pytest.mark.slow
+def test_a_ddp_trial_revived_by_another_worker_is_left_by_every_rank_to_its_retry(tmp_path, uninterrupted):
+    """Another worker (this test, on the study's database) fails the trial and queues its retry while the two
+    ranks train it: at the next epoch's report both leave it (no hang, no traceback) and the retry, on the same
+    group, continues the run to the value and weights of an uninterrupted trial."""
+    config = a_config(tmp_path, "s")
+    runs = tmp_path / "saved" / "models" / config["name"]
+    deadline = time.monotonic() + 2 * RUN_LIMIT
+    agent = two_rank_tune(tmp_path, config)
+    while not (runs / "s-trial0" / "checkpoint-epoch1.pth").exists():
+        assert agent.poll() is None and time.monotonic() < deadline, "the trial ended before its first checkpoint"
+        time.sleep(0.05)
+    study = load_study(config)
+    (running,) = study.get_trials(states=(TrialState.RUNNING,))
+    assert fail_if_running(study._storage, running._trial_id)
+    retry_after_kill()(study, study._storage.get_trial(running._trial_id))
+    assert finish([agent], deadline) == [0], (tmp_path / "tune.log").read_text()[-4000:]
+
+    text = (tmp_path / "tune.log").read_text()
+    assert "trial 0 (s-trial0) was revived by another worker while this one trained it" in text
+    assert "Traceback" not in text and "Resume training from epoch" in text, text[-4000:]
+    trials = load_study(config).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert [p.name for p in runs.iterdir()] == ["s-trial0"]
+    value, reference = uninterrupted
+    assert trials[-1].value == value
+    for name in ("model_latest.pth", "model_best.pth"):
+        assert same_weights(weights(runs / "s-trial0" / name), weights(reference / name)), name
