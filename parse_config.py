@@ -125,7 +125,10 @@ class ConfigParser:
                             "folder with -o trainer.save_dir=PATH")
 
     def _setup_logging(self, to_file):
-        setup_logging(self.log_dir if to_file else None, to_file=to_file)
+        if to_file:  # a full disk on info.log names the command that continues this run (tune.py's for a trial)
+            setup_logging(self.log_dir, full_disk_hint=f"free space, then resume with {self.run.resume_command()}")
+        else:
+            setup_logging(None, to_file=False)
         # other loggers (helpers, libraries) follow trainer.verbosity too, but never below INFO
         level = LOG_LEVELS[self.trainer_options.verbosity] if dist.is_main_process() else logging.WARNING
         logging.getLogger().setLevel(max(level, logging.INFO))

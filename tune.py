@@ -26,6 +26,7 @@ from runs.start import StartRequest, decide_start
 from search.pruning import PruneCheck
 from search.recovery import retry_after_kill, revive_dead_trials, run_number, this_worker
 from search.report import DONE, progress_line, summary_lines
+from search.revived import RevivedElsewhere, unless_revived
 from search.sampler import build_pruner, build_sampler
 from search.space import first_point, read_tune_section, suggest, with_values
 from search.storage import open_storage, open_study, storage_url
@@ -34,6 +35,7 @@ from search.study_file import check_study_file
 from search.trial_loop import run_trials
 from search.trial_runs import RecordRun, check_trial_folders, check_trial_run
 from utils import distributed as dist
+from utils.atomic import SaveFailed
 from utils.config.overrides import updated_config, with_known_keys
 from utils.errors import UserError
 from utils.redact import redact
@@ -95,35 +97,38 @@ def lead(search):
     """Rank 0: run the study against the storage, sending each trial to the other ranks."""
     tune = search.tune
     check_study_file(search.url, search.shown_url)  # a file that is not a database, or read-only: one line now
-    storage = open_storage(search.url, tune.heartbeat_interval, tune.grace_period, retry_after_kill(),
+    on_dead = retry_after_kill(search.runs_dir)  # a worker stopped by a storage outage left a note there
+    storage = open_storage(search.url, tune.heartbeat_interval, tune.grace_period, on_dead,
                            tune.storage_wait)
     study = open_study(storage, tune.study, search.direction, search.sampler, search.pruner, search.metric)
     check_same_base(study, search.shown_url, search.base, f"{search.direction[:3]} {search.metric}", tune.space)
     check_trial_folders(study, search.runs_dir, search.shown_url)  # S-trial<k> of a same-named study elsewhere
-    revive_dead_trials(study, search.runs_dir, retry_after_kill())  # each prints what it did
+    revive_dead_trials(study, search.runs_dir, on_dead)  # each prints what it did
     stops = StopSignals().install()  # a stop between trials is kept, and acted on once no trial is left half-told
 
     def objective(trial):
         if stops.requested:  # before its run starts: the trial is queued again for the next start
             raise TrainingInterrupted(stops.signum)
-        values = suggest(trial, tune.space)
-        plan = {"values": values, "trial": run_number(trial), "number": trial.number,
-                "run_id": f"{tune.study}-trial{run_number(trial)}"}
-        # first: a trial refused here claims no folder (check_trial_folders reads the claims)
-        check_trial_run(trial, search.runs_dir / plan["run_id"], retry=plan["trial"] != trial.number)
-        trial.set_user_attr("run_id", plan["run_id"])
-        trial.set_user_attr("worker", {**this_worker(), "trial": trial.number})
+        with unless_revived(trial):  # revived before its run started: no rank has heard of it yet
+            values = suggest(trial, tune.space)
+            plan = {"values": values, "trial": run_number(trial), "number": trial.number,
+                    "run_id": f"{tune.study}-trial{run_number(trial)}"}
+            # first: a trial refused here claims no folder (check_trial_folders reads the claims)
+            check_trial_run(trial, search.runs_dir / plan["run_id"], retry=plan["trial"] != trial.number)
+            trial.set_user_attr("run_id", plan["run_id"])
+            trial.set_user_attr("worker", {**this_worker(), "trial": trial.number})
         plan["workers_here"] = workers_here(study)  # they share this machine's cores
         dist.broadcast_object(("trial", plan))
         search.in_trial = True
         try:
             best, epochs, stopped = search.train_trial(plan, trial)
-        except (optuna.TrialPruned, RunBusy):
+        except (optuna.TrialPruned, RunBusy, RevivedElsewhere):
             search.in_trial = False  # every rank ended it alike and waits for the next trial
             raise
         search.in_trial = False
         stops.signum = stops.signum or stopped  # a stop in the last epoch's validation or save ends the search
-        trial.set_user_attr("epochs", epochs)
+        with unless_revived(trial):
+            trial.set_user_attr("epochs", epochs)
         return best
 
     def after_trial(study, trial):
@@ -155,7 +160,7 @@ def follow(search):
             return plan
         try:
             search.train_trial(plan)
-        except (optuna.TrialPruned, RunBusy):
+        except (optuna.TrialPruned, RunBusy, RevivedElsewhere):
             pass  # rank 0 ended the trial alike and sends the next one
 
 
@@ -165,6 +170,7 @@ def main(argv=None, device=None):
 
 
 def run_study(args, device):
+    end_if_restarted_after_full_disk()
     search = Search(args, device)
     search.check_before_trials()
     if not dist.is_main_process():
@@ -178,10 +184,23 @@ def run_study(args, device):
         code = 0
     except (UserError, TrainingInterrupted) as err:
         code = err.exit_code
+        if isinstance(err, SaveFailed):  # a restart by torchrun would fail the same way: the next group ends at once
+            dist.record_job_stop(str(err))
         raise
     finally:
         if dist.is_distributed() and not search.in_trial:  # the others wait for a word: the study is over
             dist.broadcast_object(("end", code))
+
+
+def end_if_restarted_after_full_disk():
+    """A group torchrun restarted after a full disk ended the last one: it ends at once (exit 74), rank 0 in
+    one line, instead of taking the trial's retry to fail it again at its next save."""
+    why = dist.job_stop()
+    if why is None:
+        return
+    if not dist.is_main_process():
+        sys.exit(SaveFailed.exit_code)  # rank 0's line says why
+    raise SaveFailed(f"{why} (this is torchrun's restart of that job: it ends at once, a restart frees no space)")
 
 
 def parse_args(argv=None):

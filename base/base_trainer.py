@@ -69,7 +69,7 @@ class BaseTrainer(ABC):
         trackers = TrackerSet(self.options.trackers if self.is_main else [], self.logger)
         tensorboard = (self.options.tensorboard or trackers.wants("tensorboard")) and self.is_main
         self.writer = MetricsSink(TensorboardWriter(config.log_dir, self.logger, tensorboard,
-                                                    HParamsWriter(config.config)), trackers)
+                                                    HParamsWriter(config.config), self._full_disk_hint), trackers)
 
     @property
     def checkpoint_dir(self):
@@ -132,6 +132,19 @@ class BaseTrainer(ABC):
         dist.barrier()  # rank 0 may still be writing checkpoints that code after train() reads
         self._report_end()
 
+    def _full_disk_hint(self):
+        """What a full disk's line advises: the command that continues this run (asked when it happens)."""
+        return f"free space, then resume with {self.run.resume_command()}"
+
+    def _log_nothing_to_train(self):
+        if self.run.rerun is not None:  # a search's retry of a trained run: it only records the run's result
+            self.logger.info(f"The run has trained its {self.epochs} epochs already; its result is recorded as it is")
+            return
+        more = f"-o trainer.epochs={self.last_epoch + self.epochs}"
+        self.logger.warning(f"Nothing to train: the checkpoint has trained {self.last_epoch} epochs and "
+                            f"trainer.epochs is {self.epochs}. To train further: "
+                            f"{resume_command(self.config.resume.parent, more)}")
+
     def _start_run(self):
         """Restore the checkpoint and check the run, then make the folders; False: nothing left to train."""
         checkpoint = self.run.saved_checkpoint
@@ -140,11 +153,7 @@ class BaseTrainer(ABC):
             self._log_resumed()
             check_history(self.run.folder, self.start_epoch - 1)  # damaged: one line now, not after an epoch
         if self.start_epoch > self.epochs:
-            more = f"-o trainer.epochs={self.last_epoch + self.epochs}"
-            further = f"To train further: {resume_command(self.config.resume.parent, more)}" \
-                if self.run.rerun is None else "Its result stands."  # a trial: train.py -r trains outside the study
-            self.logger.warning(f"Nothing to train: the checkpoint has trained {self.last_epoch} epochs and "
-                                f"trainer.epochs is {self.epochs}. {further}")
+            self._log_nothing_to_train()
             return False
         self.check_before_training()
         self.writer.trackers.connect(self.options.save_dir, self.config["name"])  # before any run folder

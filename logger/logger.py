@@ -13,9 +13,11 @@ from utils.redact import redact
 DEFAULT_CONFIG = Path(__file__).with_name("logger_config.json")
 
 
-def setup_logging(save_dir, log_config=DEFAULT_CONFIG, default_level=logging.INFO, to_file=True):
+def setup_logging(save_dir, log_config=DEFAULT_CONFIG, default_level=logging.INFO, to_file=True,
+                  full_disk_hint="free space, then resume the run"):
     """Configure the root logger from `log_config`, writing files into `save_dir`; with `to_file=False`
-    (ranks other than 0, or before a run folder exists) only the console handler is kept."""
+    (ranks other than 0, or before a run folder exists) only the console handler is kept. `full_disk_hint`:
+    what to do when a log file cannot be written (the command that continues the run)."""
     log_config = Path(log_config)
     if not log_config.is_file():
         logging.basicConfig(level=default_level)
@@ -34,7 +36,7 @@ def setup_logging(save_dir, log_config=DEFAULT_CONFIG, default_level=logging.INF
     for handler in logging.getLogger().handlers:
         handler.addFilter(_redact_record)  # a URL's password never reaches the console or info.log
         if isinstance(handler, logging.FileHandler):
-            handler.handleError = partial(_fail_on_full_disk, handler)
+            handler.handleError = partial(_fail_on_full_disk, handler, full_disk_hint)
         else:
             handler.addFilter(_shown_once)
 
@@ -71,7 +73,7 @@ def _redact_record(record):
     return True
 
 
-def _fail_on_full_disk(handler, record):
+def _fail_on_full_disk(handler, hint, record):
     """A log file that cannot be written (a full disk) stops the run with one line and exit 74, like
     every other file of the run; logging's default prints a traceback per message and goes on."""
     error = sys.exc_info()[1]
@@ -79,5 +81,5 @@ def _fail_on_full_disk(handler, record):
         raise error
     if isinstance(error, OSError):
         logging.getLogger().removeHandler(handler)  # the one line is printed by the entry point
-        raise save_failed(error, [Path(handler.baseFilename)], hint="free space, then resume the run") from None
+        raise save_failed(error, [Path(handler.baseFilename)], hint=hint) from None
     logging.Handler.handleError(handler, record)

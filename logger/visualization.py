@@ -1,8 +1,16 @@
 """TensorboardWriter: the classic writer, and the TensorBoard peer of the run's metrics sink (logger/metrics_sink.py).
 
 It writes TensorBoard event files and nothing else: MLflow and W&B are the sink's other peers, not its guests."""
+import contextlib
+import errno
 import logging
+import threading
 from datetime import datetime
+from pathlib import Path
+
+from utils.atomic import save_failed
+
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
 
 
 class ClassicWriterCalls:
@@ -46,12 +54,15 @@ class TensorboardWriter(ClassicWriterCalls):
     """SummaryWriter, imported on the first write; when not `enabled` (or TensorBoard is not installed), a no-op.
     `hparams`: the HParamsWriter whose summary `end_epoch` writes (logger/hparams.py); None writes none."""
 
-    def __init__(self, log_dir, logger=None, enabled=True, hparams=None):
+    def __init__(self, log_dir, logger=None, enabled=True, hparams=None, full_disk_hint=None):
+        """`full_disk_hint()`: what to do when the event file cannot be written (the command that continues the
+        run); such a write ends the run with SaveFailed (one line, exit 74), as any other file of the run does."""
         super().__init__()
         self.log_dir = str(log_dir)
         self.logger = logger or logging.getLogger("tensorboard")
         self.enabled = enabled
         self.hparams = hparams
+        self.full_disk_hint = full_disk_hint or (lambda: "free space, then resume the run")
         self._writer = None
 
     @property
@@ -60,6 +71,7 @@ class TensorboardWriter(ClassicWriterCalls):
             try:
                 from torch.utils.tensorboard import SummaryWriter
                 self._writer = SummaryWriter(self.log_dir)
+                threading.excepthook = _quiet_full_disk_in_writer_thread  # its default is the `previous` above
             except ImportError:
                 self.logger.warning("Warning: TensorBoard is not installed (pip install tensorboard); "
                                     "set trainer.tensorboard to false to silence this.")
@@ -72,7 +84,20 @@ class TensorboardWriter(ClassicWriterCalls):
 
     def write(self, method, tag, data, step, *args, **kwargs):
         if self.writer is not None:
-            getattr(self.writer, method)(tag, data, step, *args, **kwargs)
+            with self._full_disk_is_save_failed():
+                getattr(self.writer, method)(tag, data, step, *args, **kwargs)
+
+    @contextlib.contextmanager
+    def _full_disk_is_save_failed(self):
+        """TensorBoard writes in a thread of its own and raises its OSError at a later call, here."""
+        try:
+            yield
+        except OSError as err:
+            if err.errno not in FULL_DISK:
+                raise
+            self._writer, self.enabled = None, False  # closing it would raise the same error again
+            raise save_failed(err, [Path(self.log_dir) / "events"], hint=self.full_disk_hint(),
+                              shown=["TensorBoard's event file"]) from None
 
     # ---- as a peer of the metrics sink: log / flush / end_epoch / close ----------------------------
     def log(self, scalars, step):
@@ -82,16 +107,32 @@ class TensorboardWriter(ClassicWriterCalls):
     def end_epoch(self, epoch, log, best):
         """After an epoch is saved: the HParams summary (settings beside final and best metrics)."""
         if self.writer is not None:
-            if self.hparams is not None:
-                self.hparams.write(self.writer, epoch, log, best)
-            self.writer.flush()
+            with self._full_disk_is_save_failed():
+                if self.hparams is not None:
+                    self.hparams.write(self.writer, epoch, log, best)
+                self.writer.flush()
 
     def flush(self):
         if self._writer is not None:
-            self._writer.flush()
+            with self._full_disk_is_save_failed():
+                self._writer.flush()
 
     def close(self, error=None):
         """Close the event file (`error`, the exception ending training, changes nothing for TensorBoard)."""
         if self._writer is not None:
-            self._writer.close()
+            with self._full_disk_is_save_failed():
+                self._writer.close()
             self._writer = None
+
+
+def _quiet_full_disk_in_writer_thread(args, previous=threading.excepthook):
+    """TensorBoard's writer thread re-raises its OSError to die, and Python prints that traceback; the main thread
+    raises the same error at its next call, as one line (SaveFailed). Any other thread's error is printed."""
+    files, frame = [], args.exc_traceback
+    while frame is not None:
+        files.append(frame.tb_frame.f_code.co_filename)
+        frame = frame.tb_next
+    if isinstance(args.exc_value, OSError) and args.exc_value.errno in FULL_DISK \
+            and any(name.endswith("event_file_writer.py") for name in files):
+        return
+    previous(args)

@@ -19,6 +19,7 @@ ORIGIN_FILE = "run.json"  # {"origin": the checkpoint a run started from, or nul
 RUN_UID = "run_uid"  # a run's identity: in its run.json and in every checkpoint it saves (runs/identity.py)
 TRACKER_IDS = "trackers.json"  # {tracker: its run's id}, so a resume continues the same tracker runs
 PROVENANCE = "provenance.json"  # command, versions, git commit, device of the start that wrote it
+WORKER_EXIT = "worker_exit.json"  # tune.py: why a trial's worker left it RUNNING (search/worker_exit.py)
 TEST_SUFFIX = ".test.json"  # test.py's results beside a checkpoint: model_best.test.json
 
 

@@ -16,16 +16,23 @@ from optuna.trial import TrialState
 
 from runs import lock as run_lock
 from search.claim import fail_if_running
+from search.worker_exit import left_by_outage
 
 MAX_RETRY = 3  # a trial that kills its worker every time (out of memory) is given up after this many kills
 KILLS = "kills"  # system attr: how often the workers of this trial's run died (stops are not counted)
 
 
-def retry_after_kill():
-    """The callback for trials found dead (Optuna's heartbeat, revive_dead_trials): a retry, up to MAX_RETRY."""
+def retry_after_kill(runs_dir=None):
+    """The callback for trials found dead (Optuna's heartbeat, revive_dead_trials): a retry, up to MAX_RETRY kills.
+    A worker that stopped on a storage outage (its note in the trial's run folder, under `runs_dir`) was no kill."""
     def on_dead(study, trial):
-        kills = trial.system_attrs.get(KILLS, 0) + 1
         run = trial.user_attrs.get("run_id", "?")
+        if left_by_outage(runs_dir, trial):
+            _queue_again(study, trial, trial.system_attrs.get(KILLS, 0))
+            print(f"trial {trial.number}: its worker stopped on a storage outage; queued again to continue its run "
+                  f"({run}, no kill counted)", flush=True)
+            return True
+        kills = trial.system_attrs.get(KILLS, 0) + 1
         if kills > MAX_RETRY:
             print(f"trial {trial.number} ({run}): its worker is gone again, killed {kills} times: given up (at most "
                   f"{MAX_RETRY} retries after kills; its run keeps its checkpoints)", flush=True)

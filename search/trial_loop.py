@@ -9,10 +9,11 @@ trial with a traceback and leave no way to tell a stop just after a trial from o
   moment ends the search after the trial it was in is told, and never queues a told trial;
 - a full disk (SaveFailed, exit 74) queues the trial again as a stop does: the same command continues it;
 - a worker ends once the last trials wanted all run in other workers: the study finishes exactly `wanted`;
+- a trial another worker revived meanwhile (search/revived.py) is left to its retry in one line, untold;
 - a killed worker leaves its trial RUNNING, for the heartbeat or the next start on this machine to revive;
 - of workers reviving one dead trial, or taking one queued retry, at the same moment, one does (search/claim.py);
 - a database outage is waited out (search/outage.py); one longer than tune.storage_wait stops the worker in
-  one line and leaves its trial RUNNING, like a kill.
+  one line and leaves its trial RUNNING, like a kill, but noted in its run folder: its revival counts no kill.
 """
 import contextlib
 import gc
@@ -28,6 +29,8 @@ from search.heartbeat import Heartbeat
 from search.outage import StorageOutage
 from search.recovery import fail_stale_trials, requeue_if_running
 from search.report import DONE
+from search.revived import RevivedElsewhere, revived_line, unless_revived
+from search.worker_exit import record_outage_exit
 from utils.atomic import SaveFailed
 from utils.errors import UserError, print_line
 from utils.signals import TrainingInterrupted
@@ -66,13 +69,21 @@ def _loop(study, wanted, objective, stops, after_trial, runs_dir):
         try:
             with Heartbeat(study._storage, trial):
                 state, value = _outcome(trial, objective)
-            study.tell(trial, value, state=state)
+            with unless_revived(trial):
+                study.tell(trial, value, state=state)
+        except RevivedElsewhere:  # its retry continues the run, finds it trained (or not yet) and records it
+            print_line(revived_line(trial))
+            gc.collect()
+            continue
         except STOPS:
             if requeue_if_running(study, trial._trial_id):
                 print_line(f"trial {trial.number} stopped; its run's state is saved: run the same command again "
                            "to continue it.")
                 raise
             raise _stopped_between(stops.signum or signal.SIGINT) from None  # the trial was told: not queued again
+        except StorageOutage:  # nothing can be told; the next start must not count it as a kill of the trial
+            record_outage_exit(runs_dir, trial)
+            raise
         except SaveFailed as full:  # a full disk: the run stays as of its last save, continued once space is freed
             requeue_if_running(study, trial._trial_id)  # queued as after a stop: not a kill, no retry used up
             full.args = (f"trial {trial.number} ({trial.user_attrs.get('run_id', '?')}): {full}",)
@@ -117,8 +128,8 @@ def _outcome(trial, objective):
         value = objective(trial)
     except optuna.TrialPruned:
         return TrialState.PRUNED, None
-    except StorageOutage:
-        raise  # nothing can be told: the trial stays RUNNING, continuable by the next start
+    except (StorageOutage, RevivedElsewhere):
+        raise  # nothing can be told: the trial stays RUNNING, or another worker queued its retry
     except SaveFailed:
         raise  # not the trial's fault: _loop queues it again
     except RunBusy as busy:

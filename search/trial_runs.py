@@ -5,10 +5,12 @@ was deleted, would continue the first study's runs as if they were its trials, o
 A folder S-trial<k> is this study's when one of its trials claims it (the trial's run_id, set before its run
 starts) and, once that run has trained an epoch, holds the run the trial recorded (its run.json's run_uid).
 Anything else is refused in one line before any trial."""
+import contextlib
 import re
 
 from runs.files import ORIGIN_FILE, RUN_CONFIG
 from runs.identity import folder_uid
+from search.revived import RevivedElsewhere, unless_revived
 from search.storage import retry_races
 from utils.errors import UserError
 
@@ -56,8 +58,11 @@ class RecordRun:
             return
         self.done = True
         if self.trial.user_attrs.get(RUN_UID) != self.run.uid:
-            retry_races(lambda: self.trial.set_user_attr(RUN_UID, self.run.uid),
-                        f"record the run of trial {self.trial.number}")
+            # a trial revived elsewhere meanwhile is not recorded: its retry records the run, and the pruning
+            # check after this epoch has every rank leave the trial (search/revived.py)
+            with contextlib.suppress(RevivedElsewhere), unless_revived(self.trial):
+                retry_races(lambda: self.trial.set_user_attr(RUN_UID, self.run.uid),
+                            f"record the run of trial {self.trial.number}")
 
 
 def _holds_a_run(folder):

@@ -8,9 +8,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from search.claim import fail_if_running
 from search.outage import PatientStorage, StorageOutage
-from search.recovery import fail_stale_trials, retry_after_kill
+from search.recovery import KILLS, fail_stale_trials, retry_after_kill
 from search.storage import open_storage, storage_url
+from search.worker_exit import record_outage_exit
 from tests.helpers.locks import lock_held_elsewhere, sqlite_locked_for
 from tests.helpers.skips import needs_postgresql
 from tests.helpers.tune_setup import load_study, start_tune, tune_config, write
@@ -139,10 +141,12 @@ def test_an_outage_longer_than_storage_wait_stops_the_worker_and_its_trial_conti
     again = start_tune(path)
     out, err = again.communicate(timeout=300)
     assert again.returncode == 0, err[-3000:]
-    assert "trial 0: its worker is gone; queued again" in out and "Resume training from epoch" in out
+    assert "trial 0: its worker stopped on a storage outage; queued again to continue its run (s-trial0, no kill " \
+        "counted)" in out and "Resume training from epoch" in out
     trials = load_study(config).trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
     assert [t.user_attrs["run_id"] for t in trials] == ["s-trial0", "s-trial0", "s-trial2"]
+    assert trials[1].system_attrs[KILLS] == 0  # the outage was no fault of the trial: all its kill retries are left
 
 
 def test_a_sqlite_file_locked_past_its_busy_timeout_is_waited_out(tmp_path, capsys):
@@ -158,3 +162,23 @@ def test_a_sqlite_file_locked_past_its_busy_timeout_is_waited_out(tmp_path, caps
         "note": "written through the lock"}
     err = capsys.readouterr().err
     assert err.count("\n") == 2 and "does not answer (database is locked)" in err and "answers again" in err, err
+
+
+def test_a_worker_stopped_by_an_outage_is_revived_without_counting_a_kill(tmp_path):
+    """The stopping worker notes the outage in its trial's run folder (it cannot reach the database); the worker
+    that revives the trial reads it there. A trial whose worker left no such note was killed."""
+    runs = tmp_path / "runs"
+    storage = open_storage(storage_url(None, tmp_path, "s"), None, None, None)
+    study = optuna.create_study(storage=storage, study_name="s")
+    for number, run_id in enumerate(("s-trial0", "s-trial1")):
+        trial = study.ask()
+        trial.set_user_attr("run_id", run_id)
+        (runs / run_id).mkdir(parents=True)
+        if number == 0:
+            record_outage_exit(runs, trial)
+    on_dead = retry_after_kill(runs)
+    for trial in study.get_trials(states=(TrialState.RUNNING,)):
+        assert fail_if_running(storage, trial._trial_id)
+        on_dead(study, storage.get_trial(trial._trial_id))
+    retries = {t.user_attrs["run_id"]: t for t in study.get_trials(states=(TrialState.WAITING,))}
+    assert retries["s-trial0"].system_attrs[KILLS] == 0 and retries["s-trial1"].system_attrs[KILLS] == 1

@@ -61,3 +61,63 @@ def test_a_trial_stopped_by_a_full_disk_continues_after_space_is_freed(tmp_path)
         assert trials[1].value == reference_value.best_value
         for name in ("model_latest.pth", "model_best.pth"):
             assert same_weights(weights(run / name), weights(uninterrupted / name)), name
+
+
+def fill_up(disk):
+    """Write a ballast file until the disk refuses a byte; return it (unlink it to free the space)."""
+    ballast = disk / "ballast"
+    with ballast.open("wb", buffering=0) as handle:  # unbuffered: the refused write is the last one
+        try:
+            while True:
+                handle.write(b"\0" * 4096)
+        except OSError:
+            pass
+    return ballast
+
+
+def to_page_end(path, page=4096):
+    """Pad `path` (a log its writer appends to) to a whole page, so that its next write needs a page of its own
+    (tmpfs fills a file's last page before it asks for space)."""
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("\n" * (-path.stat().st_size % page))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("full", ["info.log", "TensorBoard's event file"])
+def test_a_full_disk_on_a_log_file_names_the_tune_command_and_the_trial_continues(tmp_path, full):
+    data = write_synthetic_mnist(tmp_path / "data", n_train=1200, n_test=10)
+    config = tune_config(tmp_path, data, space=ONE_POINT, trainer={"epochs": 2}, trials=1,
+                         storage=f"sqlite:///{tmp_path / 'study.db'}")  # the study can be told: not on the full disk
+    config["data_loader"]["args"]["batch_size"] = 4  # ~270 batches an epoch: time to fill the disk inside one
+    config["trainer"]["tensorboard"] = full != "info.log"
+    with tmpfs(tmp_path / "small", "8m") as disk:
+        config["trainer"]["save_dir"] = str(disk / "saved")
+        path = write(tmp_path, config)
+        run = disk / "saved" / "models" / config["name"] / "s-trial0"
+        logs = disk / "saved" / "log" / config["name"] / "s-trial0"
+        process = start_tune(path)
+        assert signal_when(process, run / "checkpoint-epoch1.pth", 0), "the trial ended before its first checkpoint"
+        to_page_end(logs / "info.log")  # epoch 2's lines reach info.log before its checkpoints are saved
+        if full != "info.log":  # TensorBoard's writes in epoch 2 come first, and info.log has room for its lines
+            with (logs / "info.log").open("a", encoding="utf-8") as handle:
+                handle.write("\n")
+            (events,) = logs.glob("events.out.tfevents.*")
+            to_page_end(events)
+        ballast = fill_up(disk)
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 74 and "Traceback" not in err, out[-2000:] + err[-3000:]
+        (line,) = err.splitlines()
+        assert line.startswith(f"error: trial 0 (s-trial0): could not save {full} in {logs}: no space"), line
+        assert line.endswith(f"free space, then resume with python tune.py -c {path} (the same command)"), line
+        trials = load_study(config).trials
+        assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+        assert trials[1].system_attrs[KILLS] == 0
+
+        ballast.unlink()
+        again = start_tune(path)
+        out, err = again.communicate(timeout=300)
+        assert again.returncode == 0, out[-2000:] + err[-3000:]
+        assert "Resume training from epoch 2" in out
+        trials = load_study(config).trials
+        assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+        assert trials[1].user_attrs["epochs"] == 2 and trials[1].user_attrs["run_id"] == "s-trial0"

@@ -118,7 +118,7 @@ def test_no_trial_line_advises_train_py(tmp_path, synthetic_data_dir, monkeypatc
     time.sleep(2.5)  # its heartbeat is stale
     code, out, err = run_cli("tune", ["-c", path], monkeypatch, capsys)
     assert code == 0, err
-    assert "Nothing to train: the checkpoint has trained 1 epochs and trainer.epochs is 1. Its result stands." in out
+    assert "The run has trained its 1 epochs already; its result is recorded as it is" in out
     assert "Checkpoints: " in out and "train.py" not in out + err
     assert [t.state for t in load_study(config).trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
 

@@ -12,6 +12,7 @@ import torch.distributed as dist
 
 JOIN_PREFIX = "template_join"  # the keys the process group is joined through, in torchrun's store
 JOB_KEY = "template_job_run"  # the run this torchrun job trains, recorded by its first worker group
+STOP_KEY = "template_job_stop"  # why a group ended in a way no restart mends (a full disk), for the next groups
 _store = None  # torchrun's store: it lives exactly as long as the agent, across the groups it restarts
 _group = None  # this worker group's own id: a record it wrote itself is no restart (a second run of one job)
 _mesh = None  # the device mesh over every rank (FSDP's), built once per process group; cleanup lets it go
@@ -72,6 +73,23 @@ def record_job_run(record):
     """Rank 0 records the run this job trains, for the groups torchrun may restart."""
     if _store is not None and is_main_process():
         _store.set(JOB_KEY, json.dumps({**record, "group": _group}))
+
+
+def record_job_stop(why):
+    """Rank 0 records, for the groups torchrun restarts next, why this one ended in a way a restart would only
+    repeat (a full disk: torchrun restarts on any failure, and cannot be told otherwise)."""
+    if _store is not None and is_main_process():
+        _store.set(STOP_KEY, json.dumps({"why": why, "group": _group}))
+
+
+def job_stop():
+    """Why an earlier worker group of this torchrun job ended for good (record_job_stop), or None. Every rank
+    calls it."""
+    why = None
+    if is_main_process() and _store is not None and _store.check([STOP_KEY]):
+        record = json.loads(_store.get(STOP_KEY))
+        why = record["why"] if record["group"] != _group else None
+    return broadcast_object(why)
 
 
 def _forget_join_keys(store, rank):
