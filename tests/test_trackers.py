@@ -2,6 +2,7 @@
 store through MlflowClient, W&B's offline run files, TensorBoard's HParams summary."""
 import json
 import math
+import re
 import subprocess
 import sys
 import time
@@ -61,7 +62,7 @@ def test_wandb_writes_one_offline_run_named_in_the_run_folder(tracked):
     (segment,) = wandb_segments(config.log_dir)
     run_id, rows, exit_code = segment
     assert run_id == json.loads((config.save_dir / "trackers.json").read_text())["wandb"]["id"]
-    assert run_id.startswith(config.run_id) and exit_code == 0
+    assert re.fullmatch(rf"{re.escape(config.run_id)}-[a-z0-9]{{8}}", run_id) and exit_code == 0  # <run_id>-<8 random>
     logged = [int(r["_step"]) for r in rows]
     assert logged == sorted(set(logged)) and logged[-1] == 2 * STEPS_PER_EPOCH  # the trainer's global step
     val_losses = [float(r["loss/valid"]) for r in rows if "loss/valid" in r]
