@@ -54,6 +54,9 @@ def test_mlflow_holds_the_config_metrics_tags_and_artifacts_of_the_run(tracked):
     assert pd.read_csv(f"{artifacts}/metrics.csv").equals(history)
     best = open(f"{artifacts}/best_checkpoint.txt").read().strip()
     assert best == str((config.save_dir / "model_best.pth").absolute())
+    stored = config.save_dir.parents[2] / "mlflow-artifacts"  # the embedded store's artifacts, beside mlflow.db
+    assert sorted(p.name for p in stored.rglob("*") if p.is_file()) == ["best_checkpoint.txt", "config.json",
+                                                                         "metrics.csv"]
     assert json.loads((config.save_dir / "trackers.json").read_text())["mlflow"]["run_id"] == run.info.run_id
 
 

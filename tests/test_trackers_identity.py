@@ -81,6 +81,13 @@ def test_the_mlflow_run_is_found_by_run_uid_not_by_folder(tmp_path):
     assert open_tracker(tmp_path, tracked_run(tmp_path, "uid-b")).run_id != first.run_id  # same folder, new run
 
 
+def test_a_run_folder_made_before_run_uid_existed_is_found_by_its_folder(tmp_path):
+    first = open_tracker(tmp_path, tracked_run(tmp_path, None))
+    first.finish("KILLED")
+    assert open_tracker(tmp_path, tracked_run(tmp_path, None)).run_id == first.run_id
+    assert open_tracker(tmp_path, tracked_run(tmp_path, None, "saved/models/x/other")).run_id != first.run_id
+
+
 def test_retrained_steps_replace_their_points_and_replayed_ones_are_not_stored_twice(tmp_path):
     run = tracked_run(tmp_path, "uid-a")
     first = open_tracker(tmp_path, run)
