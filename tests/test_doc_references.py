@@ -62,3 +62,40 @@ def test_a_missing_readme_section_is_caught(text):
                 if line.startswith("## ")}
     (found,) = README_SECTION.findall(text)
     assert (found[0] or found[1]) not in headings
+
+
+# a test reference beside a statement: [tests/test_x.py], [tests/test_x.py::test_name], several, or with words
+# on what they run ([tests/test_x.py: a SIGKILL ...]); each test file named inside the brackets counts
+TEST_REFERENCE = re.compile(r"\[(tests/[^\]]+)\]")
+TEST_NAME = re.compile(r"tests/[\w/]+\.py(?:::\w+)?")
+
+
+def missing_tests(markdown):
+    """The `[tests/...]` references in `markdown` whose file, or test function in it, does not exist."""
+    missing = []
+    for group in TEST_REFERENCE.findall(markdown):
+        for reference in TEST_NAME.findall(group):
+            path, _, name = reference.partition("::")
+            if not (REPO / path).is_file():
+                missing.append(reference)
+            elif name and name not in functions_of(REPO / path):
+                missing.append(reference)
+    return missing
+
+
+def functions_of(path):
+    return {node.name for node in ast.parse(path.read_text()).body if isinstance(node, ast.FunctionDef)}
+
+
+def test_every_test_a_doc_names_exists():
+    references = 0
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        references += len(TEST_REFERENCE.findall(doc.read_text()))
+        assert missing_tests(doc.read_text()) == [], doc.name
+    assert references >= 20  # the check reads the docs' real references
+
+
+def test_a_reference_to_a_missing_test_is_caught():
+    text = ("kept [tests/test_tune.py::test_trials_are_named_runs], [tests/test_tune.py::test_no_such_test,\n"
+            "tests/test_no_such_file.py] and [tests/test_trackers.py: what it runs]")
+    assert missing_tests(text) == ["tests/test_tune.py::test_no_such_test", "tests/test_no_such_file.py"]

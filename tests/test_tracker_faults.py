@@ -1,10 +1,11 @@
 """Trackers when something is wrong (docs/trackers.md): a misspelt arg is refused before training, a store that
-cannot be opened is one warning line and no more, and a pruned trial's tracker run says it was pruned."""
+cannot be opened is one warning line and no more, a pruned trial's tracker run says it was pruned, and a run
+that an exception ends is FAILED."""
 import time
 
 import pytest
 
-from tests.helpers.cli import run_cli
+from tests.helpers.cli import run_cli, train_in_process
 from tests.helpers.configs import shrink_config, write_config
 from tests.helpers.runs import run_dirs
 from tests.helpers.tune_setup import tune_config
@@ -95,3 +96,20 @@ def test_a_server_gone_mid_run_is_one_warning_line(monkeypatch, caplog):
     said = [record.getMessage() for record in caplog.records]
     assert len(said) == 1 and said[0].startswith("Warning: tracker mlflow failed (MlflowException"), said
     assert trackers.active == []
+
+
+def test_a_run_that_an_exception_ends_is_a_failed_mlflow_run_with_its_epochs(tmp_path, synthetic_data_dir,
+                                                                            monkeypatch):
+    """The tracker run ends FAILED (not FINISHED, not left RUNNING), and keeps what the run logged before."""
+    from tests.helpers.tracker_stores import mlflow_runs, steps
+    from tests.helpers.tune_setup import after_each_epoch
+
+    def crash(epoch):
+        raise RuntimeError("a bug in epoch 2's code")
+    after_each_epoch(monkeypatch, lambda epoch: epoch == 2 and crash(epoch))
+    cfg = write_config(tmp_path, shrink_config(tmp_path, synthetic_data_dir, epochs=3, trackers=["mlflow"]))
+    with pytest.raises(RuntimeError, match="epoch 2"):
+        train_in_process("-c", cfg)
+    client, (run,) = mlflow_runs(tmp_path / "saved")
+    assert run.info.status == "FAILED"
+    assert steps(client, run.info.run_id, "loss/train") == [1, 2]

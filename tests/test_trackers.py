@@ -2,6 +2,7 @@
 store through MlflowClient, W&B's offline run files, TensorBoard's HParams summary."""
 import json
 import math
+import re
 import subprocess
 import sys
 import time
@@ -53,6 +54,9 @@ def test_mlflow_holds_the_config_metrics_tags_and_artifacts_of_the_run(tracked):
     assert pd.read_csv(f"{artifacts}/metrics.csv").equals(history)
     best = open(f"{artifacts}/best_checkpoint.txt").read().strip()
     assert best == str((config.save_dir / "model_best.pth").absolute())
+    stored = config.save_dir.parents[2] / "mlflow-artifacts"  # the embedded store's artifacts, beside mlflow.db
+    assert sorted(p.name for p in stored.rglob("*") if p.is_file()) == ["best_checkpoint.txt", "config.json",
+                                                                         "metrics.csv"]
     assert json.loads((config.save_dir / "trackers.json").read_text())["mlflow"]["run_id"] == run.info.run_id
 
 
@@ -61,7 +65,7 @@ def test_wandb_writes_one_offline_run_named_in_the_run_folder(tracked):
     (segment,) = wandb_segments(config.log_dir)
     run_id, rows, exit_code = segment
     assert run_id == json.loads((config.save_dir / "trackers.json").read_text())["wandb"]["id"]
-    assert run_id.startswith(config.run_id) and exit_code == 0
+    assert re.fullmatch(rf"{re.escape(config.run_id)}-[a-z0-9]{{8}}", run_id) and exit_code == 0  # <run_id>-<8 random>
     logged = [int(r["_step"]) for r in rows]
     assert logged == sorted(set(logged)) and logged[-1] == 2 * STEPS_PER_EPOCH  # the trainer's global step
     val_losses = [float(r["loss/valid"]) for r in rows if "loss/valid" in r]

@@ -13,7 +13,7 @@ from logger.trackers.run_info import RunInfo
 from logger.trackers.store_lock import store_lock_path
 from tests.helpers.cli import train_in_process
 from tests.helpers.configs import shrink_config, write_config
-from tests.helpers.tracker_stores import mlflow_runs, newest_points
+from tests.helpers.tracker_stores import mlflow_runs, newest_points, steps
 
 pytest.importorskip("mlflow")
 
@@ -40,6 +40,28 @@ def test_a_run_folder_deleted_and_made_again_under_its_run_id_gets_new_tracker_r
     assert newest_points(client, new.info.run_id, "loss/train") == pytest.approx({1: history["loss"][0]}, rel=1e-6)
 
 
+def test_a_fine_tune_is_a_new_run_folder_and_new_tracker_runs(tmp_path, synthetic_data_dir):
+    """-c with -r starts a new run from the checkpoint: its own MLflow run and W&B id, the first run's untouched."""
+    pytest.importorskip("wandb")
+    cfg = shrink_config(tmp_path, synthetic_data_dir, epochs=1, trackers=["mlflow", "wandb"])
+    first = train_in_process("-c", write_config(tmp_path, cfg))
+    cfg["trainer"]["epochs"] = 2  # one more epoch than the checkpoint's
+    tuned = train_in_process("-c", write_config(tmp_path, cfg, "tune.json"), "-r", first.save_dir / "model_best.pth")
+    assert tuned.save_dir != first.save_dir
+
+    client, runs = mlflow_runs(tmp_path / "saved")
+    by_folder = {r.data.tags["run_folder"]: r for r in runs}
+    assert sorted(by_folder) == sorted(str(c.save_dir.absolute()) for c in (first, tuned))
+    ids = [json.loads((c.save_dir / "trackers.json").read_text()) for c in (first, tuned)]
+    assert [i["mlflow"]["run_id"] for i in ids] == [by_folder[str(c.save_dir.absolute())].info.run_id
+                                                   for c in (first, tuned)]
+    assert ids[0]["wandb"]["id"] != ids[1]["wandb"]["id"]
+    assert [r.info.status for r in runs] == ["FINISHED", "FINISHED"]
+    assert steps(client, by_folder[str(first.save_dir.absolute())].info.run_id, "loss/train") == [1]
+    assert steps(client, by_folder[str(tuned.save_dir.absolute())].info.run_id, "loss/train") == \
+        pd.read_csv(tuned.save_dir / "metrics.csv")["epoch"].tolist() == [2]
+
+
 def tracked_run(tmp_path, run_uid, folder="saved/models/x/job"):
     """A RunInfo with no trackers.json: a run killed before it saved its MLflow run id is found by its identity."""
     return RunInfo("x", "job", tmp_path / folder, tmp_path / "log", {"lr": 1}, run_uid=run_uid)
@@ -57,6 +79,13 @@ def test_the_mlflow_run_is_found_by_run_uid_not_by_folder(tmp_path):
     first.finish("KILLED")
     assert open_tracker(tmp_path, tracked_run(tmp_path, "uid-a")).run_id == first.run_id  # the same run continued
     assert open_tracker(tmp_path, tracked_run(tmp_path, "uid-b")).run_id != first.run_id  # same folder, new run
+
+
+def test_a_run_folder_made_before_run_uid_existed_is_found_by_its_folder(tmp_path):
+    first = open_tracker(tmp_path, tracked_run(tmp_path, None))
+    first.finish("KILLED")
+    assert open_tracker(tmp_path, tracked_run(tmp_path, None)).run_id == first.run_id
+    assert open_tracker(tmp_path, tracked_run(tmp_path, None, "saved/models/x/other")).run_id != first.run_id
 
 
 def test_retrained_steps_replace_their_points_and_replayed_ones_are_not_stored_twice(tmp_path):

@@ -4,13 +4,24 @@ import json
 import time
 
 import optuna
+import pandas as pd
 import pytest
+import torch
 from optuna.trial import TrialState
 
 import test as test_script
 from search.storage import open_storage
 from tests.helpers.cli import run_cli
 from tests.helpers.tune_setup import LR_SPACE, load_study, tune_config, write
+
+
+def table_rows(out):
+    """The rows of the table of all trials that ends a study's output, each split into its cells."""
+    lines = out.splitlines()
+    start = lines.index(next(line for line in lines if line.startswith("trial  run ")))
+    assert lines[start].split() == ["trial", "run", "state", "val_loss", "epochs", "optimizer.args.lr"]
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("Best: "))
+    return [line.split() for line in lines[start + 1:end]]
 
 
 def runs_of(tmp_path):
@@ -34,6 +45,12 @@ def test_trials_are_named_runs(tmp_path, synthetic_data_dir, monkeypatch, capsys
         assert json.loads((run / "provenance.json").read_text())["tune"]["trial"] == trial.number
         assert (run / "metrics.csv").read_text().count("\n") == 2
         assert f"trial {trial.number} (s-trial{trial.number}) COMPLETE: val_loss" in out
+        # its value is the run's best monitored value, the one its model_best.pth holds
+        assert trial.value == pytest.approx(pd.read_csv(run / "metrics.csv")["val_loss"].min(), rel=1e-6)
+        saved_best = torch.load(run / "model_best.pth", weights_only=True)["monitor"]["best"]
+        assert trial.value == pytest.approx(saved_best, rel=1e-6)
+    assert table_rows(out) == [[str(t.number), f"s-trial{t.number}", "COMPLETE", f"{t.value:.6g}", "1",
+                                f"{t.params['optimizer.args.lr']:.6g}"] for t in study.trials]
     best = study.best_trial
     best_model = tmp_path / "saved" / "models" / "Mnist_LeNet" / f"s-trial{best.number}" / "model_best.pth"
     assert f"Test it:      python test.py -r {best_model}" in out
@@ -57,6 +74,30 @@ def test_seeded_study_repeats_its_parameters(tmp_path, synthetic_data_dir, monke
         sequences.append([(t.params, t.value) for t in load_study(config).trials])
     assert sequences[0] == sequences[1]
     assert len({params["optimizer.args.lr"] for params, _ in sequences[0]}) == 3
+
+
+@pytest.mark.parametrize("sampler", ["TPESampler", "RandomSampler"])
+def test_workers_sharing_a_study_draw_other_points_from_one_seed(sampler):
+    """Trial k is drawn by the sampler seeded with seed + k: two workers (each its own sampler from the same
+    section) asking trials 0 and 1 of one study draw what one worker alone would, not the same point twice."""
+    from search.sampler import build_sampler
+
+    spec, lr = {"type": sampler, "args": {"seed": 7}}, optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)
+    storage = optuna.storages.InMemoryStorage()
+    workers = [optuna.create_study(storage=storage, study_name="s", sampler=build_sampler(spec), load_if_exists=True)
+               for _ in range(2)]
+    drawn = [worker.ask({"lr": lr}).params["lr"] for worker in workers]  # trials 0 and 1, both still running
+    alone = [optuna.create_study(sampler=getattr(optuna.samplers, sampler)(seed=7 + k)).ask({"lr": lr}).params["lr"]
+             for k in (0, 1)]
+    assert drawn == alone and drawn[0] != drawn[1]
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # QMCSampler
+def test_samplers_that_fix_a_sequence_when_built_keep_their_one_seed():
+    from search.sampler import build_sampler
+
+    qmc = build_sampler({"type": "QMCSampler", "args": {"seed": 3}})
+    assert type(qmc) is optuna.samplers.QMCSampler and qmc._seed == 3
 
 
 def test_pruner_stops_a_bad_trial_after_its_checkpoint(tmp_path, synthetic_data_dir, monkeypatch, capsys):

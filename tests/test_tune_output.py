@@ -2,6 +2,7 @@
 objective under the monitored metric's name; HParams columns that are the searched keys alone;
 the shipped example search config."""
 import json
+import re
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
@@ -61,3 +62,12 @@ def test_the_example_search_config_is_valid_json_with_a_small_study():
     config.pop("tune")
     assert config == {**json.loads((REPO / "config.json").read_text()), "trainer": config["trainer"],
                       "data_loader": config["data_loader"]}  # otherwise the default experiment
+
+
+def test_the_tune_section_shown_in_docs_search_md_is_the_one_search_json_ships():
+    """docs/search.md says search.json is 4 trials of 3 epochs of 40 batches and shows its tune section."""
+    shipped = json.loads((REPO / "search.json").read_text())
+    (shown,) = re.findall(r'^```json\n("tune": \{.*?^\})\n```', (REPO / "docs" / "search.md").read_text(),
+                          flags=re.MULTILINE | re.DOTALL)
+    assert json.loads("{" + shown + "}")["tune"] == shipped["tune"]
+    assert (shipped["tune"]["trials"], shipped["trainer"]["epochs"], shipped["trainer"]["len_epoch"]) == (4, 3, 40)

@@ -5,6 +5,7 @@ import signal
 import sys
 import time
 
+import optuna
 from optuna.trial import TrialState
 
 from tests.helpers.cli import run_cli
@@ -136,3 +137,22 @@ def test_a_retried_trial_whose_run_lost_its_config_names_the_tune_command(tmp_pa
     code, _, err = run_cli("tune", ["-c", path], monkeypatch, capsys)
     assert code == 2 and err.count("\n") == 1 and "holds checkpoints but no config.json; put it back" in err, err
     assert f"then run python tune.py -c {path} (the same command)" in err and "train.py" not in err
+
+
+def test_a_trial_killed_a_fourth_time_is_given_up(capsys):
+    """Three kills are retried; the fourth is not (a point that kills its worker every time), and the log says so."""
+    from search.recovery import KILLS, MAX_RETRY, retry_after_kill
+
+    study, on_dead = optuna.create_study(), retry_after_kill()
+    lr = optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)
+    for kills_before, retried in ((MAX_RETRY - 1, True), (MAX_RETRY, False)):
+        study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, params={"lr": 0.01},
+                                                  distributions={"lr": lr}, user_attrs={"run_id": "s-trial0"},
+                                                  system_attrs={KILLS: kills_before}))
+        assert on_dead(study, study.trials[-1]) is retried
+        if retried:
+            queued = study.trials[-1]
+            assert (queued.state, queued.system_attrs[KILLS], queued.params) == (TrialState.WAITING, MAX_RETRY,
+                                                                                 {"lr": 0.01})
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING, TrialState.FAIL]
+    assert "trial 2 (s-trial0): its worker is gone again, killed 4 times: given up" in capsys.readouterr().out
