@@ -12,10 +12,9 @@ import time
 
 import pandas as pd
 import pytest
-import torch
 
 from tests.helpers.configs import write_config
-from tests.helpers.elastic import KILL_AT, elastic_config, final_state, start_evidence_job
+from tests.helpers.elastic import KILL_AT, assert_ends_as, elastic_config, final_state, start_evidence_job
 from tests.helpers.paths import REPO
 from tests.helpers.runs import run_dirs
 from tests.helpers.torchrun import RUN_LIMIT, STANDALONE, finish, kill_job_at, kill_worker_at, start, torchrun
@@ -48,19 +47,6 @@ def fsdp_reference(fsdp_setup):
     agent, log = start_evidence_job(tmp / "reference", config, "reference.log")
     assert finish([agent], time.monotonic() + FSDP_LIMIT) == [0], log.read_text()[-3000:]
     return final_state(tmp / "reference")
-
-
-def assert_ends_as(root, reference):
-    ended = final_state(root)
-    assert ended["weights"].keys() == reference["weights"].keys()
-    for key, value in reference["weights"].items():
-        assert torch.equal(value, ended["weights"][key]), key
-    assert ended["optimizer"].keys() == reference["optimizer"].keys()
-    for index, state in reference["optimizer"].items():
-        for name, value in state.items():  # Adam's step, exp_avg, exp_avg_sq
-            assert torch.equal(value, ended["optimizer"][index][name]), (index, name)
-    # epoch 2's training metrics count the batches before the kill (restored) and after it, as if one epoch
-    pd.testing.assert_frame_equal(ended["metrics"], reference["metrics"], check_exact=True)
 
 
 def test_a_killed_fsdp_worker_is_restarted_and_ends_as_if_never_killed(fsdp_setup, fsdp_reference, tmp_path):

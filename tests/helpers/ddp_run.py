@@ -5,11 +5,14 @@
 
 Each rank leaves evidence in OUT_DIR that the entry points do not write:
 its final weights and optimizer state, whole (weights_rank<r>.pt, optimizer_rank<r>.pt), the files it saved
-(saves_rank<r>.txt) and the validation samples its loader gave it (valid_indices_rank<r>.json).
+(saves_rank<r>.txt), the validation samples its loader gave it (valid_indices_rank<r>.json), how its model ran
+(model_rank<r>.json: the wrapper's class, the graphs torch.compile made) and, with --train, its exit code
+(exit_rank<r>.txt: torchrun's agent, stopped by a signal, reports none of its workers').
 One launch serves both entry points because starting torchrun costs seconds. The final state comes from the
 trainer, not from a checkpoint file, so tests comparing it hold whatever format checkpoints take.
 """
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -52,6 +55,16 @@ def dump_weights(trainer, out_dir):
     torch.save(optimizer, out_dir / f"optimizer_rank{rank}.pt")
     indices = [i for batch in trainer.valid_data_loader.batch_sampler for i in batch]
     (out_dir / f"valid_indices_rank{rank}.json").write_text(json.dumps(indices))
+    (out_dir / f"model_rank{rank}.json").write_text(json.dumps(
+        {"class": type(trainer.model).__name__, "compiled_graphs": compiled_graphs()}))
+
+
+def compiled_graphs():
+    """The graphs torch.compile captured in this process (0 when nothing was compiled)."""
+    if "torch._dynamo" not in sys.modules:
+        return 0
+    from torch._dynamo.utils import counters
+    return counters["stats"]["unique_graphs"]
 
 
 def main(config_path, out_dir):
@@ -79,7 +92,13 @@ def train_only(out_dir, argv):
         trainer.train()
         dump_weights(trainer, Path(out_dir))
 
-    run_entry(train_and_dump)
+    exit_file = Path(out_dir) / f"exit_rank{os.environ['RANK']}.txt"  # the group is gone after run_entry
+    try:
+        run_entry(train_and_dump)
+    except SystemExit as stop:  # a user error, or a stop that saved (143 for SIGTERM)
+        exit_file.write_text(str(stop.code))
+        raise
+    exit_file.write_text("0")
 
 
 if __name__ == "__main__":

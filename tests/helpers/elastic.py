@@ -63,3 +63,17 @@ def final_state(root):
     (run,) = run_dirs(root / "saved")
     metrics = pd.read_csv(run / "metrics.csv").drop(columns=["epoch_time", "samples_per_sec"])
     return {**ranks[0], "metrics": metrics}
+
+
+def assert_ends_as(root, reference):
+    """The evidence job in `root` ended with `reference`'s weights, optimizer state and metrics, bitwise."""
+    ended = final_state(root)
+    assert ended["weights"].keys() == reference["weights"].keys()
+    for key, value in reference["weights"].items():
+        assert torch.equal(value, ended["weights"][key]), key
+    assert ended["optimizer"].keys() == reference["optimizer"].keys()
+    for index, state in reference["optimizer"].items():
+        for name, value in state.items():  # Adam's step, exp_avg, exp_avg_sq
+            assert torch.equal(value, ended["optimizer"][index][name]), (index, name)
+    # a stopped epoch's training metrics count the batches before the stop (restored) and after, as one epoch's
+    pd.testing.assert_frame_equal(ended["metrics"], reference["metrics"], check_exact=True)

@@ -76,15 +76,27 @@ def _kill_worker_once(agents, ready, rank, deadline, awaited):
 def kill_job_at(agent, log, line, deadline):
     """SIGKILL a whole job at once, its agent and every worker, once `line` shows in `log` (a node lost, a job
     cancelled by the scheduler); return when all are gone, so the system has released the run's lock."""
-    while line not in log.read_text():
-        assert agent.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
-        time.sleep(0.05)
+    wait_for_line(agent, log, line, deadline)
     workers = [pid for pid, _ in workers_of(agent)]
     for pid in [*workers, agent.pid]:
         os.kill(pid, signal.SIGKILL)
     agent.wait()
     while any(alive(pid) for pid in workers):
         assert time.monotonic() < deadline, "killed workers never went away"
+        time.sleep(0.05)
+
+
+def signal_job_at(agent, log, line, signum, deadline):
+    """Send `signum` to a job's torchrun agent once `line` shows in `log`, as a scheduler stopping the job does
+    (Slurm's --signal, a pod's termination): the agent passes it on to every worker and waits for them."""
+    wait_for_line(agent, log, line, deadline)
+    agent.send_signal(signum)
+
+
+def wait_for_line(process, log, line, deadline):
+    """Return once `line` shows in `log`; fail when `process` ends or the deadline passes first."""
+    while line not in log.read_text():
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
         time.sleep(0.05)
 
 
