@@ -45,22 +45,28 @@ def test_a_trial_stopped_by_a_full_disk_continues_after_space_is_freed(tmp_path)
         assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
         assert lines[0].startswith("error: trial 0 (s-trial0): could not save ") and "no space left" in lines[0]
         assert f"free space, then resume with python tune.py -c {path} (the same command)" in lines[0]
-        trials = load_study(config).trials
-        assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
-        assert trials[1].system_attrs[KILLS] == 0  # not a kill: the retry limit is untouched
-
-        ballast.unlink()
-        again = start_tune(path)
-        out, err = again.communicate(timeout=300)
-        assert again.returncode == 0, out[-2000:] + err[-3000:]
-        assert "Resume training from epoch 2" in out
-        trials = load_study(config).trials
-        assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+        trials = queued_then_continued(config, path, ballast)
         assert [p.name for p in run.parent.iterdir()] == ["s-trial0"]
         reference_value = load_study({**config, "trainer": {**config["trainer"], "save_dir": str(tmp_path / "saved")}})
         assert trials[1].value == reference_value.best_value
         for name in ("model_latest.pth", "model_best.pth"):
             assert same_weights(weights(run / name), weights(uninterrupted / name)), name
+
+
+def queued_then_continued(config, path, ballast):
+    """The trial stopped by the full disk is queued again, no kill counted; once `ballast` is gone, the same
+    command continues its run from epoch 2 to COMPLETE. Returns the study's trials."""
+    trials = load_study(config).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].system_attrs[KILLS] == 0  # not a kill: the retry limit is untouched
+    ballast.unlink()
+    again = start_tune(path)
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, out[-2000:] + err[-3000:]
+    assert "Resume training from epoch 2" in out
+    trials = load_study(config).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    return trials
 
 
 def fill_up(disk):
@@ -109,15 +115,5 @@ def test_a_full_disk_on_a_log_file_names_the_tune_command_and_the_trial_continue
         (line,) = err.splitlines()
         assert line.startswith(f"error: trial 0 (s-trial0): could not save {full} in {logs}: no space"), line
         assert line.endswith(f"free space, then resume with python tune.py -c {path} (the same command)"), line
-        trials = load_study(config).trials
-        assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
-        assert trials[1].system_attrs[KILLS] == 0
-
-        ballast.unlink()
-        again = start_tune(path)
-        out, err = again.communicate(timeout=300)
-        assert again.returncode == 0, out[-2000:] + err[-3000:]
-        assert "Resume training from epoch 2" in out
-        trials = load_study(config).trials
-        assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+        trials = queued_then_continued(config, path, ballast)
         assert trials[1].user_attrs["epochs"] == 2 and trials[1].user_attrs["run_id"] == "s-trial0"
