@@ -7,6 +7,7 @@ from runs.files import HISTORY, ORIGIN_FILE, RUN_CONFIG, RUN_UID
 from runs.folder import foreign_history
 from runs.history import DamagedHistory, read_history
 from runs.identity import belongs, folder_uid
+from runs.journal import as_recovered
 from utils import distributed as dist
 from utils.config.dotted import differences, dotted
 from utils.errors import UserError
@@ -74,13 +75,16 @@ def check_same_run(given, saved, folder):
 
 def check_history(folder, epochs_done):
     """Before a continued run trains (every rank calls it; rank 0 reads): its metrics.csv, if it has one, reads
-    back and holds a row for each epoch 1..epochs_done (a later row is replaced when its epoch trains again)."""
+    back and holds a row for each epoch from its first up to epochs_done (a later row is replaced when its epoch
+    trains again). Its first row is epoch 1, or a later one for a run forked from another run's checkpoint."""
     problem = None
     if dist.is_main_process():
-        path = Path(folder) / HISTORY
+        # as the next open() leaves it: a save that a kill cut between its renames is finished there
+        path = as_recovered(folder).get(HISTORY, Path(folder) / HISTORY)
         try:
             epochs = [row["epoch"] for row in read_history(path)]
-            if path.is_file() and epochs[:epochs_done] != list(range(1, epochs_done + 1)):
+            first = int(epochs[0]) if epochs else 1
+            if path.is_file() and [e for e in epochs if e <= epochs_done] != list(range(first, epochs_done + 1)):
                 raise DamagedHistory(f"holds {len(epochs)} rows, but the checkpoint has trained {epochs_done} "
                                      "epochs: rows were lost")
         except DamagedHistory as err:
