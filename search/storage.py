@@ -15,7 +15,7 @@ import optuna
 import sqlalchemy
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from search.outage import STORAGE_WAIT, PatientStorage
+from search.outage import STORAGE_WAIT, PatientStorage, first_line
 from utils.errors import UserError
 from utils.redact import redact
 
@@ -98,7 +98,7 @@ def retry_races(make, what):
             return make()
         except RACE_ERRORS as err:
             if attempt == ATTEMPTS - 1:
-                raise UserError(f"could not {what}: {_first_line(err)}") from None
+                raise UserError(f"could not {what}: {first_line(err)}") from None
             time.sleep(random.uniform(0.05, 0.5))
     return None
 
@@ -119,10 +119,5 @@ def _check_reachable(url):
             pass
         engine.dispose()
     except (ArgumentError, ImportError, DBAPIError, ValueError) as err:
-        raise UserError(f"cannot reach the study storage {redact(url)}: {_first_line(err)}; start the database "
+        raise UserError(f"cannot reach the study storage {redact(url)}: {first_line(err)}; start the database "
                         "server or fix --storage / tune.storage") from None
-
-
-def _first_line(err):
-    text = str(getattr(err, "orig", None) or err).strip()
-    return redact(text.splitlines()[0]) if text else type(err).__name__  # a driver may quote the URL
